@@ -1,0 +1,207 @@
+"""The ``.tsw`` container: many tasks' switch payloads for one base model in one safetensors file.
+
+The byte-level specification is ``docs/FORMAT.md``. This module only moves bytes and metadata:
+it never unpickles, reads one task's payload without touching the others' (safetensors is
+read lazily through ``safe_open``), and writes atomically (temporary file, then ``os.replace``).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from typing import Mapping
+
+import numpy as np
+
+FORMAT_NAME = "tswitch"
+FORMAT_VERSION = 1
+METADATA_KEY = "tswitch"
+
+
+class PackError(ValueError):
+    """A pack file is missing, corrupt, truncated, or does not fit the model it is used with."""
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A tensor of the base model that the pack covers."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str  # the base model's dtype, e.g. "float32"
+
+    @property
+    def numel(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
+
+
+@dataclass(frozen=True)
+class TaskEntry:
+    """Metadata of one task's switches.
+
+    ``encodings[j]`` is how tensor ``j`` is stored: a layout name (``sass``/``bitmap``) for a
+    switch (mask + ``bits``-bit value codes + scale) or ``dense-f16`` for a dense float16 copy.
+    """
+
+    name: str
+    alpha: float
+    density: float  # measured: kept entries / entries, over switch-encoded tensors
+    layout: str
+    bits: int
+    encodings: tuple[str, ...]
+    nnz: tuple[int, ...]
+    nbytes: tuple[int, ...]  # payload bytes per tensor
+    checksum: str  # "sha256:<hex>" of the payloads in tensor order, then the scales
+    labels: tuple[str, ...] | None = None
+    extra: Mapping[str, object] = field(default_factory=dict)
+
+    @property
+    def total_bytes(self) -> int:
+        """Payload bytes plus 4 bytes of float32 scale per tensor."""
+        return int(sum(self.nbytes)) + 4 * len(self.nbytes)
+
+
+@dataclass(frozen=True)
+class PackHeader:
+    base_fingerprint: str
+    tensors: tuple[TensorSpec, ...]
+    tasks: tuple[TaskEntry, ...]
+    format_version: int = FORMAT_VERSION
+
+    def task_index(self, name: str) -> int:
+        for i, task in enumerate(self.tasks):
+            if task.name == name:
+                return i
+        raise PackError(f"unknown task {name!r}; pack has: {', '.join(t.name for t in self.tasks) or '(none)'}")
+
+    @property
+    def num_params(self) -> int:
+        return sum(t.numel for t in self.tensors)
+
+    def to_json(self) -> str:
+        return json.dumps({
+            "format": FORMAT_NAME,
+            "format_version": self.format_version,
+            "base_fingerprint": self.base_fingerprint,
+            "tensors": [asdict(t) for t in self.tensors],
+            "tasks": [asdict(t) for t in self.tasks],
+        }, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> "PackHeader":
+        try:
+            obj = json.loads(text)
+            if obj.get("format") != FORMAT_NAME:
+                raise PackError("not a tswitch pack (metadata 'format' is missing)")
+            version = int(obj["format_version"])
+            if version > FORMAT_VERSION:
+                raise PackError(f"pack format version {version} is newer than this tswitch reads ({FORMAT_VERSION})")
+            tensors = tuple(TensorSpec(t["name"], tuple(int(s) for s in t["shape"]), t["dtype"])
+                            for t in obj["tensors"])
+            tasks = tuple(TaskEntry(
+                name=t["name"], alpha=float(t["alpha"]), density=float(t["density"]),
+                layout=t["layout"], bits=int(t["bits"]), encodings=tuple(t["encodings"]),
+                nnz=tuple(int(x) for x in t["nnz"]), nbytes=tuple(int(x) for x in t["nbytes"]),
+                checksum=t["checksum"], labels=tuple(t["labels"]) if t.get("labels") is not None else None,
+                extra=dict(t.get("extra") or {})) for t in obj["tasks"])
+        except PackError:
+            raise
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PackError(f"corrupt pack metadata ({type(exc).__name__}: {exc})") from None
+        for task in tasks:
+            if not (len(task.encodings) == len(task.nnz) == len(task.nbytes) == len(tensors)):
+                raise PackError(f"corrupt pack metadata: task {task.name!r} does not list every tensor")
+        return cls(obj["base_fingerprint"], tensors, tasks, version)
+
+
+def payload_key(task_index: int, tensor_index: int) -> str:
+    return f"t{task_index}.{tensor_index}"
+
+
+def scales_key(task_index: int) -> str:
+    return f"t{task_index}.scales"
+
+
+def payload_checksum(payloads: list[bytes], scales: np.ndarray) -> str:
+    h = hashlib.sha256()
+    for p in payloads:
+        h.update(p)
+    h.update(np.ascontiguousarray(scales, dtype="<f4").tobytes())
+    return "sha256:" + h.hexdigest()
+
+
+def _safe_open(path: str):
+    from safetensors import safe_open
+
+    if not os.path.isfile(path):
+        raise PackError(f"pack not found: {path}")
+    try:
+        return safe_open(path, framework="numpy")
+    except Exception as exc:  # safetensors raises its own error type for every malformed file
+        raise PackError(f"corrupt or truncated pack {path}: {str(exc).splitlines()[0]}") from None
+
+
+def read_header(path: str) -> PackHeader:
+    """Read only the metadata of a pack (no payload bytes)."""
+    with _safe_open(path) as f:
+        meta = f.metadata() or {}
+    if METADATA_KEY not in meta:
+        raise PackError(f"{path} is a safetensors file but not a tswitch pack")
+    return PackHeader.from_json(meta[METADATA_KEY])
+
+
+def read_task_payloads(path: str, header: PackHeader, name: str) -> tuple[list[bytes], np.ndarray]:
+    """Read one task's payloads and scales, verifying sizes and the checksum."""
+    i = header.task_index(name)
+    task = header.tasks[i]
+    try:
+        with _safe_open(path) as f:
+            payloads = [f.get_tensor(payload_key(i, j)).tobytes() for j in range(len(header.tensors))]
+            scales = f.get_tensor(scales_key(i)).astype(np.float32)
+    except PackError:
+        raise
+    except Exception as exc:
+        raise PackError(f"corrupt pack {path}: {str(exc).splitlines()[0]}") from None
+    sizes = tuple(len(p) for p in payloads)
+    if sizes != task.nbytes or scales.shape != (len(header.tensors),):
+        raise PackError(f"corrupt pack {path}: payload sizes of task {name!r} do not match its metadata")
+    if payload_checksum(payloads, scales) != task.checksum:
+        raise PackError(f"corrupt pack {path}: checksum mismatch for task {name!r}")
+    return payloads, scales
+
+
+def write_pack(path: str, header: PackHeader, payloads: list[list[bytes]], scales: list[np.ndarray]) -> None:
+    """Write a whole pack atomically: ``payloads[i][j]`` is task ``i``'s tensor ``j``."""
+    from safetensors.numpy import save
+
+    tensors = {}
+    for i, (task_payloads, task_scales) in enumerate(zip(payloads, scales)):
+        for j, p in enumerate(task_payloads):
+            tensors[payload_key(i, j)] = np.frombuffer(p, dtype=np.uint8)
+        tensors[scales_key(i)] = np.ascontiguousarray(task_scales, dtype=np.float32)
+    blob = save(tensors, metadata={METADATA_KEY: header.to_json()})
+    atomic_write_bytes(path, blob)
+
+
+def read_all_payloads(path: str, header: PackHeader) -> tuple[list[list[bytes]], list[np.ndarray]]:
+    """Every task's payloads (verified), e.g. to rewrite the pack with one more task."""
+    pairs = [read_task_payloads(path, header, t.name) for t in header.tasks]
+    return [p for p, _ in pairs], [s for _, s in pairs]
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".part", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,176 @@
+"""Switch packs: compress task vectors into a ``.tsw`` file and read them back.
+
+Ties :mod:`tswitch.core` (B-Approx, Eq. 5-7) to :mod:`tswitch.codec` (layouts, container):
+each floating tensor of a task vector is stored as a T-Switch (mask + polarity bits + float32
+scale) in the pack's layout, or, when its name matches the opt-in ``dense_pattern``, as a dense
+float16 copy of the task vector.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+
+from .codec import container
+from .codec.container import PackError, PackHeader, TaskEntry, TensorSpec
+from .codec.layouts import get_layout
+from .core.binary import TSwitch, b_approx_codes, from_codes
+from .core.pspar import validate_alpha
+from .core.task_vector import TaskVector, is_task_tensor
+
+DENSE = "dense-f16"
+POLARITY_BITS = 1  # T-Switch stores one sign bit per kept entry
+_THREADS = max(1, min(4, os.cpu_count() or 1))
+
+
+def base_fingerprint(state: Mapping[str, torch.Tensor], names: Sequence[str] | None = None) -> str:
+    """SHA-256 of the base model's tensors: per name in sorted order, the UTF-8 name, a NUL,
+    the JSON ``[dtype, shape]``, a NUL, then the little-endian float32 values (docs/FORMAT.md)."""
+    h = hashlib.sha256()
+    for name in sorted(names if names is not None else state):
+        t = state[name]
+        h.update(name.encode() + b"\0")
+        h.update(json.dumps([str(t.dtype).replace("torch.", ""), list(t.shape)]).encode() + b"\0")
+        h.update(memoryview(np.ascontiguousarray(t.detach().cpu().float().numpy(), dtype="<f4")).cast("B"))
+    return "sha256:" + h.hexdigest()
+
+
+def tensor_specs(pretrained: Mapping[str, torch.Tensor]) -> tuple[TensorSpec, ...]:
+    """The floating tensors of a base model, in its own order."""
+    return tuple(TensorSpec(k, tuple(v.shape), str(v.dtype).replace("torch.", ""))
+                 for k, v in pretrained.items() if is_task_tensor(v))
+
+
+@dataclass(frozen=True)
+class EncodedTask:
+    entry: TaskEntry
+    payloads: list[bytes]
+    scales: np.ndarray
+
+
+def encode_task(name: str, tau: TaskVector, specs: Sequence[TensorSpec], alpha: float,
+                layout: str = "sass", dense_pattern: str | None = None,
+                labels: Sequence[str] | None = None) -> EncodedTask:
+    """Compress one task vector: B-Approx per tensor (T-Switch Eq. 5-7), then the layout's bytes."""
+    alpha = validate_alpha(alpha)
+    lay = get_layout(layout)
+    dense_re = re.compile(dense_pattern) if dense_pattern else None
+    if not name or not isinstance(name, str):
+        raise ValueError("task name must be a non-empty string")
+
+    def one(spec: TensorSpec):
+        t = tau[spec.name]
+        if tuple(t.shape) != spec.shape:
+            raise ValueError(f"shape mismatch for {spec.name}: {tuple(t.shape)} vs {spec.shape}")
+        if dense_re is not None and dense_re.search(spec.name):
+            data = t.detach().to(torch.float16).contiguous().numpy().tobytes()
+            return DENSE, data, 1.0, t.numel()
+        mask, kept_positive, scale = b_approx_codes(t, alpha)
+        data = lay.encode(mask.numpy(), kept_positive.numpy(), POLARITY_BITS)
+        return layout, data, scale, int(kept_positive.numel())
+
+    with ThreadPoolExecutor(_THREADS) as pool:  # numpy/torch release the GIL on large arrays
+        results = list(pool.map(one, specs))
+    encodings = tuple(r[0] for r in results)
+    payloads = [r[1] for r in results]
+    scales = np.array([r[2] for r in results], dtype=np.float32)
+    nnz = tuple(r[3] for r in results)
+    switched = [j for j, e in enumerate(encodings) if e != DENSE]
+    n_switched = sum(specs[j].numel for j in switched)
+    density = sum(nnz[j] for j in switched) / n_switched if n_switched else 0.0
+    entry = TaskEntry(name=name, alpha=alpha, density=density, layout=layout, bits=POLARITY_BITS,
+                      encodings=encodings, nnz=nnz, nbytes=tuple(len(p) for p in payloads),
+                      checksum=container.payload_checksum(payloads, scales),
+                      labels=tuple(labels) if labels is not None else None)
+    return EncodedTask(entry, payloads, scales)
+
+
+def decode_tensor(payload: bytes, spec: TensorSpec, encoding: str, bits: int, scale: float):
+    """One stored tensor back: a :class:`TSwitch`, or a float32 tensor for ``dense-f16``."""
+    if encoding == DENSE:
+        if len(payload) != 2 * spec.numel:
+            raise PackError(f"corrupt dense payload for {spec.name}")
+        return torch.from_numpy(np.frombuffer(payload, dtype="<f2").astype(np.float32)).view(spec.shape)
+    try:
+        mask, values = get_layout(encoding).decode(payload, spec.numel, bits)
+    except ValueError as exc:
+        raise PackError(f"{spec.name}: {exc}") from None
+    return from_codes(spec.shape, torch.from_numpy(mask), torch.from_numpy(values.astype(np.bool_)), scale)
+
+
+def reconstruct(item) -> torch.Tensor:
+    """Dense float32 task-vector tensor of a decoded item (``scale · mask ⊙ sign`` for a switch)."""
+    return item.reconstruct() if isinstance(item, TSwitch) else item
+
+
+class SwitchPack:
+    """A lazily read ``.tsw`` pack: the header at open, one task's payload on demand."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.header: PackHeader = container.read_header(path)
+
+    @property
+    def tasks(self) -> list[str]:
+        return [t.name for t in self.header.tasks]
+
+    def task(self, name: str) -> TaskEntry:
+        return self.header.tasks[self.header.task_index(name)]
+
+    def check_base(self, pretrained: Mapping[str, torch.Tensor]) -> None:
+        """Raise :class:`PackError` unless ``pretrained`` is the base model the pack was made for."""
+        names = [s.name for s in self.header.tensors]
+        missing = [n for n in names if n not in pretrained]
+        if missing:
+            raise PackError(f"pack was made for another base model: it lacks {missing[:3]}")
+        for s in self.header.tensors:
+            if tuple(pretrained[s.name].shape) != s.shape:
+                raise PackError(f"pack was made for another base model: {s.name} has shape "
+                                f"{tuple(pretrained[s.name].shape)}, pack expects {s.shape}")
+        if base_fingerprint(pretrained, names) != self.header.base_fingerprint:
+            raise PackError("pack was made for another base model (fingerprint mismatch)")
+
+    def load_task(self, name: str) -> dict[str, object]:
+        """Decode one task: name -> :class:`TSwitch` (or float32 tensor for dense entries)."""
+        entry = self.task(name)
+        payloads, scales = container.read_task_payloads(self.path, self.header, name)
+        jobs = list(zip(payloads, self.header.tensors, entry.encodings, scales))
+        with ThreadPoolExecutor(_THREADS) as pool:
+            items = list(pool.map(lambda a: decode_tensor(a[0], a[1], a[2], entry.bits, float(a[3])), jobs))
+        return {spec.name: item for spec, item in zip(self.header.tensors, items)}
+
+    def task_vector(self, name: str) -> TaskVector:
+        """The reconstructed task vector ``scale · mask ⊙ sign`` of one task (float32)."""
+        return TaskVector({k: reconstruct(v) for k, v in self.load_task(name).items()})
+
+
+def create_pack(path: str, pretrained: Mapping[str, torch.Tensor], tasks: Sequence[EncodedTask]) -> PackHeader:
+    """Write a new pack holding ``tasks`` for the base model ``pretrained`` (atomic)."""
+    specs = tensor_specs(pretrained)
+    names = [t.entry.name for t in tasks]
+    if len(set(names)) != len(names):
+        raise ValueError(f"duplicate task names: {names}")
+    header = PackHeader(base_fingerprint(pretrained, [s.name for s in specs]), specs,
+                        tuple(t.entry for t in tasks))
+    container.write_pack(path, header, [t.payloads for t in tasks], [t.scales for t in tasks])
+    return header
+
+
+def add_task(path: str, pretrained: Mapping[str, torch.Tensor], task: EncodedTask) -> PackHeader:
+    """Rewrite ``path`` with one more task (verifies the base model; atomic)."""
+    pack = SwitchPack(path)
+    pack.check_base(pretrained)
+    if task.entry.name in pack.tasks:
+        raise ValueError(f"task {task.entry.name!r} is already in {path}")
+    payloads, scales = container.read_all_payloads(path, pack.header)
+    header = PackHeader(pack.header.base_fingerprint, pack.header.tensors,
+                        pack.header.tasks + (task.entry,))
+    container.write_pack(path, header, payloads + [task.payloads], scales + [task.scales])
+    return header
