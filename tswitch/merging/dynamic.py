@@ -42,7 +42,7 @@ class EMRComponents:
     rescalers: tuple[float, ...]
 
     def task_vector(self, k: int) -> TaskVector:
-        """``lambda_k · M_k ⊙ tau_uni`` (EMR Eq. 4)."""
+        """``lambda_k · M_k ⊙ tau_uni``, task ``k``'s delta."""
         mask, rescaler = self.masks[k], self.rescalers[k]
         return self.unified.map(lambda name, t: rescaler * mask[name].to(t.dtype) * t)
 
@@ -56,7 +56,7 @@ class EMRComponents:
 
 
 def emr_components(task_vectors: Sequence[TaskVector]) -> EMRComponents:
-    """Elect, Mask, Rescale (EMR-Merging §3, Algorithm 1).
+    """Elect, Mask, Rescale (EMR-Merging, arXiv 2405.17461).
 
     - Elect: ``sign_uni = sign(sum_k tau_k)``; ``|tau_uni|`` is, per entry, the largest
       ``|tau_k|`` among the tasks whose sign agrees with ``sign_uni`` (0 where none does).
@@ -122,7 +122,7 @@ class TallMaskComponents:
 
 def tall_mask_components(task_vectors: Sequence[TaskVector], *, lam: float = 0.4,
                          coef: float = 1.0) -> TallMaskComponents:
-    """TALL masks (Wang et al. 2024, "Localizing Task Information...", Eq. 3-4).
+    """TALL masks (Wang et al. 2024, "Localizing Task Information...", arXiv 2405.07813).
 
     ``tau_MTL = sum_k tau_k`` is the task-arithmetic multi-task vector without a coefficient (the
     authors' code builds the masks from this plain sum; the paper also allows a TIES-merged

@@ -102,7 +102,7 @@ def _sparsify_magnitude(stacks: dict[str, torch.Tensor], density: float,
 
 def _sparsify_random(stacks: dict[str, torch.Tensor], density: float,
                      seed: int) -> dict[str, torch.Tensor]:
-    """DARE drop-and-rescale (DARE Eq. 1-2): keep with probability ``density``, divide by it.
+    """DARE drop-and-rescale: keep with probability ``density``, divide by it.
 
     Draws ``torch.rand((tasks, *shape))`` on the CPU tensor by tensor, in key order, from one
     generator seeded with ``seed``: the result is a pure function of the inputs and ``seed``.
@@ -133,7 +133,7 @@ def sparse_task_arithmetic(task_vectors: Sequence[TaskVector], *, lam: float = 1
             ``"global"`` over the whole task vector (TIES paper).
         seed: seed of the ``"random"`` sparsifier.
         consensus: ``None`` or ``"ties"``: elect ``sign(sum_k w_k tau_hat_k)`` per entry (TIES
-            Eq. "elect", by total mass) and keep only the entries of that sign.
+            sign election, by total mass) and keep only the entries of that sign.
         disjoint_mean: divide each entry by the total weight of the tasks that kept it (TIES
             disjoint merge) instead of summing.
 
@@ -176,7 +176,7 @@ def sparse_task_arithmetic(task_vectors: Sequence[TaskVector], *, lam: float = 1
 @register("weight_average", "2203.05482", "static",
           "Model soups: the mean of the task vectors, i.e. the average of the fine-tuned weights.")
 def weight_average(task_vectors: Sequence[TaskVector]) -> TaskVector:
-    """Uniform soup: ``(1/K) sum_k tau_k`` (Model soups Eq. 1 written on task vectors)."""
+    """Uniform soup ``(1/K) sum_k tau_k``: the model soup written on task vectors."""
     task_vectors = validate_task_vectors(task_vectors)
     return sparse_task_arithmetic(task_vectors, lam=1.0 / len(task_vectors))
 
@@ -184,7 +184,7 @@ def weight_average(task_vectors: Sequence[TaskVector]) -> TaskVector:
 @register("task_arithmetic", "2212.04089", "static",
           "Task arithmetic: lam times the sum of the task vectors.")
 def task_arithmetic(task_vectors: Sequence[TaskVector], *, lam: float = 0.3) -> TaskVector:
-    """``lam * sum_k tau_k`` (Task Arithmetic §2; ``lam = 0.3`` is T-Switch Table 5's setting)."""
+    """``lam * sum_k tau_k`` (``lam = 0.3``: T-Switch supplement Table 5)."""
     return sparse_task_arithmetic(task_vectors, lam=lam)
 
 
@@ -206,7 +206,7 @@ def ties(task_vectors: Sequence[TaskVector], *, density: float = 0.2, lam: float
           "DARE: drop each entry with probability drop, rescale by 1/(1-drop), then lam times the sum.")
 def dare(task_vectors: Sequence[TaskVector], *, drop: float = 0.9, lam: float = 0.3,
          seed: int = 0, consensus: str | None = None) -> TaskVector:
-    """DARE (Drop And REscale, DARE Eq. 1-2) followed by task arithmetic.
+    """DARE (Drop And REscale) followed by task arithmetic.
 
     Args:
         drop: drop rate ``p`` in [0, 1) (DARE's 0.9 default).

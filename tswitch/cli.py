@@ -1,0 +1,217 @@
+"""``python -m tswitch``: compress fine-tunes into a switch pack, inspect, decompress and merge it.
+
+Every failure the user can cause (missing or corrupt files, a pack made for another base model,
+shape mismatches, alpha outside [0, 1), unknown tasks) prints one line to stderr and exits with
+status 2; outputs are written atomically, so a failed command leaves no partial file.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Callable
+
+COMMANDS: dict[str, tuple] = {}  # name -> (fill parser, run, help)
+
+
+class UsageError(ValueError):
+    """A malformed command-line value."""
+
+
+def command(name: str, help: str, fill: Callable[[argparse.ArgumentParser], None]):
+    """Register the decorated function as sub-command ``name``; ``fill`` adds its arguments."""
+    def register(run):
+        COMMANDS[name] = (fill, run, help)
+        return run
+    return register
+
+
+def parse_pairs(items: list[str], what: str) -> list[tuple[str, str]]:
+    """``NAME=VALUE`` items (also comma-separated) -> ordered pairs; duplicate names refused."""
+    pairs = []
+    for item in items:
+        for part in item.split(","):
+            name, sep, value = part.partition("=")
+            if not sep or not name or not value:
+                raise UsageError(f"{what} must look like NAME=VALUE, got {part!r}")
+            pairs.append((name, value))
+    names = [n for n, _ in pairs]
+    if len(set(names)) != len(names):
+        raise UsageError(f"{what}: a name is given twice: {names}")
+    return pairs
+
+
+def _alpha(text: str) -> float:
+    from .core.pspar import validate_alpha
+
+    try:
+        return validate_alpha(float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"alpha must be in [0, 1), got {text}") from None
+
+
+# -- compress / add-task --------------------------------------------------------------------------
+def _fill_compress(p: argparse.ArgumentParser, *, new: bool) -> None:
+    if not new:
+        p.add_argument("pack", help="existing .tsw pack to extend")
+    p.add_argument("--pretrained", required=True, help="base model: .safetensors file or HF model folder")
+    p.add_argument("--finetuned", required=True, nargs="+", metavar="NAME=PATH",
+                   help="fine-tuned model(s) of the same architecture")
+    p.add_argument("--alpha", type=_alpha, required=new, default=None,
+                   help="pruning rate (fraction of each sign dropped), in [0, 1)")
+    if new:
+        p.add_argument("--layout", choices=["sass", "bitmap"], default="sass")
+        p.add_argument("--out", required=True, help="output .tsw pack")
+    p.add_argument("--dense-pattern", default=None, metavar="REGEX",
+                   help="keep tensors whose name matches REGEX dense (float16) instead of binarised")
+
+
+def _encode_all(args, pretrained, layout, alpha):
+    from .core.task_vector import TaskVector
+    from .io import load_state_dict
+    from .pack import encode_task, tensor_specs
+
+    specs = tensor_specs(pretrained)
+    encoded = []
+    for name, path in parse_pairs(args.finetuned, "--finetuned"):
+        tau = TaskVector.from_state_dicts(pretrained, load_state_dict(path))
+        encoded.append(encode_task(name, tau, specs, alpha, layout, args.dense_pattern))
+    return encoded
+
+
+def _compress_parser(p):
+    _fill_compress(p, new=True)
+
+
+@command("compress", "compress fine-tuned models into a new .tsw switch pack", _compress_parser)
+def run_compress(args) -> int:
+    from .io import load_state_dict
+    from .pack import create_pack
+
+    pretrained = load_state_dict(args.pretrained)
+    header = create_pack(args.out, pretrained, _encode_all(args, pretrained, args.layout, args.alpha))
+    print(f"wrote {args.out}: {len(header.tasks)} task(s), {os.path.getsize(args.out):,} bytes")
+    return 0
+
+
+def _add_parser(p):
+    _fill_compress(p, new=False)
+
+
+@command("add-task", "add fine-tuned model(s) to an existing pack (atomic rewrite)", _add_parser)
+def run_add_task(args) -> int:
+    from .io import load_state_dict
+    from .pack import SwitchPack, add_task
+
+    pack = SwitchPack(args.pack)
+    pretrained = load_state_dict(args.pretrained)
+    pack.check_base(pretrained)
+    first = pack.header.tasks[0] if pack.header.tasks else None
+    alpha = args.alpha if args.alpha is not None else (first.alpha if first else None)
+    if alpha is None:
+        raise UsageError("--alpha is required: the pack has no task to copy it from")
+    layout = first.layout if first else "sass"
+    for task in _encode_all(args, pretrained, layout, alpha):
+        header = add_task(args.pack, pretrained, task)
+    print(f"wrote {args.pack}: {len(header.tasks)} task(s), {os.path.getsize(args.pack):,} bytes")
+    return 0
+
+
+# -- inspect ----------------------------------------------------------------------------------------
+def _inspect_parser(p):
+    p.add_argument("pack")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--tensors", action="store_true", help="text mode: also print the per-tensor breakdown")
+
+
+@command("inspect", "show tasks, density, bits per parameter and bytes of a pack", _inspect_parser)
+def run_inspect(args) -> int:
+    from .pack import SwitchPack
+    from .report import pack_report, format_report
+
+    report = pack_report(SwitchPack(args.pack))
+    print(json.dumps(report, indent=1) if args.json else format_report(report, tensors=args.tensors))
+    return 0
+
+
+# -- decompress / merge -----------------------------------------------------------------------------
+def _decompress_parser(p):
+    p.add_argument("pack")
+    p.add_argument("--task", required=True)
+    p.add_argument("--out", required=True, help="output .safetensors")
+
+
+@command("decompress", "write one task's reconstructed task vector (scale * mask * sign) as safetensors", _decompress_parser)
+def run_decompress(args) -> int:
+    from .io import save_state_dict
+    from .pack import SwitchPack
+
+    pack = SwitchPack(args.pack)
+    tv = pack.task_vector(args.task)
+    save_state_dict(dict(tv.items()), args.out, metadata={"tswitch_task": args.task})
+    print(f"wrote {args.out}: task {args.task}, {len(tv)} tensors, {tv.numel:,} params")
+    return 0
+
+
+def _merge_parser(p):
+    p.add_argument("--pretrained", required=True)
+    p.add_argument("--pack", required=True)
+    p.add_argument("--weights", required=True, nargs="+", metavar="NAME=W[,NAME=W...]")
+    p.add_argument("--out", required=True, help="output .safetensors")
+
+
+@command("merge", "merge switches into the base model with explicit task weights (T-Switch Eq. 7)", _merge_parser)
+def run_merge(args) -> int:
+    from .io import load_state_dict, save_state_dict
+    from .pack import SwitchPack
+
+    weights = []
+    for name, value in parse_pairs(args.weights, "--weights"):
+        try:
+            weights.append((name, float(value)))
+        except ValueError:
+            raise UsageError(f"--weights: {value!r} is not a number") from None
+    pack = SwitchPack(args.pack)
+    for name, _ in weights:
+        pack.task(name)  # unknown task names fail before any heavy work
+    pretrained = load_state_dict(args.pretrained)
+    pack.check_base(pretrained)
+    # theta = theta_0 + sum_k w_k * scale_k * mask_k ⊙ sign_k   (T-Switch Eq. 7, journal Eq. 5)
+    delta = sum(w * pack.task_vector(name) for name, w in weights)
+    save_state_dict(delta.apply_to(pretrained), args.out)
+    print(f"wrote {args.out}: " + ", ".join(f"{n}={w:g}" for n, w in weights))
+    return 0
+
+
+# -- entry point ------------------------------------------------------------------------------------
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, status 2, like every other user error
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m tswitch", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for name, (fill, run, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        fill(p)
+        p.set_defaults(run=run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (ValueError, OSError) as exc:  # PackError, WeightsError, UsageError are ValueErrors
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"tswitch {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("tswitch: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
