@@ -67,12 +67,11 @@ def _fill_compress(p: argparse.ArgumentParser, *, new: bool) -> None:
                    help="keep tensors whose name matches REGEX dense (float16) instead of binarised")
 
 
-def _encode_all(args, pretrained, layout, alpha):
+def _encode_all(args, pretrained, layout, alpha, specs):
     from .core.task_vector import TaskVector
     from .io import load_state_dict
-    from .pack import encode_task, tensor_specs
+    from .pack import encode_task
 
-    specs = tensor_specs(pretrained)
     encoded = []
     for name, path in parse_pairs(args.finetuned, "--finetuned"):
         tau = TaskVector.from_state_dicts(pretrained, load_state_dict(path))
@@ -87,10 +86,11 @@ def _compress_parser(p):
 @command("compress", "compress fine-tuned models into a new .tsw switch pack", _compress_parser)
 def run_compress(args) -> int:
     from .io import load_state_dict
-    from .pack import create_pack
+    from .pack import create_pack, tensor_specs
 
     pretrained = load_state_dict(args.pretrained)
-    header = create_pack(args.out, pretrained, _encode_all(args, pretrained, args.layout, args.alpha))
+    tasks = _encode_all(args, pretrained, args.layout, args.alpha, tensor_specs(pretrained))
+    header = create_pack(args.out, pretrained, tasks)
     print(f"wrote {args.out}: {len(header.tasks)} task(s), {os.path.getsize(args.out):,} bytes")
     return 0
 
@@ -112,7 +112,8 @@ def run_add_task(args) -> int:
     if alpha is None:
         raise UsageError("--alpha is required: the pack has no task to copy it from")
     layout = first.layout if first else "sass"
-    for task in _encode_all(args, pretrained, layout, alpha):
+    # encode in the pack's tensor order, whatever order the given base model lists them in
+    for task in _encode_all(args, pretrained, layout, alpha, pack.header.tensors):
         header = add_task(args.pack, pretrained, task)
     print(f"wrote {args.pack}: {len(header.tasks)} task(s), {os.path.getsize(args.pack):,} bytes")
     return 0
@@ -201,7 +202,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # usage errors (status 2) and --help (status 0)
+        return int(exc.code or 0)
     try:
         return args.run(args)
     except (ValueError, OSError) as exc:  # PackError, WeightsError, UsageError are ValueErrors

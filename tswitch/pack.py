@@ -53,6 +53,12 @@ class EncodedTask:
     entry: TaskEntry
     payloads: list[bytes]
     scales: np.ndarray
+    tensor_names: tuple[str, ...]  # the order the payloads follow
+
+
+def _check_order(task: EncodedTask, specs: Sequence[TensorSpec]) -> None:
+    if task.tensor_names != tuple(s.name for s in specs):
+        raise ValueError(f"task {task.entry.name!r} was encoded for another tensor list or order")
 
 
 def encode_task(name: str, tau: TaskVector, specs: Sequence[TensorSpec], alpha: float,
@@ -89,7 +95,7 @@ def encode_task(name: str, tau: TaskVector, specs: Sequence[TensorSpec], alpha: 
                       encodings=encodings, nnz=nnz, nbytes=tuple(len(p) for p in payloads),
                       checksum=container.payload_checksum(payloads, scales),
                       labels=tuple(labels) if labels is not None else None)
-    return EncodedTask(entry, payloads, scales)
+    return EncodedTask(entry, payloads, scales, tuple(s.name for s in specs))
 
 
 def decode_tensor(payload: bytes, spec: TensorSpec, encoding: str, bits: int, scale: float):
@@ -157,6 +163,8 @@ def create_pack(path: str, pretrained: Mapping[str, torch.Tensor], tasks: Sequen
     names = [t.entry.name for t in tasks]
     if len(set(names)) != len(names):
         raise ValueError(f"duplicate task names: {names}")
+    for t in tasks:
+        _check_order(t, specs)
     header = PackHeader(base_fingerprint(pretrained, [s.name for s in specs]), specs,
                         tuple(t.entry for t in tasks))
     container.write_pack(path, header, [t.payloads for t in tasks], [t.scales for t in tasks])
@@ -167,6 +175,7 @@ def add_task(path: str, pretrained: Mapping[str, torch.Tensor], task: EncodedTas
     """Rewrite ``path`` with one more task (verifies the base model; atomic)."""
     pack = SwitchPack(path)
     pack.check_base(pretrained)
+    _check_order(task, pack.header.tensors)
     if task.entry.name in pack.tasks:
         raise ValueError(f"task {task.entry.name!r} is already in {path}")
     payloads, scales = container.read_all_payloads(path, pack.header)

@@ -93,7 +93,7 @@ class PackHeader:
     def from_json(cls, text: str) -> "PackHeader":
         try:
             obj = json.loads(text)
-            if obj.get("format") != FORMAT_NAME:
+            if not isinstance(obj, dict) or obj.get("format") != FORMAT_NAME:
                 raise PackError("not a tswitch pack (metadata 'format' is missing)")
             version = int(obj["format_version"])
             if version > FORMAT_VERSION:
@@ -106,14 +106,15 @@ class PackHeader:
                 nnz=tuple(int(x) for x in t["nnz"]), nbytes=tuple(int(x) for x in t["nbytes"]),
                 checksum=t["checksum"], labels=tuple(t["labels"]) if t.get("labels") is not None else None,
                 extra=dict(t.get("extra") or {})) for t in obj["tasks"])
+            fingerprint = str(obj["base_fingerprint"])
         except PackError:
             raise
-        except (KeyError, TypeError, ValueError) as exc:
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
             raise PackError(f"corrupt pack metadata ({type(exc).__name__}: {exc})") from None
         for task in tasks:
             if not (len(task.encodings) == len(task.nnz) == len(task.nbytes) == len(tensors)):
                 raise PackError(f"corrupt pack metadata: task {task.name!r} does not list every tensor")
-        return cls(obj["base_fingerprint"], tensors, tasks, version)
+        return cls(fingerprint, tensors, tasks, version)
 
 
 def payload_key(task_index: int, tensor_index: int) -> str:

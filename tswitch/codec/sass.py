@@ -27,7 +27,8 @@ import math
 
 import numpy as np
 
-from .bits import bits_to_uint, pack_bits, uint_to_bits, unpack_bits
+from .bits import (bits_to_uint, concat_bits, pack_bits, pack_fixed_width, uint_to_bits,
+                   unpack_bits, unpack_fixed_width)
 
 HEADER_BITS = 35
 GROUP_COUNT_BITS = 27
@@ -69,6 +70,24 @@ def sass_nbytes(n: int, nnz: int, b: int) -> int:
     return -(-sass_bits(n, nnz, b) // 8)
 
 
+def _group_any(mask: np.ndarray, c: int) -> np.ndarray:
+    """Group bitmap: whether each run of ``c`` entries holds a kept one (a column loop is much
+    faster than ``any(axis=1)`` for the small groups Eq. 17 picks)."""
+    if c == 1:
+        return mask
+    cols = mask.reshape(-1, c)
+    out = cols[:, 0].copy()
+    for j in range(1, c):
+        out |= cols[:, j]
+    return out
+
+
+def _header_and_bitmap(n_groups: int, c: int, bitmap: np.ndarray) -> bytes:
+    header = np.concatenate([uint_to_bits(np.array([n_groups]), GROUP_COUNT_BITS).reshape(-1),
+                             uint_to_bits(np.array([c - 1]), GROUP_SIZE_BITS).reshape(-1)])
+    return pack_bits(np.concatenate([header, bitmap]))
+
+
 def encode(mask: np.ndarray, values: np.ndarray, b: int) -> bytes:
     """Encode a flat bool ``mask`` and the ``b``-bit codes of its kept entries (in order)."""
     mask = np.asarray(mask, dtype=np.bool_).reshape(-1)
@@ -80,17 +99,17 @@ def encode(mask: np.ndarray, values: np.ndarray, b: int) -> bytes:
         raise ValueError(f"expected {nnz} value codes, got {values.size}")
     c = group_size(n, nnz / n if n else 0.0)
     n_groups = n // c
-    header = np.concatenate([uint_to_bits(np.array([n_groups]), GROUP_COUNT_BITS).reshape(-1),
-                             uint_to_bits(np.array([c - 1]), GROUP_SIZE_BITS).reshape(-1)])
-    group = positions // c
-    bitmap = np.zeros(n_groups, dtype=np.bool_)
-    bitmap[group] = True
-    end = np.ones(nnz, dtype=np.int64)
-    end[:-1] = group[1:] != group[:-1]
+    head = _header_and_bitmap(n_groups, c, _group_any(mask, c))
     width = index_bits(c) + b + 1
-    code = ((positions % c) << (b + 1)) | (values.astype(np.int64) << 1) | end
-    entries = uint_to_bits(code, width).reshape(-1)
-    return pack_bits(np.concatenate([header, bitmap, entries]))
+    small = np.uint16 if width <= 16 else np.int64
+    if c == 1:  # every kept entry is alone in its group: index bits are empty, end flags all 1
+        code = (values.astype(small) << 1) | 1
+    else:
+        group = positions // c
+        end = np.ones(nnz, dtype=small)
+        end[:-1] = group[1:] != group[:-1]
+        code = ((positions % c).astype(small) << (b + 1)) | (values.astype(small) << 1) | end
+    return concat_bits(head, HEADER_BITS + n_groups, pack_fixed_width(code, width), nnz * width)
 
 
 def decode(data: bytes, n: int, b: int) -> tuple[np.ndarray, np.ndarray]:
@@ -99,38 +118,51 @@ def decode(data: bytes, n: int, b: int) -> tuple[np.ndarray, np.ndarray]:
     Raises:
         ValueError: the payload is truncated, too long, or inconsistent (corrupt).
     """
-    buf = np.frombuffer(data, dtype=np.uint8)
-    head = bits_to_uint(unpack_bits(buf, HEADER_BITS).reshape(1, -1)[:, :GROUP_COUNT_BITS])[0]
-    c = int(bits_to_uint(unpack_bits(buf, GROUP_SIZE_BITS, GROUP_COUNT_BITS).reshape(1, -1))[0]) + 1
-    n_groups = int(head)
-    if n_groups * c != n:
-        raise ValueError(f"corrupt SASS payload: {n_groups} groups of {c} != {n} entries")
-    bitmap = unpack_bits(buf, n_groups, HEADER_BITS)
-    nz_groups = np.flatnonzero(bitmap)
-    width = index_bits(c) + b + 1
-    start = HEADER_BITS + n_groups
-    max_entries = (buf.size * 8 - start) // width
-    if nz_groups.size and max_entries <= 0:
-        raise ValueError("corrupt SASS payload: truncated entries")
-    rows = unpack_bits(buf, max_entries * width, start).reshape(max_entries, width) if max_entries > 0 \
-        else np.zeros((0, width), dtype=np.bool_)
-    ends = rows[:, -1].astype(np.int64)
-    seen = np.cumsum(ends)
-    if nz_groups.size == 0:
-        nnz = 0
-    else:
-        if seen.size == 0 or seen[-1] < nz_groups.size:
-            raise ValueError("corrupt SASS payload: truncated entries")
-        nnz = int(np.searchsorted(seen, nz_groups.size)) + 1
-    if buf.size != -(-(start + nnz * width) // 8):
-        raise ValueError(f"corrupt SASS payload: {buf.size} bytes, expected {-(-(start + nnz * width) // 8)}")
-    rows = rows[:nnz]
-    within = bits_to_uint(rows[:, :index_bits(c)])
-    values = bits_to_uint(rows[:, index_bits(c):index_bits(c) + b])
-    ordinal = seen[:nnz] - ends[:nnz]
-    positions = nz_groups[ordinal] * c + within
-    if nnz and (within.max() >= c or np.any(np.diff(positions) <= 0)):
-        raise ValueError("corrupt SASS payload: entry positions out of order")
+    positions, values = decode_positions(data, n, b)
     mask = np.zeros(n, dtype=np.bool_)
     mask[positions] = True
     return mask, values
+
+
+def decode_positions(data: bytes, n: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+    """Decode a SASS payload into ``(kept positions, value codes)`` without a dense mask."""
+    buf = np.frombuffer(data, dtype=np.uint8)
+    head = bits_to_uint(unpack_bits(buf, HEADER_BITS).reshape(1, -1))[0]
+    n_groups, c = int(head >> GROUP_SIZE_BITS), int(head & (MAX_GROUP_SIZE - 1)) + 1
+    if n_groups * c != n:
+        raise ValueError(f"corrupt SASS payload: {n_groups} groups of {c} != {n} entries")
+    nz_groups = np.flatnonzero(unpack_bits(buf, n_groups, HEADER_BITS))
+    width = index_bits(c) + b + 1
+    start = HEADER_BITS + n_groups
+    max_entries = max(0, (buf.size * 8 - start) // width)
+    if nz_groups.size == 0:
+        nnz, code = 0, np.zeros(0, dtype=np.int64)
+    elif c == 1:  # one entry per non-empty group
+        nnz = nz_groups.size
+        code = unpack_fixed_width(buf, min(nnz, max_entries), width, start)
+        if code.size < nnz:
+            raise ValueError("corrupt SASS payload: truncated entries")
+    else:
+        code = unpack_fixed_width(buf, max_entries, width, start)
+        seen = np.cumsum(code & 1)
+        if seen.size == 0 or seen[-1] < nz_groups.size:
+            raise ValueError("corrupt SASS payload: truncated entries")
+        nnz = int(np.searchsorted(seen, nz_groups.size)) + 1
+    expected = -(-(start + nnz * width) // 8)
+    if buf.size != expected:
+        raise ValueError(f"corrupt SASS payload: {buf.size} bytes, expected {expected}")
+    code = code[:nnz]
+    values = (code >> 1) & ((1 << b) - 1)
+    if nnz == 0:
+        return np.zeros(0, dtype=np.int64), values
+    if c == 1:
+        if nnz and not np.all(code & 1):
+            raise ValueError("corrupt SASS payload: bad end-of-group flags")
+        return nz_groups, values
+    ends = code & 1
+    within = code >> (b + 1)
+    ordinal = seen[:nnz] - ends
+    positions = nz_groups[ordinal] * c + within
+    if nnz and (within.max() >= c or np.any(positions[1:] <= positions[:-1])):
+        raise ValueError("corrupt SASS payload: entry positions out of order")
+    return positions, values

@@ -67,7 +67,8 @@ def switch_scale(tau: torch.Tensor, mask: torch.Tensor) -> float:
 def _scale_of_kept(kept: torch.Tensor) -> float:
     if kept.numel() == 0:
         return 0.0
-    scale = float(torch.linalg.vector_norm(kept)) / math.sqrt(kept.numel())
+    # float64: squares of large float32 values overflow and of subnormal ones underflow to 0
+    scale = float(torch.linalg.vector_norm(kept, dtype=torch.float64)) / math.sqrt(kept.numel())
     if not math.isfinite(scale):
         raise ValueError("task vector holds NaN or infinite values")
     return scale

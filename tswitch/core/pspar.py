@@ -47,24 +47,27 @@ def _order_keys(flat: torch.Tensor) -> torch.Tensor:
     return flat.contiguous().view(torch.int32)
 
 
-def _kth_largest_key(keys: torch.Tensor, hist: torch.Tensor, lo_bin: int, k: int,
-                     exclude: int) -> int:
-    """Exact k-th largest key whose high 16 bits (offset by 2**15) lie in ``[lo_bin, lo_bin + 2**15)``.
+def _kth_largest_key(cand: torch.Tensor, hist: torch.Tensor, lo_bin: int, k: int) -> tuple[int, torch.Tensor]:
+    """Exact k-th largest key of one sign, by a two-level radix select.
 
-    Two-level radix select: the high-half histogram ``hist`` locates the bin, a histogram of the
-    low halves of that bin's keys locates the value. ``exclude`` (a zero's key) is not counted.
+    ``hist`` counts the high halves (offset by 2**15) of that sign's keys over
+    ``[lo_bin, lo_bin + 2**15)``; :func:`_pick_bin` gives the bin, ``cand`` holds that bin's keys,
+    and a histogram of their low halves locates the value.
     """
+    b, above = _pick_bin(hist, lo_bin, k)
+    low = torch.bincount(cand & 0xFFFF, minlength=_BINS)
+    cum_low = low.flip(0).cumsum(0).flip(0)
+    lb = int((cum_low >= k - above).nonzero().max())
+    return ((lo_bin + b - (1 << 15)) << 16) | lb
+
+
+def _pick_bin(hist: torch.Tensor, lo_bin: int, k: int) -> tuple[int, int]:
+    """The high-half bin holding the k-th largest key of one sign, and how many keys lie above it."""
     sub = hist[lo_bin:lo_bin + _BINS // 2]
     cum_from_top = sub.flip(0).cumsum(0).flip(0)
     b = int((cum_from_top >= k).nonzero().max())
     above = int(cum_from_top[b + 1]) if b + 1 < sub.numel() else 0
-    cand = keys[((keys >> 16) + (1 << 15)) == lo_bin + b]
-    cand = cand[cand != exclude]
-    low = torch.bincount(cand & 0xFFFF, minlength=_BINS)
-    cum_low = low.flip(0).cumsum(0).flip(0)
-    need = k - above
-    lb = int((cum_low >= need).nonzero().max())
-    return ((lo_bin + b - (1 << 15)) << 16) | lb
+    return b, above
 
 
 def pspar_mask(tau: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -80,31 +83,44 @@ def pspar_mask(tau: torch.Tensor, alpha: float) -> torch.Tensor:
     alpha = validate_alpha(alpha)
     flat = tau.detach().reshape(-1).float()
     keys = _order_keys(flat)
-    hist = torch.bincount((keys >> 16) + (1 << 15), minlength=_BINS)  # (65536,): neg | pos halves
-    n_pos_zero = int(torch.count_nonzero(keys == 0))
-    n_neg_zero = int(torch.count_nonzero(keys == _INT32_MIN))
-    n_neg = int(hist[:_BINS // 2].sum()) - n_neg_zero
-    n_pos = int(hist[_BINS // 2:].sum()) - n_pos_zero
+    bins = keys >> 16
+    bins += 1 << 15  # (n,) high half of each key, 0..65535: negatives below 2**15, positives above
+    hist = torch.bincount(bins, minlength=_BINS)
+    hist[_BINS // 2] -= int(torch.count_nonzero(keys == 0))  # +0.0 is never kept
+    hist[0] -= int(torch.count_nonzero(keys == _INT32_MIN))  # nor is -0.0
+    n_neg, n_pos = int(hist[:_BINS // 2].sum()), int(hist[_BINS // 2:].sum())
     k_pos, k_neg = kept_count(n_pos, alpha), kept_count(n_neg, alpha)
     mask = torch.zeros(flat.shape, dtype=torch.bool)
+    picks = {}
+    for sign, k, lo in (("pos", k_pos, _BINS // 2), ("neg", k_neg, 0)):
+        if k:
+            b, _ = _pick_bin(hist, lo, k)
+            picks[sign] = lo + b
+    if not picks:
+        return mask.view(tau.shape)
+    in_bins = bins == picks.get("pos", picks.get("neg"))
+    if len(picks) == 2:
+        in_bins |= bins == picks["neg"]
+    cand = keys[in_bins]  # the keys of the (at most two) bins holding the thresholds
     if k_pos:
-        hist[_BINS // 2] -= n_pos_zero
-        thr = _kth_largest_key(keys, hist, _BINS // 2, k_pos, exclude=0)
+        c = cand[(cand > 0)]
+        thr = _kth_largest_key(c, hist, _BINS // 2, k_pos)
         mask |= keys >= thr
-        _break_ties(mask, keys, thr, k_pos)
+        _break_ties(mask, keys, thr, k_pos, int(torch.count_nonzero(c >= thr)) + _count_above(hist, picks["pos"], _BINS))
     if k_neg:
-        hist[0] -= n_neg_zero
-        thr = _kth_largest_key(keys, hist, 0, k_neg, exclude=_INT32_MIN)
-        sel = (keys >= thr) & (keys < 0)
-        mask |= sel
-        _break_ties(mask, keys, thr, k_neg, sel)
+        c = cand[(cand < 0) & (cand != _INT32_MIN)]
+        thr = _kth_largest_key(c, hist, 0, k_neg)
+        mask |= (keys >= thr) & (keys < 0)
+        _break_ties(mask, keys, thr, k_neg, int(torch.count_nonzero(c >= thr)) + _count_above(hist, picks["neg"], _BINS // 2))
     return mask.view(tau.shape)
 
 
-def _break_ties(mask: torch.Tensor, keys: torch.Tensor, thr: int, k: int,
-                sel: torch.Tensor | None = None) -> None:
-    """Keep exactly ``k`` of this sign: drop the last-positioned entries equal to ``thr``."""
-    kept = int(torch.count_nonzero(sel if sel is not None else keys >= thr))
+def _count_above(hist: torch.Tensor, bin_: int, end: int) -> int:
+    return int(hist[bin_ + 1:end].sum())
+
+
+def _break_ties(mask: torch.Tensor, keys: torch.Tensor, thr: int, k: int, kept: int) -> None:
+    """Keep exactly ``k`` of this sign: unkeep the last-positioned entries equal to ``thr``."""
     if kept > k:  # rare: ties at the threshold; keep the lowest positions
         ties = torch.nonzero(keys == thr).squeeze(1)
         mask[ties[ties.numel() - (kept - k):]] = False

@@ -152,7 +152,8 @@ class TaskVector:
         out = {}
         for name, tensor in base.items():
             if name in self.vector:
-                out[name] = (tensor.float() + coef * self.vector[name].to(tensor.device)).to(tensor.dtype)
+                work = torch.promote_types(tensor.dtype, torch.float32)  # float64 bases keep their precision
+                out[name] = (tensor.to(work) + coef * self.vector[name].to(tensor.device, work)).to(tensor.dtype)
             else:
                 out[name] = tensor.clone()
         return out
