@@ -38,7 +38,8 @@ def base_fingerprint(state: Mapping[str, torch.Tensor], names: Sequence[str] | N
         t = state[name]
         h.update(name.encode() + b"\0")
         h.update(json.dumps([str(t.dtype).replace("torch.", ""), list(t.shape)]).encode() + b"\0")
-        h.update(memoryview(np.ascontiguousarray(t.detach().cpu().float().numpy(), dtype="<f4")).cast("B"))
+        values = np.ascontiguousarray(t.detach().cpu().float().numpy(), dtype="<f4").reshape(-1)
+        h.update(values.view(np.uint8))  # 1-D: memoryview.cast refuses zero-size N-d arrays
     return "sha256:" + h.hexdigest()
 
 
@@ -72,7 +73,10 @@ def encode_task(name: str, tau: TaskVector, specs: Sequence[TensorSpec], alpha: 
         raise ValueError("task name must be a non-empty string")
 
     def one(spec: TensorSpec):
-        t = tau[spec.name]
+        try:
+            t = tau[spec.name]
+        except KeyError:
+            raise ValueError(f"task vector {name!r} lacks tensor {spec.name}") from None
         if tuple(t.shape) != spec.shape:
             raise ValueError(f"shape mismatch for {spec.name}: {tuple(t.shape)} vs {spec.shape}")
         if dense_re is not None and dense_re.search(spec.name):
@@ -98,8 +102,12 @@ def encode_task(name: str, tau: TaskVector, specs: Sequence[TensorSpec], alpha: 
     return EncodedTask(entry, payloads, scales, tuple(s.name for s in specs))
 
 
-def decode_tensor(payload: bytes, spec: TensorSpec, encoding: str, bits: int, scale: float):
-    """One stored tensor back: a :class:`TSwitch`, or a float32 tensor for ``dense-f16``."""
+def decode_tensor(payload: bytes, spec: TensorSpec, encoding: str, bits: int, scale: float,
+                  nnz: int | None = None):
+    """One stored tensor back: a :class:`TSwitch`, or a float32 tensor for ``dense-f16``.
+
+    ``nnz``, when given, is the kept count the metadata promises; a payload disagreeing with it
+    is corrupt."""
     if encoding == DENSE:
         if len(payload) != 2 * spec.numel:
             raise PackError(f"corrupt dense payload for {spec.name}")
@@ -108,6 +116,8 @@ def decode_tensor(payload: bytes, spec: TensorSpec, encoding: str, bits: int, sc
         mask, values = get_layout(encoding).decode(payload, spec.numel, bits)
     except ValueError as exc:
         raise PackError(f"{spec.name}: {exc}") from None
+    if nnz is not None and values.size != nnz:
+        raise PackError(f"corrupt pack: {spec.name} holds {values.size} kept entries, metadata says {nnz}")
     return from_codes(spec.shape, torch.from_numpy(mask), torch.from_numpy(values.astype(np.bool_)), scale)
 
 
@@ -147,9 +157,9 @@ class SwitchPack:
         """Decode one task: name -> :class:`TSwitch` (or float32 tensor for dense entries)."""
         entry = self.task(name)
         payloads, scales = container.read_task_payloads(self.path, self.header, name)
-        jobs = list(zip(payloads, self.header.tensors, entry.encodings, scales))
+        jobs = list(zip(payloads, self.header.tensors, entry.encodings, scales, entry.nnz))
         with ThreadPoolExecutor(_THREADS) as pool:
-            items = list(pool.map(lambda a: decode_tensor(a[0], a[1], a[2], entry.bits, float(a[3])), jobs))
+            items = list(pool.map(lambda a: decode_tensor(a[0], a[1], a[2], entry.bits, float(a[3]), a[4]), jobs))
         return {spec.name: item for spec, item in zip(self.header.tensors, items)}
 
     def task_vector(self, name: str) -> TaskVector:
