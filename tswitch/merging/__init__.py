@@ -7,6 +7,8 @@ from .static import (dare, dare_ties, norm_rescaled_average, pspar_merge, sparse
                      task_arithmetic, ties, weight_average)
 from .dynamic import (EMRComponents, TallMaskComponents, emr_components, emr_merging,
                       tall_mask_components, tall_masks, tall_masks_from, tswitch_merge)
+from .engine import (AutoSwitch, CacheInfo, DenseDelta, DynamicMergeEngine, EngineOutput,
+                     PackedSwitch, PackedSwitches)
 
 __all__ = [
     "MergeMethod", "get_method", "list_methods", "register",
@@ -15,4 +17,6 @@ __all__ = [
     "EMRComponents", "emr_components", "emr_merging",
     "TallMaskComponents", "tall_mask_components", "tall_masks_from", "tall_masks",
     "tswitch_merge",
+    "PackedSwitch", "DenseDelta", "PackedSwitches", "DynamicMergeEngine", "EngineOutput",
+    "CacheInfo", "AutoSwitch",
 ]

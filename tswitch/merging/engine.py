@@ -1,0 +1,400 @@
+"""The dynamic-merge engine: per-input merged weights from packed switches (T-Switch Eq. 7-8).
+
+For switch weights ``w`` (one-hot for T-Switch, Eq. 7; Auto-Switch's k-NN votes, Eq. 8) the
+engine builds ``theta(w) = theta_0 + sum_k w_k · scale_k · mask_k ⊙ sign_k`` and runs the backbone
+with it through the adapter (``torch.func.functional_call``; no module is mutated).
+
+- :class:`PackedSwitches` keeps every task's switches bit-packed in memory (mask and polarity one
+  bit per entry each, plus a float scale; ``dense-f16`` entries as float16): 1/16 of a float32
+  task vector, never one dense tensor per task.
+- :class:`DynamicMergeEngine` caches merged weights in a bounded LRU keyed by the weight vector
+  rounded to 1e-6, and runs each group of samples that share a weight vector once.
+- :class:`AutoSwitch` routes every sample on its own (:class:`tswitch.routing.KNNRouter`) and runs
+  the engine on the resulting weights.
+
+Everything a request computes is local to the call; the only shared mutable state is the cache,
+guarded by a lock, whose values are never written after they are stored.
+"""
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Mapping, NamedTuple, Sequence
+
+import numpy as np
+import torch
+
+from ..core.binary import TSwitch
+
+if TYPE_CHECKING:  # annotations only: merging must not import the model or routing packages
+    from ..models.base import Head, ModelAdapter
+    from ..pack import SwitchPack
+    from ..routing.knn import KNNRouter, RouteResult
+
+WEIGHT_DECIMALS = 6  # cache key resolution: k-NN weights are multiples of 1/C, far coarser
+_SHIFTS = torch.arange(7, -1, -1, dtype=torch.uint8)  # MSB-first, as np.packbits and the .tsw codec
+
+
+def pack_bits(bits: torch.Tensor) -> torch.Tensor:
+    """Bool tensor -> ``uint8`` tensor of ``ceil(n / 8)`` bytes, MSB-first, zero-padded."""
+    flat = bits.detach().reshape(-1).cpu().numpy().astype(np.bool_, copy=False)
+    return torch.from_numpy(np.packbits(flat))
+
+
+def unpack_bits(packed: torch.Tensor, n: int) -> torch.Tensor:
+    """Inverse of :func:`pack_bits`: the first ``n`` bits as a bool tensor (vectorised shift/and)."""
+    shifts = _SHIFTS.to(packed.device)
+    return ((packed.unsqueeze(1) >> shifts) & 1).view(-1)[:n].bool()  # (bytes, 8) -> (n,)
+
+
+def signed_lut(device: torch.device | str = "cpu") -> torch.Tensor:
+    """``(65536, 8)`` float32 table: row ``mask_byte << 8 | positive_byte`` holds the 8 entries of
+    ``mask ⊙ sign`` those two bytes encode (``positive`` is a subset of ``mask``).
+
+    One gather per byte pair replaces unpacking both bit planes and combining them (~1.5x faster).
+    """
+    codes = torch.arange(1 << 16, device=device)
+    mask = unpack_bits((codes >> 8).to(torch.uint8), codes.numel() * 8).view(-1, 8)
+    positive = unpack_bits((codes & 0xFF).to(torch.uint8), codes.numel() * 8).view(-1, 8)
+    return (2 * (positive & mask).float() - mask.float()).contiguous()
+
+
+@dataclass(frozen=True)
+class PackedSwitch:
+    """One tensor's switches, bit-packed (T-Switch Eq. 7).
+
+    Attributes:
+        shape: the tensor's shape.
+        mask: ``uint8`` bytes of the activation switch (1 bit per entry).
+        positive: ``uint8`` bytes of the polarity switch, set only where ``mask`` is (1 = +1).
+        scale: the switch knob.
+    """
+
+    shape: tuple[int, ...]
+    mask: torch.Tensor
+    positive: torch.Tensor
+    scale: float
+
+    @classmethod
+    def from_tswitch(cls, switch: TSwitch) -> "PackedSwitch":
+        return cls(tuple(switch.shape), pack_bits(switch.mask),
+                   pack_bits(switch.positive & switch.mask), float(switch.scale))
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return self.mask.numel() + self.positive.numel() + 4  # + the float32 scale
+
+    def to_tswitch(self) -> TSwitch:
+        n = self.numel
+        return TSwitch(unpack_bits(self.mask, n).view(self.shape),
+                       unpack_bits(self.positive, n).view(self.shape), self.scale)
+
+    def to(self, device) -> "PackedSwitch":
+        return PackedSwitch(self.shape, self.mask.to(device), self.positive.to(device), self.scale)
+
+    def add_to(self, out: torch.Tensor, weight: float, lut: torch.Tensor) -> None:
+        """``out += weight · scale · mask ⊙ sign`` for a flat float ``out`` (in place)."""
+        code = (self.mask.to(torch.int32) << 8) | self.positive.to(torch.int32)  # (bytes,)
+        out.add_(lut[code].view(-1)[:out.numel()], alpha=weight * self.scale)
+
+
+@dataclass(frozen=True)
+class DenseDelta:
+    """A task-vector tensor kept dense (the pack's ``dense-f16`` encoding), in float16."""
+
+    values: torch.Tensor
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.values.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return self.values.numel() * self.values.element_size()
+
+    def to(self, device) -> "DenseDelta":
+        return DenseDelta(self.values.to(device))
+
+    def add_to(self, out: torch.Tensor, weight: float, lut: torch.Tensor) -> None:
+        out.add_(self.values.reshape(-1).to(out.dtype), alpha=weight)
+
+
+class PackedSwitches:
+    """Every task's switches, packed: ``entries[task][tensor name]`` is a :class:`PackedSwitch`
+    or a :class:`DenseDelta`. Build with :meth:`from_pack` or :meth:`from_switches`."""
+
+    def __init__(self, entries: Mapping[str, Mapping[str, PackedSwitch | DenseDelta]]):
+        if not entries:
+            raise ValueError("need at least one task, got 0")
+        self.entries = {task: dict(items) for task, items in entries.items()}
+        self.tasks: tuple[str, ...] = tuple(self.entries)
+
+    @classmethod
+    def from_switches(cls, switches: Mapping[str, Mapping[str, TSwitch | torch.Tensor]]) -> "PackedSwitches":
+        """Pack ``{task: {name: TSwitch or dense tensor}}``; dense tensors are kept in float16."""
+        return cls({task: {name: _pack_item(item) for name, item in items.items()}
+                    for task, items in switches.items()})
+
+    @classmethod
+    def from_pack(cls, pack: "SwitchPack", tasks: Sequence[str] | None = None) -> "PackedSwitches":
+        """Decode the chosen tasks of a ``.tsw`` pack (default: all) one at a time and pack them."""
+        names = list(pack.tasks if tasks is None else tasks)
+        unknown = [t for t in names if t not in pack.tasks]
+        if unknown:
+            raise ValueError(f"unknown tasks {unknown}; the pack holds: {', '.join(pack.tasks)}")
+        return cls.from_switches({task: pack.load_task(task) for task in names})
+
+    def to(self, device) -> "PackedSwitches":
+        return PackedSwitches({t: {n: e.to(device) for n, e in items.items()}
+                               for t, items in self.entries.items()})
+
+    @property
+    def names(self) -> set[str]:
+        """Every tensor name some task covers."""
+        return {name for items in self.entries.values() for name in items}
+
+    def nbytes(self) -> int:
+        """Bytes of every stored tensor (bit planes, float16 values, scales)."""
+        return sum(e.nbytes for items in self.entries.values() for e in items.values())
+
+    def dense_nbytes(self) -> int:
+        """Bytes the same tasks would take as dense float32 task vectors."""
+        return sum(4 * math.prod(e.shape) for items in self.entries.values() for e in items.values())
+
+    def __repr__(self) -> str:
+        return f"PackedSwitches({len(self.tasks)} tasks, {self.nbytes():,} bytes)"
+
+
+def _pack_item(item) -> PackedSwitch | DenseDelta:
+    if isinstance(item, TSwitch):
+        return PackedSwitch.from_tswitch(item)
+    if isinstance(item, torch.Tensor) and torch.is_floating_point(item):
+        return DenseDelta(item.detach().to(torch.float16).contiguous())
+    raise ValueError(f"expected a TSwitch or a float tensor, got {type(item).__name__}")
+
+
+class CacheInfo(NamedTuple):
+    hits: int
+    misses: int
+    size: int
+    max_size: int
+
+
+@dataclass(frozen=True)
+class EngineOutput:
+    """One batch through the merged models; row ``b`` is sample ``b``.
+
+    Attributes:
+        features: ``(B, D)`` backbone features, each under its own merged weights.
+        logits: every task's head on those features, ``{task: (B, C_task)}``.
+        routed_task: ``(B,)`` task index whose head answers (``tasks[routed_task[b]]``).
+        probs_routed: per sample, the softmax of the routed task's logits.
+        weights: ``(B, K)`` the switch weights used (rounded to 1e-6).
+        tasks: the ``K`` task names, in column order.
+        groups: how many distinct merged models the batch needed.
+    """
+
+    features: torch.Tensor
+    logits: dict[str, torch.Tensor]
+    routed_task: torch.Tensor
+    probs_routed: list[torch.Tensor]
+    weights: torch.Tensor
+    tasks: tuple[str, ...]
+    groups: int
+
+
+class DynamicMergeEngine:
+    """Merged weights for any switch weights, and batched forwards under them.
+
+    Args:
+        adapter: the backbone (:class:`tswitch.models.base.ModelAdapter`).
+        base_state: the pre-trained tensors ``theta_0`` (never modified).
+        switches: the tasks' packed switches; their order is the weight columns' order.
+        heads: a head per task of ``switches``.
+        cache_size: merged weight sets kept (LRU); each costs one model's covered tensors.
+    """
+
+    def __init__(self, adapter: "ModelAdapter", base_state: Mapping[str, torch.Tensor],
+                 switches: PackedSwitches, heads: Mapping[str, "Head"], cache_size: int = 16):
+        if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 0:
+            raise ValueError(f"cache_size must be an int >= 0, got {cache_size!r}")
+        missing_heads = [t for t in switches.tasks if t not in heads]
+        if missing_heads:
+            raise ValueError(f"no head for tasks {missing_heads}")
+        _check_coverage(base_state, switches)
+        self.adapter = adapter
+        self.tasks = switches.tasks
+        self.heads = {t: heads[t] for t in self.tasks}
+        self._base = dict(base_state)
+        self._switches = switches.to(adapter.device)
+        self._lut = signed_lut(adapter.device)
+        self.cache_size = cache_size
+        self._cache: OrderedDict[tuple[float, ...], dict[str, torch.Tensor]] = OrderedDict()
+        self._pending: dict[tuple[float, ...], Future] = {}
+        self._lock = threading.Lock()
+        self._hits = self._misses = 0
+
+    # -- merged weights ----------------------------------------------------------------------
+    def weight_key(self, weights: Sequence[float] | torch.Tensor) -> tuple[float, ...]:
+        """The cache key of a weight vector: each weight rounded to 1e-6 (``-0.0`` -> ``0.0``)."""
+        values = weights.tolist() if isinstance(weights, torch.Tensor) else list(weights)
+        if len(values) != len(self.tasks):
+            raise ValueError(f"got {len(values)} weights for {len(self.tasks)} tasks")
+        key = tuple(round(float(w), WEIGHT_DECIMALS) + 0.0 for w in values)
+        if not all(math.isfinite(w) for w in key):
+            raise ValueError(f"weights must be finite, got {list(values)}")
+        return key
+
+    def merged_weights(self, weights: Sequence[float] | torch.Tensor) -> dict[str, torch.Tensor]:
+        """``theta_0 + sum_k w_k · scale_k · mask_k ⊙ sign_k`` (T-Switch Eq. 7/8), cached.
+
+        Weights are rounded to 1e-6 first, so equal keys give bit-identical results. Tensors that
+        a task with non-zero weight covers are new; the rest are ``base_state``'s own tensors.
+        The returned dict is the caller's, its tensors are shared with the cache: read them only.
+        """
+        key = self.weight_key(weights)
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                self._hits += 1
+                return dict(self._cache[key])
+            pending = self._pending.get(key)
+            owner = pending is None
+            if owner:  # compute outside the lock; others asking for this key wait on the future
+                pending = self._pending[key] = Future()
+                self._misses += 1
+            else:
+                self._hits += 1
+        if not owner:
+            return dict(pending.result())
+        try:
+            merged = self._merge(key)
+        except BaseException as exc:
+            with self._lock:
+                del self._pending[key]
+            pending.set_exception(exc)
+            raise
+        with self._lock:
+            del self._pending[key]
+            if self.cache_size:
+                self._cache[key] = merged
+                while len(self._cache) > self.cache_size:
+                    self._cache.popitem(last=False)
+        pending.set_result(merged)
+        return dict(merged)
+
+    def _merge(self, key: tuple[float, ...]) -> dict[str, torch.Tensor]:
+        active = [(w, self._switches.entries[t]) for w, t in zip(key, self.tasks) if w != 0.0]
+        merged = {}
+        with torch.no_grad():
+            for name, base in self._base.items():
+                parts = [(w, items[name]) for w, items in active if name in items]
+                if not parts:
+                    merged[name] = base
+                    continue
+                work = torch.promote_types(base.dtype, torch.float32)
+                total = base.detach().to(work, copy=True)  # a new tensor: theta_0 is never touched
+                for w, entry in parts:  # zero-weight tasks never reach here
+                    entry.add_to(total.view(-1), w, self._lut)
+                merged[name] = total.to(base.dtype)
+        return merged
+
+    def cache_info(self) -> CacheInfo:
+        with self._lock:
+            return CacheInfo(self._hits, self._misses, len(self._cache), self.cache_size)
+
+    def clear_cache(self) -> None:
+        with self._lock:
+            self._cache.clear()
+            self._hits = self._misses = 0
+
+    # -- forwards ----------------------------------------------------------------------------
+    def run(self, batch: Mapping[str, torch.Tensor], weights: torch.Tensor,
+            routed_task: torch.Tensor | None = None) -> EngineOutput:
+        """Run every sample under its own merged weights, one forward per distinct weight vector.
+
+        Args:
+            batch: the adapter's inputs, every tensor with the batch as first dimension.
+            weights: ``(B, K)`` switch weights, columns in :attr:`tasks` order.
+            routed_task: ``(B,)`` task whose head answers each sample; default: the largest weight
+                (the first such task on ties).
+        """
+        weights = torch.as_tensor(weights)
+        if weights.dim() != 2 or weights.shape[1] != len(self.tasks) or weights.shape[0] == 0:
+            raise ValueError(f"weights must be (B, {len(self.tasks)}) with B >= 1, got {tuple(weights.shape)}")
+        b = weights.shape[0]
+        bad = [name for name, t in batch.items() if not isinstance(t, torch.Tensor) or t.dim() == 0 or t.shape[0] != b]
+        if bad:
+            raise ValueError(f"batch entries {bad} do not have the batch size {b} as first dimension")
+        keys = [self.weight_key(row) for row in weights.tolist()]
+        groups: dict[tuple[float, ...], list[int]] = {}
+        for i, key in enumerate(keys):
+            groups.setdefault(key, []).append(i)
+        parts = []
+        with torch.no_grad():
+            for key, rows in groups.items():
+                merged = self.merged_weights(key)
+                if len(groups) == 1:
+                    parts.append((None, self.adapter.features(dict(batch), merged)))
+                    continue
+                index = torch.tensor(rows)
+                sub = {name: t.index_select(0, index.to(t.device)) for name, t in batch.items()}
+                parts.append((index, self.adapter.features(sub, merged)))
+            first = parts[0][1]
+            if parts[0][0] is None:
+                features = first
+            else:
+                features = first.new_empty((b, first.shape[1]))
+                for index, part in parts:
+                    features[index.to(features.device)] = part
+            logits = {task: self.heads[task](features) for task in self.tasks}
+        rounded = torch.tensor(keys, dtype=torch.float64)
+        if routed_task is None:
+            routed_task = rounded.argmax(1)
+        routed_task = torch.as_tensor(routed_task).long().cpu()
+        if routed_task.shape != (b,) or int(routed_task.min()) < 0 or int(routed_task.max()) >= len(self.tasks):
+            raise ValueError(f"routed_task must be ({b},) task indices in [0, {len(self.tasks)})")
+        probs = [torch.softmax(logits[self.tasks[r]][i], dim=-1) for i, r in enumerate(routed_task.tolist())]
+        return EngineOutput(features, logits, routed_task, probs, rounded, self.tasks, len(groups))
+
+
+def _check_coverage(base_state: Mapping[str, torch.Tensor], switches: PackedSwitches) -> None:
+    missing = sorted(switches.names - set(base_state))
+    if missing:
+        raise ValueError(f"switches cover tensors the base model lacks: {missing[:5]}")
+    for task, items in switches.entries.items():
+        for name, entry in items.items():
+            base = base_state[name]
+            if tuple(base.shape) != tuple(entry.shape) or not torch.is_floating_point(base):
+                raise ValueError(f"task {task!r}: {name} is {tuple(entry.shape)}, base model has "
+                                 f"{base.dtype} {tuple(base.shape)}")
+
+
+class AutoSwitch:
+    """Auto-Switch (T-Switch Eq. 8): route each sample with the k-NN router, then merge and run.
+
+    The router's task names must be the engine's tasks (any order).
+    """
+
+    def __init__(self, engine: DynamicMergeEngine, router: "KNNRouter"):
+        if sorted(router.task_names) != sorted(engine.tasks):
+            raise ValueError(f"router tasks {list(router.task_names)} differ from engine tasks {list(engine.tasks)}")
+        self.engine, self.router = engine, router
+        self._columns = torch.tensor([router.task_names.index(t) for t in engine.tasks])  # engine col -> router col
+        self._to_engine = torch.tensor([engine.tasks.index(t) for t in router.task_names])  # router idx -> engine idx
+
+    def predict(self, batch: Mapping[str, torch.Tensor], k: int | None = None) -> tuple[EngineOutput, "RouteResult"]:
+        """Route every sample on its own and run it under its merged weights."""
+        with torch.no_grad():
+            queries = self.engine.adapter.route_features(dict(batch))
+        route = self.router.route(queries, k)
+        output = self.engine.run(batch, route.weights[:, self._columns],
+                                 routed_task=self._to_engine[route.routed_task])
+        return output, route
