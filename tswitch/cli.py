@@ -185,6 +185,79 @@ def run_merge(args) -> int:
     return 0
 
 
+# -- route / eval -----------------------------------------------------------------------------------
+def _route_parser(p):
+    p.add_argument("--suite", required=True, help="a suite under assets/ or a suite folder")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--text")
+    src.add_argument("--image", help="path of an image file")
+    p.add_argument("--method", default="auto-switch", choices=["auto-switch"])
+    p.add_argument("-k", type=int, default=None, help="neighbours C (default: the suite's)")
+    p.add_argument("--json", action="store_true")
+
+
+@command("route", "route one input with Auto-Switch and print neighbours, task weights and prediction",
+         _route_parser)
+def run_route(args) -> int:
+    from .inputs import check_text, load_image
+    from .suites.suite import Suite
+
+    suite = Suite.open(args.suite)
+    if args.k is not None and not 1 <= args.k <= suite.router.num_exemplars:
+        raise UsageError(f"-k must be in [1, {suite.router.num_exemplars}], got {args.k}")
+    if args.text is not None:
+        if suite.modality != "text":
+            raise UsageError(f"suite {suite.name} takes images (--image), not text")
+        item = check_text(args.text)
+    else:
+        if suite.modality != "image":
+            raise UsageError(f"suite {suite.name} takes text (--text), not images")
+        item = load_image(args.image)
+    result = suite.route([item], k=args.k)[0]
+    out = {k: result[k] for k in ("routed_task", "weights", "neighbours", "prediction")}
+    for n in out["neighbours"]:
+        n.pop("exemplar_preview", None)
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(f"routed to {out['routed_task']}; weights " + ", ".join(f"{t}={w:.2f}" for t, w in out["weights"].items()))
+        for label, p in out["prediction"].items():
+            print(f"  {p:6.3f}  {label}")
+    return 0
+
+
+def _eval_parser(p):
+    p.add_argument("--suite", required=True)
+    p.add_argument("--method", required=True, help="t-switch, auto-switch or pretrained")
+    p.add_argument("--alpha", type=_alpha, default=None, help="must be the suite's alpha (its pack holds one)")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--limit", type=int, default=None, help="first N examples per task")
+    p.add_argument("-k", type=int, default=None)
+    p.add_argument("--json", action="store_true")
+
+
+@command("eval", "recompute a switch-based method's metrics from a suite's committed files", _eval_parser)
+def run_eval(args) -> int:
+    from .suites.suite import Suite
+
+    suite = Suite.open(args.suite)
+    if args.alpha is not None and abs(args.alpha - float(suite.manifest["alpha"])) > 1e-12:
+        raise UsageError(f"suite {suite.name} holds switches at alpha {suite.manifest['alpha']} only "
+                         f"(other alphas are in its results.json alpha_grid)")
+    if args.limit is not None and args.limit < 1:
+        raise UsageError(f"--limit must be >= 1, got {args.limit}")
+    res = suite.evaluate(args.method, args.split, args.limit, args.k)
+    res = {"suite": suite.name, "method": args.method, "split": args.split, **res}
+    if args.json:
+        print(json.dumps(res))
+    else:
+        for t, v in res["per_task"].items():
+            print(f"{t:<24}{v:8.4f}")
+        print(f"{'average':<24}{res['average']:8.4f}   storage {res['extra_bytes']:,} B"
+              + (f"   routing {res['routing_accuracy']:.4f}" if "routing_accuracy" in res else ""))
+    return 0
+
+
 # -- entry point ------------------------------------------------------------------------------------
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, status 2, like every other user error

@@ -1,0 +1,110 @@
+"""The model-adapter interface: what the router and the dynamic-merge engine need of a backbone.
+
+An adapter wraps one pre-trained backbone (a Hugging Face text encoder, a CLIP vision tower, an
+open_clip visual tower, a timm CNN). It exposes
+
+- ``state_dict()``: the pre-trained tensors the switches apply to (parameters *and* buffers, e.g.
+  BatchNorm running statistics; non-persistent buffers too, so a forward can be run from this dict
+  alone);
+- ``preprocess(inputs)``: a list of raw inputs (``str`` for text, ``PIL.Image.Image`` for images) to a
+  batch (a dict of tensors, all with the batch as first dimension);
+- ``features(batch, weights)``: the backbone's representation before any head, ``(B, D)``, computed
+  with the given weights through ``torch.func.functional_call`` (no module is ever mutated; ``None``
+  means the pre-trained weights);
+- ``route_features(batch)``: the representation the Auto-Switch router indexes (pre-trained
+  weights). By default the same as ``features``; adapters may offer a cheaper one (e.g. the output of
+  the first layers) selected by ``route_layers``.
+
+``torch.func.functional_call`` swaps tensors on the module while it runs, so it is not safe to call
+concurrently on one module: adapters run each forward on a replica taken from a small pool.
+"""
+from __future__ import annotations
+
+import queue
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import torch
+from torch import nn
+
+Batch = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Head:
+    """A task's frozen classification head: ``logits = normalize?(features) @ weight.T + bias``.
+
+    Linear probes (the offline suites) use ``normalize=False``; CLIP zero-shot heads use
+    ``normalize=True`` with ``weight`` = logit scale × normalised class embeddings and zero bias.
+    """
+
+    weight: torch.Tensor  # (num_classes, D)
+    bias: torch.Tensor  # (num_classes,)
+    labels: tuple[str, ...]
+    normalize: bool = False
+
+    def __call__(self, features: torch.Tensor) -> torch.Tensor:
+        if self.normalize:
+            features = torch.nn.functional.normalize(features, dim=-1)
+        return features @ self.weight.T.to(features.dtype) + self.bias.to(features.dtype)
+
+
+class ModulePool:
+    """Replicas of one module, handed out one per concurrent forward."""
+
+    def __init__(self, module: nn.Module, size: int = 2):
+        import copy
+
+        module.eval()
+        self._replicas: queue.Queue[nn.Module] = queue.Queue()
+        self._replicas.put(module)
+        for _ in range(size - 1):
+            self._replicas.put(copy.deepcopy(module))
+
+    @classmethod
+    def sharing_tensors(cls, module: nn.Module, size: int = 2) -> "ModulePool":
+        """``size`` structural copies of ``module`` that share its parameter and buffer tensors
+        (one copy of the weights; ``module`` itself is not handed out, so it is never swapped).
+
+        Safe for eval-mode forwards, which never write into those tensors (``functional_call`` swaps
+        module attributes; it does not copy into parameters).
+        """
+        import copy
+
+        memo = {id(t): t for t in [*module.parameters(), *module.buffers()]}
+        pool = cls(copy.deepcopy(module, dict(memo)), size=1)
+        for _ in range(size - 1):
+            pool._replicas.put(copy.deepcopy(module, dict(memo)).eval())
+        return pool
+
+    @contextmanager
+    def acquire(self):
+        module = self._replicas.get()
+        try:
+            yield module
+        finally:
+            self._replicas.put(module)
+
+
+class ModelAdapter:
+    """Base class of adapters; subclasses set ``name``/``modality`` and implement the hooks."""
+
+    name: str = ""
+    modality: str = ""  # "text" or "image"
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def preprocess(self, inputs: Sequence[Any]) -> Batch:
+        raise NotImplementedError
+
+    def features(self, batch: Batch, weights: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def route_features(self, batch: Batch) -> torch.Tensor:
+        return self.features(batch, None)
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device("cpu")

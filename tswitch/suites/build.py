@@ -1,0 +1,173 @@
+"""Build a suite: data and splits, probe heads, fine-tunes, switches, router, and every result.
+
+:func:`prepare` does the expensive, cacheable part (fine-tuning, cached in the user's cache folder);
+:mod:`tswitch.suites.experiments` runs every method and analysis; :func:`write_suite` writes the
+folder of ``docs/SUITE.md``. ``demos/build_suite.py`` is the thin command line over this.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..core.task_vector import TaskVector
+from ..io import load_state_dict, save_state_dict
+from ..models import load_adapter
+from ..models.base import Head
+from .data import apply_split, load_task, make_splits
+from .evaluate import EvalSet
+from .spec import SuiteSpec
+from .train import extract_features, finetune, fit_probe
+
+Log = Callable[[str], None]
+
+
+def cache_root() -> str:
+    """``$XDG_CACHE_HOME/tswitch`` (``~/.cache/tswitch``): fine-tuned checkpoints live here, not in git."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "tswitch")
+
+
+@dataclass
+class TaskState:
+    name: str
+    label_names: tuple[str, ...]
+    description: str
+    splits: dict[str, list[str]]
+    train_inputs: list
+    train_labels: np.ndarray
+    head: Head
+    finetuned: dict[str, torch.Tensor]
+    tau: TaskVector
+    val: EvalSet
+    test: EvalSet
+    test_inputs: list
+
+
+@dataclass
+class Prepared:
+    spec: SuiteSpec
+    adapter: object
+    base: dict[str, torch.Tensor]
+    tasks: dict[str, TaskState]
+
+    @property
+    def heads(self) -> dict[str, Head]:
+        return {t: s.head for t, s in self.tasks.items()}
+
+    def sets(self, split: str) -> dict[str, EvalSet]:
+        return {t: getattr(s, split) for t, s in self.tasks.items()}
+
+
+def _split_sizes(n: int, train: int, val: int, test: int) -> tuple[int, int, int]:
+    """Requested sizes, shrunk proportionally when the task has fewer items."""
+    want = train + val + test
+    if want <= n:
+        return train, val, test
+    scale = n / want
+    return int(train * scale), int(val * scale), int(test * scale)
+
+
+def _recipe_key(spec: SuiteSpec, task: str, split_ids: list[str]) -> str:
+    blob = json.dumps({"adapter": spec.adapter, "args": spec.adapter_args, "recipe": asdict(spec.recipe),
+                       "task": task, "train": split_ids}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def prepare(spec: SuiteSpec, log: Log = print, progress=None) -> Prepared:
+    """Load data, split it, fit each probe head, fine-tune (or reuse the cached fine-tune)."""
+    adapter = load_adapter(spec.adapter, **spec.adapter_args)
+    base = adapter.state_dict()
+    floating = {k: v for k, v in base.items() if torch.is_floating_point(v)}
+    cache = os.path.join(cache_root(), spec.name)
+    os.makedirs(cache, exist_ok=True)
+    tasks = {}
+    for ts in spec.tasks:
+        data = load_task(ts.loader, **ts.loader_args)
+        sizes = _split_sizes(len(data), ts.train, ts.val, ts.test)
+        splits = make_splits(data.ids, data.labels, sizes=sizes, seed=spec.split_seed)
+        train, val, test = (apply_split(data, splits[s]) for s in ("train", "val", "test"))
+        log(f"[{ts.name}] {len(data)} items, {data.num_classes} classes; train/val/test = {sizes}")
+        feats = extract_features(adapter, train.inputs, batch_size=spec.eval_batch)
+        r = spec.recipe
+        head = fit_probe(feats, train.labels, data.label_names, steps=r.probe_steps, lr=r.probe_lr,
+                         weight_decay=r.probe_weight_decay, seed=r.seed)
+        ckpt = os.path.join(cache, f"{ts.name}-{_recipe_key(spec, ts.name, splits['train'])}.safetensors")
+        if os.path.exists(ckpt):
+            log(f"[{ts.name}] reusing cached fine-tune {ckpt}")
+            finetuned = load_state_dict(ckpt)
+        else:
+            bar = progress(total=r.steps, desc=f"fine-tune {ts.name}") if progress else None
+            finetuned = finetune(adapter, head, train.inputs, train.labels, steps=r.steps,
+                                 batch_size=r.batch_size, lr=r.lr, weight_decay=r.weight_decay,
+                                 train_bn=r.train_bn, seed=r.seed,
+                                 progress=(lambda s, loss: (bar.update(1), bar.set_postfix(loss=f"{loss:.3f}")))
+                                 if bar else None)
+            if bar:
+                bar.close()
+            save_state_dict(finetuned, ckpt)
+        # the full state (integer buffers from the base) and the task vector over floating tensors
+        finetuned = {**base, **{k: v for k, v in finetuned.items() if k in base}}
+        tau = TaskVector.from_state_dicts(floating, finetuned)
+        tasks[ts.name] = TaskState(
+            name=ts.name, label_names=data.label_names, description=data.description, splits=splits,
+            train_inputs=train.inputs, train_labels=train.labels, head=head, finetuned=finetuned, tau=tau,
+            val=EvalSet.build(adapter, ts.name, val.inputs, val.labels, spec.eval_batch),
+            test=EvalSet.build(adapter, ts.name, test.inputs, test.labels, spec.eval_batch),
+            test_inputs=test.inputs)
+    return Prepared(spec, adapter, base, tasks)
+
+
+def run_build(spec: SuiteSpec, out_dir: str, log: Log = print, progress=None, command: str = "") -> dict:
+    """The whole build: prepare, run every experiment, write the suite, check it reloads equal."""
+    import time
+
+    from .experiments import Experiments
+    from .suite import Suite
+    from .write import write_suite
+
+    t0 = time.time()
+    prep = prepare(spec, log, progress)
+    t_prep = time.time() - t0
+    exps = Experiments(prep, log)
+    log("baselines ...")
+    methods = exps.baselines()
+    log("T-Switch / Auto-Switch alpha grid ...")
+    grid = exps.switch_grid()
+    choice = exps.choose_switch(grid)
+    log(f"chosen on validation: {choice['dense_option']}, alpha {choice['alpha']:g}, k {choice['k']}")
+    log("pulse experiment, P-Discard vs DARE ...")
+    pulse = exps.pulse()
+    pspar_dare = exps.pspar_vs_dare()
+    option, alpha = choice["dense_option"], f"{choice['alpha']:g}"
+    bapprox = {t: {"b-approx": {a: grid[option][a]["t-switch"]["test"]["per_task"][t] for a in grid[option]},
+                   "p-spar": {a: pulse["keep_high"][a]["per_task"][t] for a in pulse["keep_high"]}}
+               for t in prep.tasks}
+    results = {
+        "suite": spec.name, "split": "test", "tasks": list(prep.tasks), "metric": "accuracy",
+        "methods": methods, "choice": {k: v for k, v in choice.items() if k != "pack"},
+        "alpha_grid": grid, "pulse": pulse, "pspar_vs_dare": pspar_dare, "bapprox_vs_pspar": bapprox,
+        "num_params": exps.n,
+    }
+    write_suite(prep, exps, choice, results, out_dir)
+    # the committed files are the source of truth for switch-based numbers: recompute from them
+    suite = Suite(out_dir)
+    suite.__dict__["adapter"] = prep.adapter  # same backbone object, no second load
+    for method in ("t-switch", "auto-switch"):
+        res = suite.evaluate(method, "test")
+        res["hyper"] = {"alpha": choice["alpha"], "dense_option": option, "k": choice["k"]}
+        results["methods"][method] = res
+    expected = grid[option][alpha]["t-switch"]["test"]["average"]
+    if abs(results["methods"]["t-switch"]["average"] - expected) > 1e-9:
+        raise RuntimeError(f"T-Switch from the written suite ({results['methods']['t-switch']['average']}) "
+                           f"differs from the build's ({expected})")
+    results["provenance"] = {"command": command, "seconds": round(time.time() - t0, 1),
+                             "prepare_seconds": round(t_prep, 1), "torch": torch.__version__,
+                             "threads": torch.get_num_threads()}
+    write_suite(prep, exps, choice, results, out_dir)
+    return results

@@ -1,0 +1,113 @@
+"""Evaluating a suite's tasks under a merge method.
+
+A method gives each task's test inputs a set of weights in one of three ways:
+
+- *static*: one merged model for every task (weight averaging, task arithmetic, TIES, DARE);
+- *per task* (oracle task id): the task's own weights (Individual, T-Switch Eq. 7, EMR, TALL);
+- *routed* (Auto-Switch, Eq. 8): per-sample weights from the k-NN router, run through the engine.
+
+Every task is scored with its own frozen head (``../shared/PROTOCOL.md``), as in the papers; for
+routed methods the routing accuracy (routed task == true task) is reported beside it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from ..models.base import Batch, Head
+
+Weights = Mapping[str, torch.Tensor] | None
+
+
+@dataclass
+class EvalSet:
+    """One task's split, preprocessed once into batches."""
+
+    task: str
+    batches: list[Batch]
+    labels: np.ndarray
+    route_features: torch.Tensor | None = None  # (N, D_r), filled lazily
+
+    @classmethod
+    def build(cls, adapter, task: str, inputs: Sequence, labels, batch_size: int = 64,
+              limit: int | None = None) -> "EvalSet":
+        inputs, labels = list(inputs), np.asarray(labels)
+        if limit is not None:
+            inputs, labels = inputs[:limit], labels[:limit]
+        batches = [adapter.preprocess(inputs[i:i + batch_size]) for i in range(0, len(inputs), batch_size)]
+        return cls(task, batches, labels)
+
+    def routing_features(self, adapter) -> torch.Tensor:
+        if self.route_features is None:
+            self.route_features = torch.cat([adapter.route_features(b) for b in self.batches]).float()
+        return self.route_features
+
+
+def accuracy(adapter, head: Head, data: EvalSet, weights: Weights) -> float:
+    """Top-1 accuracy of ``head`` on ``data`` with backbone ``weights`` (``None``: pre-trained)."""
+    correct = 0
+    for batch, start in zip(data.batches, _starts(data)):
+        preds = head(adapter.features(batch, weights)).argmax(-1).numpy()
+        correct += int((preds == data.labels[start:start + len(preds)]).sum())
+    return correct / max(1, len(data.labels))
+
+
+def _starts(data: EvalSet) -> list[int]:
+    sizes = [next(iter(b.values())).shape[0] for b in data.batches]
+    return list(np.cumsum([0] + sizes[:-1]))
+
+
+def evaluate_static(adapter, heads: Mapping[str, Head], sets: Mapping[str, EvalSet], weights: Weights) -> dict:
+    return _summary({t: accuracy(adapter, heads[t], s, weights) for t, s in sets.items()})
+
+
+def evaluate_per_task(adapter, heads: Mapping[str, Head], sets: Mapping[str, EvalSet],
+                      weights_for: Callable[[str], Weights]) -> dict:
+    return _summary({t: accuracy(adapter, heads[t], s, weights_for(t)) for t, s in sets.items()})
+
+
+def evaluate_routed(auto_switch, heads: Mapping[str, Head], sets: Mapping[str, EvalSet], k: int) -> dict:
+    """Auto-Switch: route every test sample on its own, merge, score with the true task's head.
+
+    Also reports ``routing_accuracy`` and ``routed_head_accuracy`` (the prediction a deployed
+    system makes: the head of the highest-weight task, wrong whenever the route is).
+    """
+    engine, router = auto_switch.engine, auto_switch.router
+    adapter = engine.adapter
+    per_task, routed_ok, routed_head_ok, total = {}, 0, 0, 0
+    for task, data in sets.items():
+        feats = data.routing_features(adapter)
+        route = router.route(feats, k=k)
+        weights = _engine_weights(route, router.task_names, engine.tasks)
+        to_engine = torch.tensor([list(engine.tasks).index(t) for t in router.task_names])
+        routed_all = to_engine[route.routed_task]  # the router's choice (its tie rule), engine order
+        correct, start = 0, 0
+        for batch in data.batches:
+            n = next(iter(batch.values())).shape[0]
+            out = engine.run(batch, weights[start:start + n], routed_task=routed_all[start:start + n])
+            labels = data.labels[start:start + n]
+            correct += int((out.logits[task].argmax(-1).numpy() == labels).sum())
+            routed = [engine.tasks[i] for i in out.routed_task.tolist()]
+            routed_ok += sum(r == task for r in routed)
+            routed_head_ok += sum(r == task and int(out.logits[task][j].argmax()) == labels[j]
+                                  for j, r in enumerate(routed))
+            start += n
+        per_task[task] = correct / max(1, len(data.labels))
+        total += len(data.labels)
+    summary = _summary(per_task)
+    summary["routing_accuracy"] = routed_ok / max(1, total)
+    summary["routed_head_accuracy"] = routed_head_ok / max(1, total)
+    return summary
+
+
+def _engine_weights(route, router_tasks: Sequence[str], engine_tasks: Sequence[str]) -> torch.Tensor:
+    """Router weights ``(B, K_router)`` reordered to the engine's task order ``(B, K_engine)``."""
+    index = [list(router_tasks).index(t) for t in engine_tasks]
+    return route.weights[:, index]
+
+
+def _summary(per_task: dict[str, float]) -> dict:
+    return {"per_task": per_task, "average": float(np.mean(list(per_task.values()))) if per_task else 0.0}

@@ -1,0 +1,193 @@
+"""Every method and analysis of a suite's ``results.json``, on prepared tasks.
+
+Hyper-parameters are chosen on validation and reported on test (``../shared/PROTOCOL.md``):
+task arithmetic / TIES / DARE ``lambda``, TALL's per-task ``lambda``, T-Switch ``alpha``,
+Auto-Switch ``alpha`` and ``k``. Random methods (DARE) report the mean over ``spec.seeds``.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..core.pspar import pulse_mask
+from ..core.task_vector import TaskVector
+from ..merging import (AutoSwitch, DynamicMergeEngine, PackedSwitches, dare, emr_components,
+                       norm_rescaled_average, tall_mask_components, task_arithmetic, ties, weight_average)
+from ..pack import SwitchPack, create_pack, encode_task, tensor_specs
+from ..routing import KNNRouter
+from .evaluate import evaluate_per_task, evaluate_routed, evaluate_static
+from .train import extract_features
+
+Log = Callable[[str], None]
+
+
+def _bytes_float32(n: int) -> int:
+    return 4 * n
+
+
+class Experiments:
+    """Runs the methods on a :class:`tswitch.suites.build.Prepared`; results are plain dicts."""
+
+    def __init__(self, prep, log: Log = print, workdir: str | None = None):
+        self.prep, self.spec, self.log = prep, prep.spec, log
+        self.adapter, self.heads = prep.adapter, prep.heads
+        self.names = list(prep.tasks)
+        self.taus = [prep.tasks[t].tau for t in self.names]
+        self.floating = {k: v for k, v in prep.base.items() if torch.is_floating_point(v)}
+        self.n = sum(v.numel() for v in self.floating.values())
+        self.workdir = workdir or tempfile.mkdtemp(prefix="tswitch-build-")
+        self.router = self._router()
+
+    # -- helpers -------------------------------------------------------------------------------
+    def apply(self, delta: TaskVector) -> dict[str, torch.Tensor]:
+        return delta.apply_to(self.prep.base)
+
+    def static(self, split: str, delta: TaskVector | None) -> dict:
+        weights = None if delta is None else self.apply(delta)
+        return evaluate_static(self.adapter, self.heads, self.prep.sets(split), weights)
+
+    def per_task(self, split: str, deltas: dict[str, TaskVector]) -> dict:
+        return evaluate_per_task(self.adapter, self.heads, self.prep.sets(split), lambda t: self.apply(deltas[t]))
+
+    def _router(self) -> KNNRouter:
+        feats, ids = [], []
+        rng = np.random.default_rng(self.spec.split_seed)
+        for i, t in enumerate(self.names):
+            inputs = self.prep.tasks[t].train_inputs
+            pick = sorted(rng.choice(len(inputs), min(self.spec.exemplars_per_task, len(inputs)), replace=False))
+            self.prep.tasks[t].exemplar_index = [int(j) for j in pick]
+            feats.append(extract_features(self.adapter, [inputs[j] for j in pick], route=True,
+                                          batch_size=self.spec.eval_batch))
+            ids += [i] * len(pick)
+        return KNNRouter(torch.cat(feats), torch.tensor(ids), self.names, k=self.spec.k_grid[0])
+
+    def pack(self, alpha: float, dense_pattern: str | None) -> str:
+        """Write (once) the T-Switch pack of every task at ``alpha``; returns its path."""
+        tag = f"{alpha:g}-{'dense' if dense_pattern else 'bin'}"
+        path = os.path.join(self.workdir, f"switches-{tag}.tsw")
+        if not os.path.exists(path):
+            specs = tensor_specs(self.floating)
+            tasks = [encode_task(t, tau, specs, alpha, "sass", dense_pattern,
+                                 labels=self.prep.tasks[t].label_names) for t, tau in zip(self.names, self.taus)]
+            create_pack(path, self.floating, tasks)
+        return path
+
+    def engine(self, path: str) -> DynamicMergeEngine:
+        switches = PackedSwitches.from_pack(SwitchPack(path))
+        return DynamicMergeEngine(self.adapter, self.prep.base, switches, self.heads, cache_size=8)
+
+    def tswitch(self, split: str, path: str) -> dict:
+        engine = self.engine(path)
+        eye = torch.eye(len(self.names))
+        out = evaluate_per_task(self.adapter, self.heads, self.prep.sets(split),
+                                lambda t: engine.merged_weights(eye[engine.tasks.index(t)]))
+        out["extra_bytes"] = sum(t.total_bytes for t in SwitchPack(path).header.tasks)
+        return out
+
+    def auto_switch(self, split: str, path: str, k: int) -> dict:
+        out = evaluate_routed(AutoSwitch(self.engine(path), self.router), self.heads, self.prep.sets(split), k)
+        out["extra_bytes"] = (sum(t.total_bytes for t in SwitchPack(path).header.tasks)
+                              + 4 * self.router.features.numel())
+        return out
+
+    # -- the methods -----------------------------------------------------------------------------
+    def baselines(self) -> dict:
+        """Pre-trained, Individual, averaging, TA, TIES, DARE, EMR, TALL (test, tuned on val)."""
+        K, n, res = len(self.names), self.n, {}
+        res["pretrained"] = {**self.static("test", None), "extra_bytes": 0}
+        res["individual"] = {**evaluate_per_task(self.adapter, self.heads, self.prep.sets("test"),
+                                                 lambda t: self.prep.tasks[t].finetuned),
+                             "extra_bytes": K * _bytes_float32(n)}
+        res["weight_average"] = {**self.static("test", weight_average(self.taus)), "extra_bytes": _bytes_float32(n)}
+        for name, fn in (("task_arithmetic", lambda lam: task_arithmetic(self.taus, lam=lam)),
+                         ("ties", lambda lam: ties(self.taus, lam=lam))):
+            lam = self._pick([(lam, self.static("val", fn(lam))) for lam in self.spec.lambda_grid])
+            res[name] = {**self.static("test", fn(lam)), "extra_bytes": _bytes_float32(n), "hyper": {"lam": lam}}
+        lam = self._pick([(lam, self.static("val", dare(self.taus, lam=lam, seed=self.spec.seeds[0])))
+                          for lam in self.spec.lambda_grid])
+        runs = [self.static("test", dare(self.taus, lam=lam, seed=s)) for s in self.spec.seeds]
+        res["dare"] = {**_mean_runs(runs), "extra_bytes": _bytes_float32(n),
+                       "hyper": {"lam": lam, "drop": 0.9, "seeds": list(self.spec.seeds)}}
+        emr = emr_components(self.taus)
+        res["emr_merging"] = {**self.per_task("test", dict(zip(self.names, emr.task_vectors()))),
+                              "extra_bytes": emr.storage_bits() // 8}
+        res["tall_masks"] = self._tall()
+        return res
+
+    def _tall(self) -> dict:
+        """TALL masks with ``lambda`` picked per task on validation, as the paper does."""
+        best: dict[str, tuple[float, float]] = {}
+        comps = {lam: tall_mask_components(self.taus, lam=lam) for lam in self.spec.tall_grid}
+        for lam, comp in comps.items():
+            val = self.per_task("val", dict(zip(self.names, comp.task_vectors())))
+            for t in self.names:
+                if t not in best or val["per_task"][t] > best[t][1]:
+                    best[t] = (lam, val["per_task"][t])
+        chosen = {t: comps[best[t][0]].task_vector(i) for i, t in enumerate(self.names)}
+        any_comp = next(iter(comps.values()))
+        return {**self.per_task("test", chosen), "extra_bytes": any_comp.storage_bits() // 8,
+                "hyper": {"lam": {t: best[t][0] for t in self.names}}}
+
+    def switch_grid(self) -> dict:
+        """T-Switch and Auto-Switch over the alpha grid (and BatchNorm options), val and test."""
+        grid = {}
+        k0 = self.spec.k_grid[len(self.spec.k_grid) // 2]
+        for option, pattern in self.spec.dense_options.items():
+            for alpha in self.spec.alpha_grid:
+                path = self.pack(alpha, pattern)
+                row = {"t-switch": {s: self.tswitch(s, path) for s in ("val", "test")},
+                       "auto-switch": {s: self.auto_switch(s, path, k0) for s in ("val", "test")}}
+                grid.setdefault(option, {})[f"{alpha:g}"] = row
+                self.log(f"alpha {alpha:g} ({option}): T-Switch test {row['t-switch']['test']['average']:.4f}, "
+                         f"Auto-Switch test {row['auto-switch']['test']['average']:.4f} "
+                         f"(routing {row['auto-switch']['test']['routing_accuracy']:.4f})")
+        return grid
+
+    def choose_switch(self, grid: dict) -> dict:
+        """Pick (BatchNorm option, alpha) for T-Switch, then k for Auto-Switch, on validation."""
+        option, alpha = max(((o, a) for o, rows in grid.items() for a in rows),
+                            key=lambda oa: (grid[oa[0]][oa[1]]["t-switch"]["val"]["average"], float(oa[1])))
+        path = self.pack(float(alpha), self.spec.dense_options[option])
+        k = self._pick([(k, self.auto_switch("val", path, k)) for k in self.spec.k_grid])
+        # one pack serves both: the alpha T-Switch prefers on validation (ties: the sparser)
+        return {"dense_option": option, "dense_pattern": self.spec.dense_options[option],
+                "alpha": float(alpha), "k": k, "pack": path}
+
+    def pulse(self) -> dict:
+        """T-Switch Fig. 3 / journal Fig. 1: keep-high (C1) vs keep-low (C2) vs random (C3), per task."""
+        out = {}
+        gen = torch.Generator().manual_seed(self.spec.seeds[0])
+        for cond, mode in (("keep_high", "low"), ("keep_low", "high"), ("random", "random")):
+            out[cond] = {}
+            for alpha in self.spec.pulse_grid:
+                scale = 1.0 / (1.0 - alpha) if mode == "random" else 1.0
+                deltas = {t: tau.map(lambda _, x: scale * x * pulse_mask(x, alpha, mode, gen))
+                          for t, tau in zip(self.names, self.taus)}
+                out[cond][f"{alpha:g}"] = self.per_task("test", deltas)
+        return out
+
+    def pspar_vs_dare(self) -> dict:
+        """T-Switch Table 1 analogue: Eq. 4 merges of P-Discard vs DARE-random vectors."""
+        out = {"p-discard": {}, "dare-random": {}}
+        gen = torch.Generator().manual_seed(self.spec.seeds[0])
+        for alpha in self.spec.pulse_grid:
+            for name, mode in (("p-discard", "low"), ("dare-random", "random")):
+                sparse = [tau.map(lambda _, x: x * pulse_mask(x, alpha, mode, gen)) for tau in self.taus]
+                out[name][f"{alpha:g}"] = self.static("test", norm_rescaled_average(self.taus, sparse))
+        return out
+
+    @staticmethod
+    def _pick(candidates: list[tuple[float, dict]]) -> float:
+        """The hyper-parameter with the best validation average (first on ties)."""
+        return max(candidates, key=lambda c: c[1]["average"])[0]
+
+
+def _mean_runs(runs: list[dict]) -> dict:
+    tasks = runs[0]["per_task"]
+    per_task = {t: float(np.mean([r["per_task"][t] for r in runs])) for t in tasks}
+    return {"per_task": per_task, "average": float(np.mean(list(per_task.values()))),
+            "std_over_seeds": float(np.std([r["average"] for r in runs]))}

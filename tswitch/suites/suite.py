@@ -1,0 +1,177 @@
+"""A built suite on disk (``docs/SUITE.md``), loaded lazily and shared read-only.
+
+``Suite.open("text-minilm")`` finds ``assets/text-minilm`` (or takes a path). Nothing heavy happens
+until it is needed: the backbone, the switches, the router and the engine load on first use, once,
+under a lock, and are never modified afterwards, so one ``Suite`` serves concurrent requests.
+"""
+from __future__ import annotations
+
+import json
+import os
+import threading
+from functools import cached_property
+from typing import Sequence
+
+import torch
+
+from ..models.base import Head
+
+ASSETS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "assets")
+SWITCH_METHODS = ("t-switch", "auto-switch", "pretrained")
+
+
+class SuiteError(ValueError):
+    """A suite is missing or its files are inconsistent."""
+
+
+def list_suites(root: str = ASSETS) -> list[str]:
+    if not os.path.isdir(root):
+        return []
+    return sorted(d for d in os.listdir(root) if os.path.isfile(os.path.join(root, d, "manifest.json")))
+
+
+def resolve_suite(name_or_path: str, root: str = ASSETS) -> str:
+    if os.path.isfile(os.path.join(name_or_path, "manifest.json")):
+        return name_or_path
+    candidate = os.path.join(root, name_or_path)
+    if os.path.isfile(os.path.join(candidate, "manifest.json")):
+        return candidate
+    raise SuiteError(f"unknown suite {name_or_path!r}; available: {', '.join(list_suites(root)) or '(none)'}")
+
+
+class Suite:
+    def __init__(self, path: str):
+        self.path = path
+        try:
+            with open(os.path.join(path, "manifest.json"), encoding="utf-8") as f:
+                self.manifest = json.load(f)
+        except (OSError, json.JSONDecodeError) as exc:
+            raise SuiteError(f"{path}: unreadable manifest ({exc})") from None
+        self.name = self.manifest["name"]
+        self.task_names = [t["name"] for t in self.manifest["tasks"]]
+        self._lock = threading.RLock()
+
+    @classmethod
+    def open(cls, name_or_path: str) -> "Suite":
+        return cls(resolve_suite(name_or_path))
+
+    def file(self, key: str) -> str:
+        return os.path.join(self.path, key)
+
+    @property
+    def modality(self) -> str:
+        return self.manifest["modality"]
+
+    def results(self) -> dict:
+        with open(self.file("results.json"), encoding="utf-8") as f:
+            return json.load(f)
+
+    # -- lazily loaded, read-only parts --------------------------------------------------------
+    @cached_property
+    def adapter(self):
+        from ..models import load_adapter
+
+        with self._lock:
+            spec = self.manifest["adapter"]
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+            return load_adapter(spec["name"], **{**spec["args"], "device": device})
+
+    @cached_property
+    def heads(self) -> dict[str, Head]:
+        from safetensors.torch import load_file
+
+        tensors = load_file(self.file(self.manifest.get("heads", "heads.safetensors")))
+        return {t["name"]: Head(tensors[f"{t['name']}.weight"], tensors[f"{t['name']}.bias"],
+                                tuple(t["labels"]), bool(t.get("normalize", False)))
+                for t in self.manifest["tasks"]}
+
+    @cached_property
+    def pack(self):
+        from ..pack import SwitchPack
+
+        with self._lock:
+            pack = SwitchPack(self.file(self.manifest["pack"]))
+            pack.check_base(self.adapter.state_dict())
+            return pack
+
+    @cached_property
+    def router(self):
+        from ..routing import KNNRouter
+
+        return KNNRouter.load(self.file(self.manifest["router"]["file"]))
+
+    @cached_property
+    def exemplars(self) -> list[dict]:
+        with open(self.file("exemplars.json"), encoding="utf-8") as f:
+            return json.load(f)
+
+    @cached_property
+    def engine(self):
+        from ..merging import DynamicMergeEngine, PackedSwitches
+
+        with self._lock:
+            return DynamicMergeEngine(self.adapter, self.adapter.state_dict(),
+                                      PackedSwitches.from_pack(self.pack), self.heads, cache_size=16)
+
+    @cached_property
+    def auto_switch(self):
+        from ..merging import AutoSwitch
+
+        with self._lock:
+            return AutoSwitch(self.engine, self.router)
+
+    # -- serving -------------------------------------------------------------------------------
+    def route(self, inputs: Sequence, k: int | None = None, top: int = 5) -> list[dict]:
+        """Auto-Switch every input; JSON-ready diagnostics and the routed task's top predictions."""
+        from ..routing import diagnostics
+
+        k = k or int(self.manifest["router"]["k"])
+        batch = self.adapter.preprocess(list(inputs))
+        output, route = self.auto_switch.predict(batch, k=k)
+        results = []
+        for b in range(len(inputs)):
+            diag = diagnostics(route, b)
+            for n in diag["neighbours"]:
+                n["exemplar_preview"] = self.exemplars[n["exemplar"]].get("text") if self.exemplars else None
+            task = output.tasks[int(output.routed_task[b])]
+            probs = output.probs_routed[b]
+            order = torch.argsort(probs, descending=True)[:top].tolist()
+            diag["routed_task"] = task
+            diag["prediction"] = {self.heads[task].labels[i]: float(probs[i]) for i in order}
+            diag["all_tasks"] = {t: self.heads[t].labels[int(output.logits[t][b].argmax())] for t in output.tasks}
+            results.append(diag)
+        return results
+
+    # -- evaluation ----------------------------------------------------------------------------
+    def eval_sets(self, split: str = "test", limit: int | None = None):
+        from .data import apply_split, load_task
+        from .evaluate import EvalSet
+
+        with open(self.file("splits.json"), encoding="utf-8") as f:
+            splits = json.load(f)
+        sets = {}
+        for t in self.manifest["tasks"]:
+            data = apply_split(load_task(t["loader"]["name"], **t["loader"]["args"]), splits[t["name"]][split])
+            sets[t["name"]] = EvalSet.build(self.adapter, t["name"], data.inputs, data.labels,
+                                            self.manifest.get("eval_batch", 64), limit)
+        return sets
+
+    def evaluate(self, method: str, split: str = "test", limit: int | None = None, k: int | None = None) -> dict:
+        """Recompute a switch-based method's numbers from the committed files."""
+        from .evaluate import evaluate_per_task, evaluate_routed, evaluate_static
+
+        sets = self.eval_sets(split, limit)
+        if method == "pretrained":
+            return {**evaluate_static(self.adapter, self.heads, sets, None), "extra_bytes": 0}
+        pack_bytes = sum(t.total_bytes for t in self.pack.header.tasks)
+        if method == "t-switch":
+            eye = torch.eye(len(self.engine.tasks))
+            out = evaluate_per_task(self.adapter, self.heads, sets,
+                                    lambda t: self.engine.merged_weights(eye[self.engine.tasks.index(t)]))
+            return {**out, "extra_bytes": pack_bytes}
+        if method == "auto-switch":
+            out = evaluate_routed(self.auto_switch, self.heads, sets, k or int(self.manifest["router"]["k"]))
+            return {**out, "extra_bytes": pack_bytes + 4 * self.router.features.numel()}
+        raise SuiteError(f"method {method!r} cannot be recomputed from a suite's files; valid: "
+                         f"{', '.join(SWITCH_METHODS)} (the others need the fine-tuned checkpoints: "
+                         f"rebuild with demos/build_suite.py)")

@@ -1,0 +1,99 @@
+"""The suites' fine-tuning recipe (``../shared/PROTOCOL.md``).
+
+1. :func:`fit_probe`: a linear head on the **frozen pre-trained** features — the task's head forever
+   after, and what "Pre-trained" means in every table.
+2. :func:`finetune`: the whole backbone trained with that head frozen; the task vector is the
+   backbone's change only (BatchNorm running statistics included when ``train_bn``).
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from ..models.base import Batch, Head
+from ..models.common import tensors_of
+
+
+def batches(inputs: Sequence, size: int):
+    for start in range(0, len(inputs), size):
+        yield start, inputs[start:start + size]
+
+
+def extract_features(adapter, inputs: Sequence, weights=None, batch_size: int = 64,
+                     route: bool = False) -> torch.Tensor:
+    """``(N, D)`` features of ``inputs`` (pre-trained weights unless ``weights`` is given)."""
+    out = []
+    for _, chunk in batches(inputs, batch_size):
+        batch = adapter.preprocess(list(chunk))
+        out.append(adapter.route_features(batch) if route else adapter.features(batch, weights))
+    return torch.cat(out).float().cpu()
+
+
+def fit_probe(features: torch.Tensor, labels: np.ndarray, label_names: Sequence[str], *, steps: int = 300,
+              lr: float = 1e-2, weight_decay: float = 1e-4, seed: int = 0) -> Head:
+    """Multinomial logistic regression on cached features (full-batch Adam), as a frozen :class:`Head`.
+
+    Features are centred and divided by one global standard deviation inside the optimisation (a
+    per-dimension one would amplify near-constant dimensions into huge weights that make the frozen
+    head hypersensitive to fine-tuning); the scaling is folded back into the head's weight and
+    bias, so the head applies to raw features.
+    """
+    g = torch.Generator().manual_seed(seed)
+    x = features.float()
+    y = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+    mean, std = x.mean(0), x.std().clamp_min(1e-6)
+    z = (x - mean) / std
+    num_classes = len(label_names)
+    w = (0.01 * torch.randn(num_classes, x.shape[1], generator=g)).requires_grad_(True)
+    b = torch.zeros(num_classes, requires_grad=True)
+    opt = torch.optim.Adam([w, b], lr=lr, weight_decay=weight_decay)
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(z @ w.T + b, y)
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        weight = w / std  # (C, D): z @ w.T = (x - mean) / std @ w.T
+        bias = b - (mean / std) @ w.T
+    return Head(weight=weight.detach().clone(), bias=bias.detach().clone(), labels=tuple(label_names))
+
+
+def finetune(adapter, head: Head, inputs: Sequence, labels: np.ndarray, *, steps: int, batch_size: int,
+             lr: float, weight_decay: float = 0.0, train_bn: bool = True, seed: int = 0,
+             progress: Callable[[int, float], None] | None = None) -> dict[str, torch.Tensor]:
+    """Fine-tune the backbone with ``head`` frozen; returns its tensors (parameters and buffers).
+
+    Args:
+        train_bn: BatchNorm layers in train mode (running statistics follow the task's data) —
+            otherwise they stay in eval mode and the statistics remain the pre-trained ones.
+        progress: called as ``progress(step, loss)``.
+    """
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    module = adapter.trainable_copy()
+    if not train_bn:
+        for m in module.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.eval()
+    opt = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=lr,
+                            weight_decay=weight_decay)
+    labels = np.asarray(labels)
+    order = rng.permutation(len(inputs))
+    cursor = 0
+    for step in range(steps):
+        if cursor + batch_size > len(order):
+            order, cursor = rng.permutation(len(inputs)), 0
+        idx = order[cursor:cursor + batch_size]
+        cursor += batch_size
+        batch: Batch = adapter.preprocess([inputs[i] for i in idx])
+        logits = head(adapter.features_of(module, batch))
+        loss = torch.nn.functional.cross_entropy(logits, torch.as_tensor(labels[idx], dtype=torch.long))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if progress is not None:
+            progress(step, float(loss.detach()))
+    module.eval()
+    return {k: v.detach().clone() for k, v in tensors_of(module).items()}
