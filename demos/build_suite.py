@@ -23,7 +23,13 @@ def main() -> int:
     parser.add_argument("--suite", required=True, choices=sorted(SUITES))
     parser.add_argument("--out", help="output folder (default: assets/NAME)")
     parser.add_argument("--smoke", action="store_true", help="tiny subsets and a few steps (CI)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (1 avoids OpenMP oversubscription when other jobs share the cores)")
     args = parser.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     spec = get_suite_spec(args.suite)

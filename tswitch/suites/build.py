@@ -145,8 +145,8 @@ def run_build(spec: SuiteSpec, out_dir: str, log: Log = print, progress=None, co
     pulse = exps.pulse()
     pspar_dare = exps.pspar_vs_dare()
     option, alpha = choice["dense_option"], f"{choice['alpha']:g}"
-    bapprox = {t: {"b-approx": {a: grid[option][a]["t-switch"]["test"]["per_task"][t] for a in grid[option]},
-                   "p-spar": {a: pulse["keep_high"][a]["per_task"][t] for a in pulse["keep_high"]}}
+    bapprox = {t: {name: {a: pulse[cond][a]["per_task"][t] for a in pulse[cond]}
+                   for name, cond in (("b-approx", "b_approx"), ("p-spar", "keep_high"))}
                for t in prep.tasks}
     results = {
         "suite": spec.name, "split": "test", "tasks": list(prep.tasks), "metric": "accuracy",

@@ -40,6 +40,19 @@ class EvalSet:
         batches = [adapter.preprocess(inputs[i:i + batch_size]) for i in range(0, len(inputs), batch_size)]
         return cls(task, batches, labels)
 
+    def head(self, n: int | None) -> "EvalSet":
+        """The first ``n`` examples (all when ``n`` is None)."""
+        if n is None or n >= len(self.labels):
+            return self
+        batches, left = [], n
+        for b in self.batches:
+            size = next(iter(b.values())).shape[0]
+            batches.append({k: v[:left] for k, v in b.items()} if size > left else b)
+            left -= min(size, left)
+            if left == 0:
+                break
+        return EvalSet(self.task, batches, self.labels[:n])
+
     def routing_features(self, adapter) -> torch.Tensor:
         if self.route_features is None:
             self.route_features = torch.cat([adapter.route_features(b) for b in self.batches]).float()

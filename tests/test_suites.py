@@ -1,0 +1,94 @@
+"""Suites: a smoke build through the real code path, reproducibility of its switch-based numbers
+from the written files, the CLI over it, and the committed suites routing their own examples."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+
+from tswitch.cli import main
+from tswitch.suites.spec import get_suite_spec, smoke
+from tswitch.suites.suite import Suite, SuiteError, list_suites
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def smoke_text(tmp_path_factory):
+    from tswitch.suites.build import run_build
+
+    torch.set_num_threads(1)
+    out = str(tmp_path_factory.mktemp("smoke") / "text")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))  # never reuse user fine-tunes
+    results = run_build(smoke(get_suite_spec("text-minilm")), out, log=lambda s: None)
+    return out, results
+
+
+def test_smoke_build_writes_every_file(smoke_text):
+    out, results = smoke_text
+    for name in ("manifest.json", "switches.tsw", "heads.safetensors", "router.safetensors",
+                 "exemplars.json", "splits.json", "results.json"):
+        assert os.path.isfile(os.path.join(out, name)), name
+    written = json.load(open(os.path.join(out, "results.json")))
+    assert set(written["methods"]) >= {"pretrained", "individual", "weight_average", "task_arithmetic", "ties",
+                                       "dare", "emr_merging", "tall_masks", "t-switch", "auto-switch"}
+    for method in written["methods"].values():
+        assert 0.0 <= method["average"] <= 1.0 and method["extra_bytes"] >= 0
+    assert 0.0 <= written["methods"]["auto-switch"]["routing_accuracy"] <= 1.0
+    assert set(written["pulse"]) == {"keep_high", "keep_low", "random", "b_approx"}
+    # switches take a small fraction of the float32 task vectors
+    assert written["methods"]["t-switch"]["extra_bytes"] < 0.1 * written["methods"]["individual"]["extra_bytes"]
+
+
+def test_eval_reproduces_results_from_committed_files(smoke_text, capsys):
+    out, results = smoke_text
+    suite = Suite(out)
+    for method in ("t-switch", "auto-switch"):
+        fresh = suite.evaluate(method, "test")
+        assert fresh["per_task"] == results["methods"][method]["per_task"]
+    assert main(["eval", "--suite", out, "--method", "t-switch", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["average"] == results["methods"]["t-switch"]["average"]
+
+
+def test_route_cli_and_errors(smoke_text, capsys):
+    out, _ = smoke_text
+    manifest = json.load(open(os.path.join(out, "manifest.json")))
+    example = manifest["tasks"][0]["examples"][0]
+    assert main(["route", "--suite", out, "--text", example, "-k", "3", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert set(result) == {"routed_task", "weights", "neighbours", "prediction"}
+    assert len(result["neighbours"]) == 3 and abs(sum(result["weights"].values()) - 1) < 1e-6
+    assert len(result["prediction"]) <= 5
+    for argv, needle in ((["route", "--suite", out, "--text", ""], "empty"),
+                         (["route", "--suite", out, "--text", "x", "-k", "0"], "-k"),
+                         (["route", "--suite", out, "--image", "nope.png"], "takes text"),
+                         (["route", "--suite", "no-such-suite", "--text", "x"], "unknown suite"),
+                         (["eval", "--suite", out, "--method", "ties"], "cannot be recomputed"),
+                         (["eval", "--suite", out, "--method", "t-switch", "--alpha", "0.123"], "holds switches")):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert needle in err and err.count("\n") == 1, err
+
+
+def test_unknown_suite():
+    with pytest.raises(SuiteError, match="unknown suite"):
+        Suite.open("definitely-not-a-suite")
+
+
+@pytest.mark.parametrize("name", list_suites())
+def test_committed_suite_routes_its_examples(name):
+    """Every committed suite loads and routes a known example of each task to that task."""
+    suite = Suite.open(name)
+    for task in suite.manifest["tasks"]:
+        example = task["examples"][0]
+        item = example if suite.modality == "text" else _image(os.path.join(suite.path, example))
+        assert suite.route([item])[0]["routed_task"] == task["name"], (name, task["name"])
+
+
+def _image(path):
+    from tswitch.inputs import load_image
+
+    return load_image(path)
