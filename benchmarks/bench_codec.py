@@ -60,7 +60,7 @@ def main() -> None:
     from tswitch.codec.layouts import get_layout
     from tswitch.codec.sass import sass_bits
     from tswitch.core.task_vector import TaskVector
-    from tswitch.pack import decode_tensor, encode_task, reconstruct, tensor_specs
+    from tswitch.pack import decode_dense, encode_task, tensor_specs
     from concurrent.futures import ThreadPoolExecutor
 
     g = torch.Generator().manual_seed(0)
@@ -83,7 +83,7 @@ def main() -> None:
             def decode_all():
                 jobs = list(zip(task.payloads, specs, e.encodings, task.scales))
                 with ThreadPoolExecutor(2) as pool:
-                    return list(pool.map(lambda a: reconstruct(decode_tensor(a[0], a[1], a[2], 1, float(a[3]))), jobs))
+                    return list(pool.map(lambda a: decode_dense(a[0], a[1], a[2], 1, float(a[3])), jobs))
             t_dec, dense = best_of(decode_all, args.repeat)
             eq16 = sum(sass_bits(s.numel, k, 1) for s, k in zip(specs, e.nnz)) + 32 * len(specs)
             print(f"{layout:<7}{alpha:>6.2f}{n / t_enc / 1e6:>14.1f}M/s{n / t_dec / 1e6:>12.1f}M/s"

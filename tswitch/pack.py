@@ -121,6 +121,23 @@ def decode_tensor(payload: bytes, spec: TensorSpec, encoding: str, bits: int, sc
     return from_codes(spec.shape, torch.from_numpy(mask), torch.from_numpy(values.astype(np.bool_)), scale)
 
 
+def decode_dense(payload: bytes, spec: TensorSpec, encoding: str, bits: int, scale: float,
+                 nnz: int | None = None) -> torch.Tensor:
+    """One stored tensor straight to its dense float32 task-vector approximation
+    (``scale · mask ⊙ sign``, T-Switch Eq. 7) without building a bool mask."""
+    if encoding == DENSE:
+        return decode_tensor(payload, spec, encoding, bits, scale)
+    try:
+        positions, values = get_layout(encoding).decode_positions(payload, spec.numel, bits)
+    except ValueError as exc:
+        raise PackError(f"{spec.name}: {exc}") from None
+    if nnz is not None and values.size != nnz:
+        raise PackError(f"corrupt pack: {spec.name} holds {values.size} kept entries, metadata says {nnz}")
+    out = np.zeros(spec.numel, dtype=np.float32)
+    out[positions] = np.where(values.astype(np.bool_), np.float32(scale), np.float32(-scale))
+    return torch.from_numpy(out).view(spec.shape)
+
+
 def reconstruct(item) -> torch.Tensor:
     """Dense float32 task-vector tensor of a decoded item (``scale · mask ⊙ sign`` for a switch)."""
     return item.reconstruct() if isinstance(item, TSwitch) else item
@@ -164,7 +181,12 @@ class SwitchPack:
 
     def task_vector(self, name: str) -> TaskVector:
         """The reconstructed task vector ``scale · mask ⊙ sign`` of one task (float32)."""
-        return TaskVector({k: reconstruct(v) for k, v in self.load_task(name).items()})
+        entry = self.task(name)
+        payloads, scales = container.read_task_payloads(self.path, self.header, name)
+        jobs = list(zip(payloads, self.header.tensors, entry.encodings, scales, entry.nnz))
+        with ThreadPoolExecutor(_THREADS) as pool:
+            dense = list(pool.map(lambda a: decode_dense(a[0], a[1], a[2], entry.bits, float(a[3]), a[4]), jobs))
+        return TaskVector({spec.name: t for spec, t in zip(self.header.tensors, dense)})
 
 
 def create_pack(path: str, pretrained: Mapping[str, torch.Tensor], tasks: Sequence[EncodedTask]) -> PackHeader:

@@ -43,3 +43,9 @@ def decode(data: bytes, n: int, b: int) -> tuple[np.ndarray, np.ndarray]:
     raw = unpack_bits(buf, nnz * b, n)
     values = raw.astype(np.int64) if b == 1 else bits_to_uint(raw.reshape(nnz, b))
     return mask.copy(), values
+
+
+def decode_positions(data: bytes, n: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+    """Decode into ``(kept positions, value codes)``."""
+    mask, values = decode(data, n, b)
+    return np.flatnonzero(mask), values

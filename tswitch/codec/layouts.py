@@ -19,6 +19,7 @@ class Layout:
         decode: ``(bytes, n, b) -> (mask, value codes)``; raises ``ValueError`` on corrupt data.
         nbytes: ``(n, nnz, b) -> int``, the exact payload size.
         description: one line for ``inspect`` and the docs.
+        decode_positions: ``(bytes, n, b) -> (kept positions, value codes)``, no dense mask.
     """
 
     name: str
@@ -26,13 +27,14 @@ class Layout:
     decode: Callable[[bytes, int, int], tuple[np.ndarray, np.ndarray]]
     nbytes: Callable[[int, int, int], int]
     description: str
+    decode_positions: Callable[[bytes, int, int], tuple[np.ndarray, np.ndarray]]
 
 
 LAYOUTS: dict[str, Layout] = {
     "sass": Layout("sass", sass.encode, sass.decode, sass.sass_nbytes,
-                   "grouped COO, group size by journal Eq. 17, size = ceil(Eq. 16 / 8)"),
+                   "grouped COO, group size by journal Eq. 17, size = ceil(Eq. 16 / 8)", sass.decode_positions),
     "bitmap": Layout("bitmap", bitmap.encode, bitmap.decode, bitmap.bitmap_nbytes,
-                     "full mask bitmap + value codes of kept entries"),
+                     "full mask bitmap + value codes of kept entries", bitmap.decode_positions),
 }
 
 
