@@ -258,6 +258,58 @@ def run_eval(args) -> int:
     return 0
 
 
+# -- flex -------------------------------------------------------------------------------------------
+def _flex_parser(p):
+    from .flex.losses import LOSSES
+    from .flex.train import MODES
+
+    p.add_argument("--suite", required=True, help="a built suite under assets/ or a suite folder")
+    p.add_argument("--loss", default="kl", choices=sorted(LOSSES), help="performance-preservation loss (Eq. 9-11)")
+    p.add_argument("--lambda", dest="lam", type=float, default=None,
+                   help="its weight (default: the journal's, KL 0.3 / MSE 0.05 / CKA 3)")
+    p.add_argument("--mode", default="lgs+bas", choices=MODES,
+                   help="lgs+bas = FlexSwitch; lgs, bas = the Tab. XI ablations")
+    p.add_argument("--steps", type=int, default=500)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--exemplars", type=int, default=100, help="N per task")
+    p.add_argument("--alpha", type=_alpha, default=0.7, help="P-Spar pruning rate of --mode bas")
+    p.add_argument("--task", action="append", default=None, help="train only this task (repeatable; no router)")
+    p.add_argument("--eval", default="test", choices=["val", "test", "none"], help="split to evaluate on")
+    p.add_argument("--limit", type=int, default=None, help="first N examples per task when evaluating")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch threads")
+
+
+@command("flex", "learn FlexSwitch switches (journal Eq. 6-17) and the Auto-FlexSwitch router for a built suite",
+         _flex_parser)
+def run_flex_command(args) -> int:
+    import torch
+
+    from .flex.run import run_flex, summary_lines
+    from .flex.train import FlexConfig
+    from .suites.suite import Suite
+
+    if args.threads is not None:
+        if args.threads < 1:
+            raise UsageError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    if args.exemplars < 1 or (args.limit is not None and args.limit < 1):
+        raise UsageError("--exemplars and --limit must be >= 1")
+    config = FlexConfig(mode=args.mode, loss=args.loss, lam=args.lam, steps=args.steps, batch_size=args.batch_size,
+                        alpha=args.alpha, seed=args.seed)
+    suite = Suite.open(args.suite)
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        tqdm = None
+    log = tqdm.write if tqdm else print
+    report = run_flex(suite, config, exemplars=args.exemplars, tasks=args.task,
+                      eval_split=None if args.eval == "none" else args.eval, eval_limit=args.limit,
+                      log=log, progress=tqdm)
+    print("\n".join(summary_lines(report)))
+    return 0
+
+
 # -- entry point ------------------------------------------------------------------------------------
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, status 2, like every other user error

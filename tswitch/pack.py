@@ -3,7 +3,9 @@
 Ties :mod:`tswitch.core` (B-Approx, Eq. 5-7) to :mod:`tswitch.codec` (layouts, container):
 each floating tensor of a task vector is stored as a T-Switch (mask + polarity bits + float32
 scale) in the pack's layout, or, when its name matches the opt-in ``dense_pattern``, as a dense
-float16 copy of the task vector.
+float16 copy of the task vector. FlexSwitch tasks (:mod:`tswitch.flex.storage`) add quantised
+switches, ``sass-q``/``bitmap-q``: the layout's mask with ``b``-bit codebook indices as value codes,
+decoded to :class:`tswitch.flex.quant.QSwitch`.
 """
 from __future__ import annotations
 
@@ -24,8 +26,11 @@ from .codec.layouts import get_layout
 from .core.binary import TSwitch, b_approx_codes, from_codes
 from .core.pspar import validate_alpha
 from .core.task_vector import TaskVector, is_task_tensor
+from .flex.quant import Codebook, QSwitch
 
 DENSE = "dense-f16"
+# quantised switches (journal Eq. 13-15): encoding -> the layout that carries mask and codes
+QUANTISED = {"sass-q": "sass", "bitmap-q": "bitmap"}
 POLARITY_BITS = 1  # T-Switch stores one sign bit per kept entry
 _THREADS = max(1, min(4, os.cpu_count() or 1))
 
@@ -55,6 +60,7 @@ class EncodedTask:
     payloads: list[bytes]
     scales: np.ndarray
     tensor_names: tuple[str, ...]  # the order the payloads follow
+    codebook: np.ndarray | None = None  # (T, 2) float32 (lo, step) of a quantised task
 
 
 def _check_order(task: EncodedTask, specs: Sequence[TensorSpec]) -> None:
@@ -102,9 +108,19 @@ def encode_task(name: str, tau: TaskVector, specs: Sequence[TensorSpec], alpha: 
     return EncodedTask(entry, payloads, scales, tuple(s.name for s in specs))
 
 
+def _codebook(spec: TensorSpec, bits: int, codebook) -> Codebook:
+    if codebook is None:
+        raise PackError(f"corrupt pack: quantised tensor {spec.name} has no codebook")
+    try:
+        return Codebook(int(bits), float(codebook[0]), float(codebook[1]))
+    except ValueError as exc:
+        raise PackError(f"corrupt pack: {spec.name}: {exc}") from None
+
+
 def decode_tensor(payload: bytes, spec: TensorSpec, encoding: str, bits: int, scale: float,
-                  nnz: int | None = None):
-    """One stored tensor back: a :class:`TSwitch`, or a float32 tensor for ``dense-f16``.
+                  nnz: int | None = None, codebook=None):
+    """One stored tensor back: a :class:`TSwitch`, a :class:`QSwitch` (quantised encodings, which
+    need the tensor's ``codebook`` row ``(lo, step)``) or a float32 tensor for ``dense-f16``.
 
     ``nnz``, when given, is the kept count the metadata promises; a payload disagreeing with it
     is corrupt."""
@@ -113,34 +129,52 @@ def decode_tensor(payload: bytes, spec: TensorSpec, encoding: str, bits: int, sc
             raise PackError(f"corrupt dense payload for {spec.name}")
         return torch.from_numpy(np.frombuffer(payload, dtype="<f2").astype(np.float32)).view(spec.shape)
     try:
-        mask, values = get_layout(encoding).decode(payload, spec.numel, bits)
+        mask, values = get_layout(QUANTISED.get(encoding, encoding)).decode(payload, spec.numel, bits)
     except ValueError as exc:
         raise PackError(f"{spec.name}: {exc}") from None
     if nnz is not None and values.size != nnz:
         raise PackError(f"corrupt pack: {spec.name} holds {values.size} kept entries, metadata says {nnz}")
+    if encoding in QUANTISED:
+        return QSwitch(torch.from_numpy(mask).view(spec.shape), torch.from_numpy(values.astype(np.int64)),
+                       _codebook(spec, bits, codebook), float(scale))
     return from_codes(spec.shape, torch.from_numpy(mask), torch.from_numpy(values.astype(np.bool_)), scale)
 
 
 def decode_dense(payload: bytes, spec: TensorSpec, encoding: str, bits: int, scale: float,
-                 nnz: int | None = None) -> torch.Tensor:
+                 nnz: int | None = None, codebook=None) -> torch.Tensor:
     """One stored tensor straight to its dense float32 task-vector approximation
-    (``scale · mask ⊙ sign``, T-Switch Eq. 7) without building a bool mask."""
+    (``scale · mask ⊙ sign``, T-Switch Eq. 7; ``scale · (lo + (code + 0.5) step)`` at kept entries
+    for a quantised switch) without building a bool mask."""
     if encoding == DENSE:
         return decode_tensor(payload, spec, encoding, bits, scale)
     try:
-        positions, values = get_layout(encoding).decode_positions(payload, spec.numel, bits)
+        positions, values = get_layout(QUANTISED.get(encoding, encoding)).decode_positions(payload, spec.numel, bits)
     except ValueError as exc:
         raise PackError(f"{spec.name}: {exc}") from None
     if nnz is not None and values.size != nnz:
         raise PackError(f"corrupt pack: {spec.name} holds {values.size} kept entries, metadata says {nnz}")
     out = np.zeros(spec.numel, dtype=np.float32)
-    out[positions] = np.where(values.astype(np.bool_), np.float32(scale), np.float32(-scale))
+    if encoding in QUANTISED:
+        book = _codebook(spec, bits, codebook)
+        out[positions] = (float(scale) * book.levels(torch.from_numpy(values.astype(np.int64)))).numpy()
+    else:
+        out[positions] = np.where(values.astype(np.bool_), np.float32(scale), np.float32(-scale))
     return torch.from_numpy(out).view(spec.shape)
 
 
 def reconstruct(item) -> torch.Tensor:
     """Dense float32 task-vector tensor of a decoded item (``scale · mask ⊙ sign`` for a switch)."""
-    return item.reconstruct() if isinstance(item, TSwitch) else item
+    return item.reconstruct() if isinstance(item, (TSwitch, QSwitch)) else item
+
+
+def _task_jobs(pack: "SwitchPack", name: str) -> list[tuple]:
+    """Per tensor ``(payload, spec, encoding, bits, scale, nnz, codebook row)`` of one task."""
+    entry = pack.task(name)
+    payloads, scales, codebook = container.read_task(pack.path, pack.header, name)
+    n = len(pack.header.tensors)
+    bits = entry.tensor_bits if entry.tensor_bits is not None else (entry.bits,) * n
+    rows = list(codebook) if codebook is not None else [None] * n
+    return list(zip(payloads, pack.header.tensors, entry.encodings, bits, scales, entry.nnz, rows))
 
 
 class SwitchPack:
@@ -171,21 +205,18 @@ class SwitchPack:
             raise PackError("pack was made for another base model (fingerprint mismatch)")
 
     def load_task(self, name: str) -> dict[str, object]:
-        """Decode one task: name -> :class:`TSwitch` (or float32 tensor for dense entries)."""
-        entry = self.task(name)
-        payloads, scales = container.read_task_payloads(self.path, self.header, name)
-        jobs = list(zip(payloads, self.header.tensors, entry.encodings, scales, entry.nnz))
+        """Decode one task: name -> :class:`TSwitch` (:class:`QSwitch` for quantised entries,
+        a float32 tensor for dense ones)."""
+        jobs = _task_jobs(self, name)
         with ThreadPoolExecutor(_THREADS) as pool:
-            items = list(pool.map(lambda a: decode_tensor(a[0], a[1], a[2], entry.bits, float(a[3]), a[4]), jobs))
+            items = list(pool.map(lambda a: decode_tensor(a[0], a[1], a[2], a[3], float(a[4]), a[5], a[6]), jobs))
         return {spec.name: item for spec, item in zip(self.header.tensors, items)}
 
     def task_vector(self, name: str) -> TaskVector:
         """The reconstructed task vector ``scale · mask ⊙ sign`` of one task (float32)."""
-        entry = self.task(name)
-        payloads, scales = container.read_task_payloads(self.path, self.header, name)
-        jobs = list(zip(payloads, self.header.tensors, entry.encodings, scales, entry.nnz))
+        jobs = _task_jobs(self, name)
         with ThreadPoolExecutor(_THREADS) as pool:
-            dense = list(pool.map(lambda a: decode_dense(a[0], a[1], a[2], entry.bits, float(a[3]), a[4]), jobs))
+            dense = list(pool.map(lambda a: decode_dense(a[0], a[1], a[2], a[3], float(a[4]), a[5], a[6]), jobs))
         return TaskVector({spec.name: t for spec, t in zip(self.header.tensors, dense)})
 
 
@@ -199,7 +230,8 @@ def create_pack(path: str, pretrained: Mapping[str, torch.Tensor], tasks: Sequen
         _check_order(t, specs)
     header = PackHeader(base_fingerprint(pretrained, [s.name for s in specs]), specs,
                         tuple(t.entry for t in tasks))
-    container.write_pack(path, header, [t.payloads for t in tasks], [t.scales for t in tasks])
+    container.write_pack(path, header, [t.payloads for t in tasks], [t.scales for t in tasks],
+                         [t.codebook for t in tasks])
     return header
 
 
@@ -210,8 +242,9 @@ def add_task(path: str, pretrained: Mapping[str, torch.Tensor], task: EncodedTas
     _check_order(task, pack.header.tensors)
     if task.entry.name in pack.tasks:
         raise ValueError(f"task {task.entry.name!r} is already in {path}")
-    payloads, scales = container.read_all_payloads(path, pack.header)
+    old = [container.read_task(path, pack.header, t.name) for t in pack.header.tasks]
     header = PackHeader(pack.header.base_fingerprint, pack.header.tensors,
                         pack.header.tasks + (task.entry,))
-    container.write_pack(path, header, payloads + [task.payloads], scales + [task.scales])
+    container.write_pack(path, header, [p for p, _, _ in old] + [task.payloads],
+                         [s for _, s, _ in old] + [task.scales], [c for _, _, c in old] + [task.codebook])
     return header

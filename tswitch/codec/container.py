@@ -44,6 +44,11 @@ class TaskEntry:
 
     ``encodings[j]`` is how tensor ``j`` is stored: a layout name (``sass``/``bitmap``) for a
     switch (mask + ``bits``-bit value codes + scale) or ``dense-f16`` for a dense float16 copy.
+
+    Quantised switches (FlexSwitch, journal Eq. 13-15) use ``sass-q``/``bitmap-q``: the same
+    layout, with value codes of ``tensor_bits[j]`` bits that index the tensor's codebook (the
+    pack's ``t{i}.codebook`` row ``(lo, step)``); ``tensor_bits`` is ``None`` for every other task
+    and is then left out of the metadata, so T-Switch packs keep their exact bytes.
     """
 
     name: str
@@ -57,11 +62,21 @@ class TaskEntry:
     checksum: str  # "sha256:<hex>" of the payloads in tensor order, then the scales
     labels: tuple[str, ...] | None = None
     extra: Mapping[str, object] = field(default_factory=dict)
+    tensor_bits: tuple[int, ...] | None = None  # per-tensor value-code width of quantised tasks
 
     @property
     def total_bytes(self) -> int:
-        """Payload bytes plus 4 bytes of float32 scale per tensor."""
-        return int(sum(self.nbytes)) + 4 * len(self.nbytes)
+        """Payload bytes plus 4 bytes of float32 scale per tensor (and, for a quantised task,
+        8 bytes of float32 codebook ``(lo, step)`` per tensor)."""
+        codebook = CODEBOOK_FIELDS * 4 * len(self.nbytes) if self.tensor_bits is not None else 0
+        return int(sum(self.nbytes)) + 4 * len(self.nbytes) + codebook
+
+    def to_dict(self) -> dict:
+        """The metadata object of docs/FORMAT.md §2 (``tensor_bits`` only when set)."""
+        out = asdict(self)
+        if self.tensor_bits is None:
+            del out["tensor_bits"]
+        return out
 
 
 @dataclass(frozen=True)
@@ -87,7 +102,7 @@ class PackHeader:
             "format_version": self.format_version,
             "base_fingerprint": self.base_fingerprint,
             "tensors": [asdict(t) for t in self.tensors],
-            "tasks": [asdict(t) for t in self.tasks],
+            "tasks": [t.to_dict() for t in self.tasks],
         }, separators=(",", ":"))
 
     @classmethod
@@ -106,7 +121,9 @@ class PackHeader:
                 layout=t["layout"], bits=int(t["bits"]), encodings=tuple(t["encodings"]),
                 nnz=tuple(int(x) for x in t["nnz"]), nbytes=tuple(int(x) for x in t["nbytes"]),
                 checksum=t["checksum"], labels=tuple(t["labels"]) if t.get("labels") is not None else None,
-                extra=dict(t.get("extra") or {})) for t in obj["tasks"])
+                extra=dict(t.get("extra") or {}),
+                tensor_bits=tuple(int(b) for b in t["tensor_bits"]) if t.get("tensor_bits") is not None else None)
+                for t in obj["tasks"])
             fingerprint = str(obj["base_fingerprint"])
         except PackError:
             raise
@@ -115,6 +132,9 @@ class PackHeader:
         for task in tasks:
             if not (len(task.encodings) == len(task.nnz) == len(task.nbytes) == len(tensors)):
                 raise PackError(f"corrupt pack metadata: task {task.name!r} does not list every tensor")
+            if task.tensor_bits is not None and (len(task.tensor_bits) != len(tensors)
+                                                 or any(not 1 <= b <= 16 for b in task.tensor_bits)):
+                raise PackError(f"corrupt pack metadata: task {task.name!r} needs one width in [1, 16] per tensor")
         return cls(fingerprint, tensors, tasks, version)
 
 
@@ -126,11 +146,21 @@ def scales_key(task_index: int) -> str:
     return f"t{task_index}.scales"
 
 
-def payload_checksum(payloads: list[bytes], scales: np.ndarray) -> str:
+def codebook_key(task_index: int) -> str:
+    return f"t{task_index}.codebook"
+
+
+CODEBOOK_FIELDS = 2  # (lo, step) per tensor, float32: level i is lo + (i + 0.5) * step
+
+
+def payload_checksum(payloads: list[bytes], scales: np.ndarray, codebook: np.ndarray | None = None) -> str:
+    """SHA-256 of the payloads, then the scales, then (quantised tasks only) the codebook rows."""
     h = hashlib.sha256()
     for p in payloads:
         h.update(p)
     h.update(np.ascontiguousarray(scales, dtype="<f4").tobytes())
+    if codebook is not None:
+        h.update(np.ascontiguousarray(codebook, dtype="<f4").tobytes())
     return "sha256:" + h.hexdigest()
 
 
@@ -156,12 +186,22 @@ def read_header(path: str) -> PackHeader:
 
 def read_task_payloads(path: str, header: PackHeader, name: str) -> tuple[list[bytes], np.ndarray]:
     """Read one task's payloads and scales, verifying sizes and the checksum."""
+    payloads, scales, _ = read_task(path, header, name)
+    return payloads, scales
+
+
+def read_task(path: str, header: PackHeader, name: str) -> tuple[list[bytes], np.ndarray, np.ndarray | None]:
+    """One task's payloads, scales and codebook (``(T, 2)`` float32, or ``None`` for a task
+    without quantised tensors), verifying sizes and the checksum."""
     i = header.task_index(name)
     task = header.tasks[i]
+    codebook = None
     try:
         with _safe_open(path) as f:
             payloads = [f.get_tensor(payload_key(i, j)).tobytes() for j in range(len(header.tensors))]
             scales = f.get_tensor(scales_key(i)).astype(np.float32)
+            if task.tensor_bits is not None:
+                codebook = f.get_tensor(codebook_key(i)).astype(np.float32)
     except PackError:
         raise
     except Exception as exc:
@@ -169,13 +209,62 @@ def read_task_payloads(path: str, header: PackHeader, name: str) -> tuple[list[b
     sizes = tuple(len(p) for p in payloads)
     if sizes != task.nbytes or scales.shape != (len(header.tensors),):
         raise PackError(f"corrupt pack {path}: payload sizes of task {name!r} do not match its metadata")
-    if payload_checksum(payloads, scales) != task.checksum:
+    if codebook is not None and codebook.shape != (len(header.tensors), CODEBOOK_FIELDS):
+        raise PackError(f"corrupt pack {path}: codebook of task {name!r} has shape {codebook.shape}")
+    if payload_checksum(payloads, scales, codebook) != task.checksum:
         raise PackError(f"corrupt pack {path}: checksum mismatch for task {name!r}")
-    return payloads, scales
+    return payloads, scales, codebook
 
 
-def write_pack(path: str, header: PackHeader, payloads: list[list[bytes]], scales: list[np.ndarray]) -> None:
-    """Write a whole pack atomically: ``payloads[i][j]`` is task ``i``'s tensor ``j``."""
+def read_task_scales(path: str, header: PackHeader, name: str) -> np.ndarray:
+    """One task's float32 scales only (one per tensor), for previews and reports.
+
+    Not verified against the task's checksum, which covers every payload: use
+    :func:`read_task_payloads` to decode switches for a model."""
+    i = header.task_index(name)
+    try:
+        with _safe_open(path) as f:
+            scales = f.get_tensor(scales_key(i)).astype(np.float32)
+    except PackError:
+        raise
+    except Exception as exc:
+        raise PackError(f"corrupt pack {path}: {str(exc).splitlines()[0]}") from None
+    if scales.shape != (len(header.tensors),):
+        raise PackError(f"corrupt pack {path}: task {name!r} has {scales.shape} scales for {len(header.tensors)} tensors")
+    return scales
+
+
+def read_tensor_payload(path: str, header: PackHeader, name: str,
+                        tensor: int) -> tuple[bytes, float, np.ndarray | None]:
+    """One task's payload, scale and codebook row ``(lo, step)`` (``None`` unless the task is
+    quantised) for tensor index ``tensor``, without reading the other tensors.
+
+    For previews: the size is checked against the metadata, the task checksum is not (it covers
+    every payload)."""
+    i = header.task_index(name)
+    if not 0 <= tensor < len(header.tensors):
+        raise PackError(f"tensor index must be in [0, {len(header.tensors)}), got {tensor}")
+    codebook = None
+    try:
+        with _safe_open(path) as f:
+            payload = f.get_tensor(payload_key(i, tensor)).tobytes()
+            scale = float(f.get_slice(scales_key(i))[tensor:tensor + 1][0])
+            if header.tasks[i].tensor_bits is not None:
+                codebook = np.asarray(f.get_slice(codebook_key(i))[tensor:tensor + 1], dtype=np.float32)[0]
+    except PackError:
+        raise
+    except Exception as exc:
+        raise PackError(f"corrupt pack {path}: {str(exc).splitlines()[0]}") from None
+    if len(payload) != header.tasks[i].nbytes[tensor]:
+        raise PackError(f"corrupt pack {path}: payload size of task {name!r}, tensor {tensor} "
+                        f"does not match its metadata")
+    return payload, scale, codebook
+
+
+def write_pack(path: str, header: PackHeader, payloads: list[list[bytes]], scales: list[np.ndarray],
+               codebooks: list[np.ndarray | None] | None = None) -> None:
+    """Write a whole pack atomically: ``payloads[i][j]`` is task ``i``'s tensor ``j``;
+    ``codebooks[i]`` the ``(T, 2)`` codebook of a quantised task (``None`` otherwise)."""
     from safetensors.numpy import save
 
     tensors = {}
@@ -183,6 +272,11 @@ def write_pack(path: str, header: PackHeader, payloads: list[list[bytes]], scale
         for j, p in enumerate(task_payloads):
             tensors[payload_key(i, j)] = np.frombuffer(p, dtype=np.uint8)
         tensors[scales_key(i)] = np.ascontiguousarray(task_scales, dtype=np.float32)
+        book = codebooks[i] if codebooks is not None else None
+        if (book is None) != (header.tasks[i].tensor_bits is None):
+            raise ValueError(f"task {header.tasks[i].name!r}: a codebook goes with tensor_bits, and only with them")
+        if book is not None:
+            tensors[codebook_key(i)] = np.ascontiguousarray(book, dtype=np.float32).reshape(-1, CODEBOOK_FIELDS)
     blob = save(tensors, metadata={METADATA_KEY: header.to_json()})
     atomic_write_bytes(path, blob)
 

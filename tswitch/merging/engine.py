@@ -6,7 +6,8 @@ with it through the adapter (``torch.func.functional_call``; no module is mutate
 
 - :class:`PackedSwitches` keeps every task's switches bit-packed in memory (mask and polarity one
   bit per entry each, plus a float scale; ``dense-f16`` entries as float16): 1/16 of a float32
-  task vector, never one dense tensor per task.
+  task vector, never one dense tensor per task. FlexSwitch's quantised switches (journal Eq. 15)
+  keep the packed mask and one ``uint8``/``int16`` codebook index per kept entry.
 - :class:`DynamicMergeEngine` caches merged weights in a bounded LRU keyed by the weight vector
   rounded to 1e-6, and runs each group of samples that share a weight vector once.
 - :class:`AutoSwitch` routes every sample on its own (:class:`tswitch.routing.KNNRouter`) and runs
@@ -28,6 +29,7 @@ import numpy as np
 import torch
 
 from ..core.binary import TSwitch
+from ..flex.quant import Codebook, QSwitch
 
 if TYPE_CHECKING:  # annotations only: merging must not import the model or routing packages
     from ..models.base import Head, ModelAdapter
@@ -106,6 +108,48 @@ class PackedSwitch:
 
 
 @dataclass(frozen=True)
+class PackedQuantSwitch:
+    """One tensor's quantised switch (FlexSwitch, journal Eq. 13-15), packed.
+
+    Attributes:
+        shape: the tensor's shape.
+        mask: ``uint8`` bytes of the hard mask (1 bit per entry, MSB-first).
+        codes: codebook index of every kept entry, in increasing position (``uint8`` up to 8 bits).
+        codebook: the tensor's quantiser: level ``i`` is ``lo + (i + 0.5) · step``.
+        scale: the learned knob ``softplus(kappa)``.
+    """
+
+    shape: tuple[int, ...]
+    mask: torch.Tensor
+    codes: torch.Tensor
+    codebook: Codebook
+    scale: float
+
+    @classmethod
+    def from_qswitch(cls, switch: QSwitch) -> "PackedQuantSwitch":
+        dtype = torch.uint8 if switch.bits <= 8 else torch.int32
+        return cls(tuple(switch.shape), pack_bits(switch.mask), switch.codes.to(dtype).contiguous(),
+                   switch.codebook, float(switch.scale))
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return self.mask.numel() + self.codes.numel() * self.codes.element_size() + 12  # + scale, lo, step
+
+    def to(self, device) -> "PackedQuantSwitch":
+        return PackedQuantSwitch(self.shape, self.mask.to(device), self.codes.to(device), self.codebook, self.scale)
+
+    def add_to(self, out: torch.Tensor, weight: float, lut: torch.Tensor) -> None:
+        """``out[mask] += weight · scale · (lo + (code + 0.5) · step)`` for a flat float ``out``."""
+        kept = unpack_bits(self.mask, out.numel())
+        values = self.codebook.levels(self.codes.to(torch.int64)).to(out.dtype)
+        out[kept] += (weight * self.scale) * values
+
+
+@dataclass(frozen=True)
 class DenseDelta:
     """A task-vector tensor kept dense (the pack's ``dense-f16`` encoding), in float16."""
 
@@ -130,15 +174,15 @@ class PackedSwitches:
     """Every task's switches, packed: ``entries[task][tensor name]`` is a :class:`PackedSwitch`
     or a :class:`DenseDelta`. Build with :meth:`from_pack` or :meth:`from_switches`."""
 
-    def __init__(self, entries: Mapping[str, Mapping[str, PackedSwitch | DenseDelta]]):
+    def __init__(self, entries: Mapping[str, Mapping[str, PackedSwitch | PackedQuantSwitch | DenseDelta]]):
         if not entries:
             raise ValueError("need at least one task, got 0")
         self.entries = {task: dict(items) for task, items in entries.items()}
         self.tasks: tuple[str, ...] = tuple(self.entries)
 
     @classmethod
-    def from_switches(cls, switches: Mapping[str, Mapping[str, TSwitch | torch.Tensor]]) -> "PackedSwitches":
-        """Pack ``{task: {name: TSwitch or dense tensor}}``; dense tensors are kept in float16."""
+    def from_switches(cls, switches: Mapping[str, Mapping[str, TSwitch | QSwitch | torch.Tensor]]) -> "PackedSwitches":
+        """Pack ``{task: {name: TSwitch, QSwitch or dense tensor}}``; dense tensors are kept in float16."""
         return cls({task: {name: _pack_item(item) for name, item in items.items()}
                     for task, items in switches.items()})
 
@@ -172,12 +216,14 @@ class PackedSwitches:
         return f"PackedSwitches({len(self.tasks)} tasks, {self.nbytes():,} bytes)"
 
 
-def _pack_item(item) -> PackedSwitch | DenseDelta:
+def _pack_item(item) -> PackedSwitch | PackedQuantSwitch | DenseDelta:
     if isinstance(item, TSwitch):
         return PackedSwitch.from_tswitch(item)
+    if isinstance(item, QSwitch):
+        return PackedQuantSwitch.from_qswitch(item)
     if isinstance(item, torch.Tensor) and torch.is_floating_point(item):
         return DenseDelta(item.detach().to(torch.float16).contiguous())
-    raise ValueError(f"expected a TSwitch or a float tensor, got {type(item).__name__}")
+    raise ValueError(f"expected a TSwitch, a QSwitch or a float tensor, got {type(item).__name__}")
 
 
 class CacheInfo(NamedTuple):

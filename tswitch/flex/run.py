@@ -1,0 +1,252 @@
+"""FlexSwitch and Auto-FlexSwitch over a built suite: what ``python -m tswitch flex`` runs.
+
+For a suite folder (docs/SUITE.md) this
+
+1. finds each task's fine-tuned checkpoint in the builder's cache (:func:`locate_finetuned`) and
+   rebuilds ``tau_k = theta_k - theta_0``;
+2. takes ``N`` exemplars per task from its train split, drawn as the builder draws the Auto-Switch
+   exemplars (:func:`exemplar_inputs`);
+3. learns each task's FlexSwitch (:func:`tswitch.flex.train.train_flex`) and writes every task into
+   ``flex-<loss>.tsw`` in the suite folder (:func:`run_stem` names the ablations' files);
+4. fits the Auto-FlexSwitch router on the exemplars' routing features and writes
+   ``router-flex.safetensors``;
+5. optionally evaluates both on a split, and writes ``flex-<loss>.json`` (settings, per-task time,
+   per-module density / width / scale, bytes, accuracies).
+
+The suite's own files are not modified.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from types import SimpleNamespace
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..codec.container import atomic_write_bytes
+from .storage import encode_flex_task, storage_breakdown
+from .train import FlexConfig, train_flex
+
+Log = Callable[[str], None]
+ROUTER_FILE = "router-flex.safetensors"
+
+
+class FlexRunError(ValueError):
+    """A suite lacks what FlexSwitch training needs (one line, for the CLI)."""
+
+
+def run_stem(config: FlexConfig) -> str:
+    """File stem of a run's outputs: ``flex-<loss>`` for FlexSwitch, ``flex-lgs-<loss>`` and
+    ``flex-bas<alpha>-<loss>`` for the Tab. XI ablations."""
+    mode = {"lgs+bas": "", "lgs": "lgs-", "bas": f"bas{config.alpha:g}-"}[config.mode]
+    return f"flex-{mode}{config.loss}"
+
+
+def _recipe(manifest: dict):
+    from ..suites.spec import Recipe
+
+    probe, ft = manifest["recipe"]["probe"], manifest["recipe"]["finetune"]
+    return Recipe(probe_steps=probe["steps"], probe_lr=probe["lr"], probe_weight_decay=probe["weight_decay"],
+                  steps=ft["steps"], batch_size=ft["batch_size"], lr=ft["lr"], weight_decay=ft["weight_decay"],
+                  train_bn=ft["train_bn"], seed=ft["seed"])
+
+
+def locate_finetuned(suite) -> dict[str, str]:
+    """The cached fine-tuned checkpoint of every task of ``suite``.
+
+    The builder (:func:`tswitch.suites.build.prepare`) stores them as
+    ``<cache>/<suite>/<task>-<key>.safetensors``, ``key`` a hash of the adapter, its arguments, the
+    recipe and the task's train ids — all of which the manifest and ``splits.json`` record.
+
+    Raises:
+        FlexRunError: a checkpoint is missing (names the first missing path).
+    """
+    from ..suites.build import _recipe_key, cache_root
+
+    try:
+        with open(suite.file("splits.json"), encoding="utf-8") as f:
+            splits = json.load(f)
+        spec = SimpleNamespace(adapter=suite.manifest["adapter"]["name"], adapter_args=suite.manifest["adapter"]["args"],
+                               recipe=_recipe(suite.manifest))
+    except (OSError, KeyError, TypeError, json.JSONDecodeError) as exc:
+        raise FlexRunError(f"suite {suite.name} lacks what locates its fine-tunes ({type(exc).__name__}: {exc})") from None
+    paths, missing = {}, []
+    for task in suite.task_names:
+        path = os.path.join(cache_root(), suite.name, f"{task}-{_recipe_key(spec, task, splits[task]['train'])}.safetensors")
+        if os.path.isfile(path):
+            paths[task] = path
+        else:
+            missing.append(path)
+    if missing:
+        raise FlexRunError(f"no cached fine-tune for {len(missing)} task(s) of suite {suite.name}, e.g. {missing[0]}; "
+                           f"rebuild it with demos/build_suite.py --suite {suite.name}")
+    return paths
+
+
+def exemplar_inputs(suite, n: int, seed: int | None = None) -> dict[str, list]:
+    """``N`` train inputs per task, drawn like the builder's Auto-Switch exemplars: one
+    ``numpy.random.default_rng(seed)`` over the tasks in manifest order, ``sorted(rng.choice(...))``
+    per task (``seed``: the manifest's ``split_seed``, else 0)."""
+    from ..suites.data import apply_split, load_task
+
+    with open(suite.file("splits.json"), encoding="utf-8") as f:
+        splits = json.load(f)
+    rng = np.random.default_rng(suite.manifest.get("split_seed", 0) if seed is None else seed)
+    out = {}
+    for t in suite.manifest["tasks"]:
+        train = apply_split(load_task(t["loader"]["name"], **t["loader"]["args"]), splits[t["name"]]["train"])
+        pick = sorted(rng.choice(len(train.inputs), min(n, len(train.inputs)), replace=False))
+        out[t["name"]] = [train.inputs[int(j)] for j in pick]
+    return out
+
+
+def task_vector(base: dict[str, torch.Tensor], checkpoint: str) -> dict[str, torch.Tensor]:
+    """``theta_k - theta_0`` over the base model's floating tensors (float32)."""
+    from ..core.task_vector import TaskVector
+    from ..io import load_state_dict
+
+    finetuned = load_state_dict(checkpoint)
+    floating = {k: v for k, v in base.items() if torch.is_floating_point(v)}
+    return dict(TaskVector.from_state_dicts(floating, {**base, **{k: v for k, v in finetuned.items() if k in base}}).items())
+
+
+def run_flex(suite, config: FlexConfig, router_config=None, exemplars: int = 100, tasks: list[str] | None = None,
+             eval_split: str | None = "test", eval_limit: int | None = None, log: Log = print,
+             progress=None) -> dict:
+    """Train FlexSwitch for every task (or ``tasks``) of ``suite``; write the pack, router and report.
+
+    Args:
+        suite: a :class:`tswitch.suites.suite.Suite`.
+        config: the FlexSwitch settings.
+        router_config: :class:`tswitch.routing.flex.AutoFlexConfig` (default: the journal's, with
+            the suite's ``k``); ``None`` fits it only when every task is trained.
+        exemplars: ``N`` per task.
+        tasks: a subset of the suite's tasks (the pack then holds only those; no router).
+        eval_split: ``"val"``/``"test"`` to evaluate, ``None`` to skip.
+        eval_limit: first examples per task when evaluating.
+        log: one line at a time.
+        progress: a ``tqdm``-like factory ``progress(total=, desc=)``.
+
+    Returns:
+        The report written to ``<stem>.json`` beside the pack ``<stem>.tsw`` (:func:`run_stem`).
+    """
+    from ..pack import SwitchPack, create_pack, tensor_specs
+    from ..routing.flex import AutoFlexConfig
+
+    names = list(suite.task_names) if tasks is None else list(tasks)
+    unknown = [t for t in names if t not in suite.task_names]
+    if unknown:
+        raise FlexRunError(f"unknown task(s) {unknown}; suite {suite.name} has: {', '.join(suite.task_names)}")
+    checkpoints = locate_finetuned(suite)  # fail before any heavy work
+    adapter, heads = suite.adapter, suite.heads
+    base = adapter.state_dict()
+    floating = {k: v for k, v in base.items() if torch.is_floating_point(v)}
+    specs = tensor_specs(floating)
+    inputs = exemplar_inputs(suite, exemplars)
+    report = {"suite": suite.name, "config": config.to_dict(), "exemplars_per_task": exemplars,
+              "threads": torch.get_num_threads(), "tasks": {}}
+    encoded = []
+    for task in names:
+        tau = task_vector(base, checkpoints[task])
+        bar = progress(total=config.steps, desc=f"flex {task}") if progress else None
+
+        def tick(step, stats, bar=bar):
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{stats['loss']:.4f}", per=f"{stats['per']:.4f}",
+                                bits=f"{stats.get('mixed_bits', 0):.2f}")
+
+        result = train_flex(adapter, base, tau, heads[task], inputs[task], config, task=task, progress=tick)
+        if bar is not None:
+            bar.close()
+        enc = encode_flex_task(result, tau, specs, labels=heads[task].labels)
+        encoded.append(enc)
+        report["tasks"][task] = {
+            "seconds": round(result.seconds, 2), "seconds_per_step": result.seconds_per_step,
+            "teacher_seconds": round(result.teacher_seconds, 2), "density": result.density,
+            "mean_bits": result.mean_bits, "storage": storage_breakdown(enc.entry, specs),
+            "modules": result.modules(), "history": result.history}
+        log(f"[{task}] density {result.density:.4f}, mean bits {result.mean_bits or 1:.2f}, "
+            f"{enc.entry.total_bytes:,} B, {result.seconds:.0f} s ({result.seconds_per_step:.2f} s/step)")
+    stem = run_stem(config)
+    path = suite.file(f"{stem}.tsw")
+    create_pack(path, floating, encoded)
+    report["pack"] = {"file": f"{stem}.tsw", "bytes": sum(e.entry.total_bytes for e in encoded)}
+    if os.path.isfile(suite.file(suite.manifest.get("pack", "switches.tsw"))):
+        tswitch = SwitchPack(suite.file(suite.manifest.get("pack", "switches.tsw")))
+        report["t-switch"] = {"alpha": suite.manifest.get("alpha"),
+                              "bytes": sum(tswitch.task(t).total_bytes for t in names if t in tswitch.tasks)}
+    router = None
+    if tasks is None:
+        rc = router_config or AutoFlexConfig(k=int(suite.manifest["router"]["k"]))
+        router, router_report = _fit_router(suite, adapter, inputs, rc, log)
+        router.save(suite.file(ROUTER_FILE))
+        report["router"] = {"file": ROUTER_FILE, "bytes": router.nbytes, "macs_per_query": router.macs_per_query(),
+                            **router_report}
+    if eval_split:
+        report["eval"] = _evaluate(suite, path, router, names, eval_split, eval_limit, log)
+    atomic_write_bytes(suite.file(f"{stem}.json"), (json.dumps(report, indent=1) + "\n").encode())
+    return report
+
+
+def _fit_router(suite, adapter, inputs: dict[str, list], config, log: Log):
+    from ..routing.flex import LowRankRouter
+    from ..suites.train import extract_features
+
+    feats, ids = [], []
+    for i, task in enumerate(suite.task_names):
+        feats.append(extract_features(adapter, inputs[task], route=True, batch_size=suite.manifest.get("eval_batch", 64)))
+        ids += [i] * len(inputs[task])
+    t0 = time.perf_counter()
+    router, report = LowRankRouter.fit(torch.cat(feats), torch.tensor(ids), suite.task_names, config)
+    report["seconds"] = round(time.perf_counter() - t0, 2)
+    log(f"[auto-flexswitch] {router}; Eq. 19 loss {report['loss'][0]:.4f} -> {report['loss'][-1]:.4f}")
+    return router, report
+
+
+def _evaluate(suite, path: str, router, names: list[str], split: str, limit: int | None, log: Log) -> dict:
+    from ..merging import AutoSwitch, DynamicMergeEngine, PackedSwitches
+    from ..pack import SwitchPack
+    from ..suites.evaluate import evaluate_per_task, evaluate_routed
+
+    pack = SwitchPack(path)
+    sets = {t: s for t, s in suite.eval_sets(split, limit).items() if t in names}
+    heads = {t: suite.heads[t] for t in names}
+    engine = DynamicMergeEngine(suite.adapter, suite.adapter.state_dict(), PackedSwitches.from_pack(pack), heads,
+                                cache_size=len(names) + 1)
+    eye = torch.eye(len(engine.tasks))
+    out = {"split": split, "limit": limit,
+           "flexswitch": evaluate_per_task(suite.adapter, heads, sets,
+                                           lambda t: engine.merged_weights(eye[engine.tasks.index(t)]))}
+    log(f"[eval {split}] FlexSwitch average {out['flexswitch']['average']:.4f}")
+    if router is not None:
+        routed = evaluate_routed(AutoSwitch(engine, router), heads, sets, router.k)
+        out["auto-flexswitch"] = routed
+        log(f"[eval {split}] Auto-FlexSwitch average {routed['average']:.4f}, routing {routed['routing_accuracy']:.4f}")
+    return out
+
+
+def summary_lines(report: dict) -> list[str]:
+    """The CLI's closing table: per task density, width, bytes, time; totals against T-Switch."""
+    lines = [f"{'task':<22}{'density':>9}{'bits':>6}{'bytes':>12}{'s/step':>8}{'acc':>8}"]
+    acc = report.get("eval", {}).get("flexswitch", {}).get("per_task", {})
+    for task, r in report["tasks"].items():
+        lines.append(f"{task:<22}{r['density']:>9.4f}{(r['mean_bits'] or 1):>6.2f}{r['storage']['total_bytes']:>12,}"
+                     f"{r['seconds_per_step']:>8.2f}" + (f"{acc[task]:>8.4f}" if task in acc else f"{'-':>8}"))
+    total = report["pack"]["bytes"]
+    line = f"FlexSwitch pack {total:,} B ({report['pack']['file']})"
+    if report.get("t-switch") and report["t-switch"]["bytes"]:
+        line += f" = {100 * total / report['t-switch']['bytes']:.1f}% of T-Switch (alpha {report['t-switch']['alpha']})"
+    lines.append(line)
+    if "router" in report:
+        lines.append(f"Auto-FlexSwitch router {report['router']['bytes']:,} B ({report['router']['file']}), "
+                     f"{report['router']['macs_per_query']:,} MACs per query")
+    ev = report.get("eval")
+    if ev:
+        lines.append(f"{ev['split']}: FlexSwitch {ev['flexswitch']['average']:.4f}"
+                     + (f", Auto-FlexSwitch {ev['auto-flexswitch']['average']:.4f} (routing "
+                        f"{ev['auto-flexswitch']['routing_accuracy']:.4f})" if "auto-flexswitch" in ev else ""))
+    return lines

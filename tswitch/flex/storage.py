@@ -1,0 +1,119 @@
+"""FlexSwitch results as ``.tsw`` entries, and the storage they take (journal §III-C4, Eq. 16-17).
+
+Each module of a :class:`~tswitch.flex.train.FlexResult` becomes one payload of the pack:
+
+- with a learned width ``b`` (``lgs+bas``, ``bas``): encoding ``sass-q`` — the SASS stream of the
+  hard mask whose value codes are the ``b``-bit bin indices ``I`` of Eq. 13 — plus the float32
+  scale ``softplus(kappa)`` and the float32 codebook row ``(lo, step) = (-v-max, delta)``. The
+  tensor decodes to ``scale · (lo + (I + 0.5) · step)`` at kept entries: the final
+  ``softplus(kappa) · M_hard ⊙ Q(tau; b)`` after Eq. 15;
+- without one (``lgs``, the "Auto-Switch + LGS" ablation of Tab. XI): encoding ``sass`` with the
+  polarity bit, i.e. B-Approx (journal Eq. 3) of the LGS vector ``softplus(kappa) · tau ⊙ M_hard``,
+  whose knob is ``softplus(kappa) · ||tau ⊙ M_hard||_2 / sqrt(nnz)``.
+
+A SASS payload holds exactly ``ceil(Eq16 / 8)`` bytes with the measured ``nnz`` in place of
+``n (1 - alpha)`` (:func:`tswitch.codec.sass.sass_bits`); :func:`storage_breakdown` separates the
+payloads from the per-tensor side information that Eq. 16 leaves out (scale, codebook).
+"""
+from __future__ import annotations
+
+import math
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+
+from ..codec import container
+from ..codec.container import CODEBOOK_FIELDS, TaskEntry, TensorSpec
+from ..codec.layouts import get_layout
+from ..codec.sass import sass_bits
+from ..core.binary import switch_scale
+from ..pack import QUANTISED, EncodedTask
+from .train import FlexResult, FlexTensor
+
+POLARITY_BITS = 1
+
+
+def _encode_one(t: FlexTensor, tau: torch.Tensor, layout: str) -> tuple[str, bytes, float, int, tuple[float, float]]:
+    """``(encoding, payload, scale, bits, codebook row)`` of one module."""
+    lay = get_layout(layout)
+    flat = tau.detach().reshape(-1).float()
+    mask = t.mask.reshape(-1)
+    kept = flat[mask]
+    if t.bits is None:  # LGS only: B-Approx of softplus(kappa) · tau ⊙ M_hard (journal Eq. 3)
+        scale = t.scale * switch_scale(flat, mask)
+        return layout, lay.encode(mask.numpy(), (kept > 0).numpy(), POLARITY_BITS), scale, POLARITY_BITS, (0.0, 0.0)
+    book = t.codebook
+    codes = book.codes(kept)
+    return f"{layout}-q", lay.encode(mask.numpy(), codes.numpy(), book.bits), t.scale, book.bits, (book.lo, book.step)
+
+
+def encode_flex_task(result: FlexResult, tau: Mapping[str, torch.Tensor], specs: Sequence[TensorSpec],
+                     layout: str = "sass", labels: Sequence[str] | None = None,
+                     name: str | None = None) -> EncodedTask:
+    """One task's learned switches as a pack entry (``create_pack``/``add_task`` take it).
+
+    Args:
+        result: the task's :class:`FlexResult`.
+        tau: its full-precision task vector (the values the codes quantise).
+        specs: the pack's tensors, in pack order (:func:`tswitch.pack.tensor_specs` of the base).
+        layout: ``"sass"`` (journal §III-C4) or ``"bitmap"`` (the "Indep" scheme).
+        labels: class names of the task's head.
+        name: the task's name in the pack (default: ``result.task``).
+
+    Raises:
+        ValueError: the result or ``tau`` lacks a tensor of ``specs``, or shapes differ.
+    """
+    if layout not in QUANTISED.values():
+        raise ValueError(f"layout must be one of {', '.join(sorted(QUANTISED.values()))}, got {layout!r}")
+    by_name = {t.name: t for t in result.tensors}
+    rows = []
+    for spec in specs:
+        if spec.name not in by_name or spec.name not in tau:
+            raise ValueError(f"FlexSwitch result of {result.task!r} lacks tensor {spec.name}")
+        t = by_name[spec.name]
+        if tuple(t.shape) != spec.shape or tuple(tau[spec.name].shape) != spec.shape:
+            raise ValueError(f"shape mismatch for {spec.name}: {t.shape} vs {spec.shape}")
+        rows.append(_encode_one(t, tau[spec.name], layout))
+    encodings = tuple(r[0] for r in rows)
+    payloads = [r[1] for r in rows]
+    scales = np.array([r[2] for r in rows], dtype=np.float32)
+    quantised = any(e in QUANTISED for e in encodings)
+    tensor_bits = tuple(r[3] for r in rows) if quantised else None
+    codebook = np.array([r[4] for r in rows], dtype=np.float32).reshape(-1, CODEBOOK_FIELDS) if quantised else None
+    nnz = tuple(by_name[s.name].nnz for s in specs)
+    n = sum(s.numel for s in specs)
+    density = sum(nnz) / n if n else 0.0
+    cfg = result.config
+    entry = TaskEntry(
+        name=name or result.task, alpha=1.0 - density, density=density, layout=layout,
+        bits=max(tensor_bits) if tensor_bits else POLARITY_BITS, encodings=encodings, nnz=nnz,
+        nbytes=tuple(len(p) for p in payloads), checksum=container.payload_checksum(payloads, scales, codebook),
+        labels=tuple(labels) if labels is not None else None,
+        extra={"method": "flexswitch", "mode": cfg.mode, "loss": cfg.loss, "lambda": cfg.lam_value,
+               "steps": cfg.steps, "exemplars": result.exemplars},
+        tensor_bits=tensor_bits)
+    return EncodedTask(entry, payloads, scales, tuple(s.name for s in specs), codebook)
+
+
+def eq16_bits(n: int, density: float, bits: int, group: int) -> float:
+    """Journal Eq. 16, the expected SASS size in bits: ``35 + n/c + n (1 - alpha)(ceil(log2 c) + b + 1)``."""
+    return 35 + n / group + n * density * (math.ceil(math.log2(group)) + bits + 1)
+
+
+def storage_breakdown(entry: TaskEntry, specs: Sequence[TensorSpec]) -> dict:
+    """Bytes of one task, split into payloads (and their Eq. 16 count) and side information.
+
+    Returns:
+        ``{"payload_bytes", "eq16_bytes", "scale_bytes", "codebook_bytes", "total_bytes"}``;
+        ``eq16_bytes`` sums ``ceil(Eq16 / 8)`` over the SASS-encoded tensors (measured ``nnz``),
+        and equals the SASS tensors' payload bytes.
+    """
+    eq16 = 0
+    for j, spec in enumerate(specs):
+        if entry.encodings[j] in ("sass", "sass-q"):
+            b = entry.tensor_bits[j] if entry.tensor_bits is not None else entry.bits
+            eq16 += -(-sass_bits(spec.numel, entry.nnz[j], b) // 8)
+    codebook = CODEBOOK_FIELDS * 4 * len(specs) if entry.tensor_bits is not None else 0
+    return {"payload_bytes": int(sum(entry.nbytes)), "eq16_bytes": eq16, "scale_bytes": 4 * len(specs),
+            "codebook_bytes": codebook, "total_bytes": entry.total_bytes}
