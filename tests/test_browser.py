@@ -1,0 +1,97 @@
+"""A real browser: Debian's ``chromium`` driven by Python playwright (never ``playwright install``).
+
+It loads the page served by ``app.py``, runs an example of each suite and checks that the weights
+chart and the prediction appear, that a non-image upload gets a message in the page, and that the
+other two tabs draw their charts. The text-suite result is saved as a screenshot: to
+``$TSWITCH_SCREENSHOT`` when set (``TSWITCH_SCREENSHOT=assets/screenshot.png`` refreshes the README's),
+else into the test's temporary folder.
+"""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from test_app import app_suites
+from test_app_e2e import serve, server_log
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+TIMEOUT_MS = 180_000  # the first request of a suite loads its backbone
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow,
+              pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is missing (apt-get install chromium)")]
+
+
+@pytest.fixture(scope="module")
+def page():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with serve() as url, sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(url)
+        page.wait_for_selector("#suite")
+        yield page
+        browser.close()
+
+
+def choose_suite(page, name: str) -> None:
+    page.get_by_role("tab", name="Try it").click()
+    current = page.locator("#suite input").input_value()
+    if current != name:
+        page.locator("#suite input").click()
+        page.get_by_role("option", name=name, exact=True).click()
+
+
+def status(page) -> str:
+    return page.locator("#status").inner_text()
+
+
+def run_example(page, table: str) -> None:
+    """Click the first example of ``table`` and wait until its result is drawn."""
+    before = status(page)
+    page.locator(f"#{table} tbody tr").first.click()
+    try:
+        page.wait_for_function("(before) => { const s = document.querySelector('#status').innerText;"
+                               " return s.trim() && s !== before; }", arg=before)
+        for selector in ("#weights-plot .js-plotly-plot", "#neighbours table", "#compare-plot .js-plotly-plot"):
+            page.wait_for_selector(selector)
+    except Exception as exc:
+        raise AssertionError(f"{exc}\nstatus: {status(page)!r}\napp.py log:\n{server_log(page.url)}") from None
+
+
+def test_text_example_shows_weights_and_prediction(page, tmp_path):
+    from tswitch.app import callbacks, catalogue
+
+    suite = app_suites()["text"]
+    choose_suite(page, suite)
+    run_example(page, "text-examples")
+    expected = callbacks.predict(suite, catalogue.get(suite).examples()[0][1], None, "auto-switch", None)
+    assert expected["routed_task"] in status(page)
+    assert next(iter(expected["prediction"])) in page.locator("#prediction").inner_text()
+    assert page.locator("#weights-plot .bars path").count() >= 1  # plotly drew the bars
+    page.screenshot(path=os.environ.get("TSWITCH_SCREENSHOT") or str(tmp_path / "screenshot.png"), full_page=True)
+
+
+def test_image_example_and_a_non_image_upload(page, tmp_path):
+    suite = app_suites()["image"]
+    choose_suite(page, suite)
+    page.wait_for_selector("#image-examples tbody tr")
+    run_example(page, "image-examples")
+    assert page.locator("#prediction").inner_text().strip()
+    not_image = tmp_path / "notes.png"
+    not_image.write_text("this is not an image")
+    page.locator("#image-input input[type=file]").set_input_files(str(not_image))
+    page.wait_for_function("() => document.querySelector('#status').innerText.includes('not a readable image')")
+    assert "Traceback" not in page.content()
+
+
+def test_compare_and_inside_tabs_draw(page):
+    choose_suite(page, app_suites()["text"])
+    page.get_by_role("tab", name="Compare").click()
+    page.wait_for_selector("#storage-plot .js-plotly-plot")
+    page.get_by_role("tab", name="Inside a switch").click()
+    page.wait_for_selector("#density-plot .js-plotly-plot")
+    page.wait_for_selector("#mask-plot .js-plotly-plot")

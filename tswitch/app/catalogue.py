@@ -1,0 +1,234 @@
+"""The suites the app serves, and their files, read lazily and cached read-only.
+
+Every suite under ``assets/`` is served, plus every folder listed in ``$TSWITCH_SUITES``
+(``os.pathsep``-separated; tests and development point it at smoke suites). A suite is known by the
+``name`` of its manifest. Everything below is cached per suite and shared by every visitor: callers
+must treat the returned dicts, arrays and :class:`~tswitch.suites.suite.Suite` objects as read-only.
+Heavy parts (the backbone, switches, router) load on first use, once, under a per-suite lock.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from functools import lru_cache
+
+from . import text
+
+ENV_VAR = "TSWITCH_SUITES"
+MAX_K = 50  # the k slider's upper end when a suite has more exemplars
+FLEX_ROUTER_KEY = "flex_router"  # manifest key naming an Auto-FlexSwitch router, once suites have one
+_ASSETS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "assets")
+
+log = logging.getLogger(__name__)
+
+
+class UnknownSuite(ValueError):
+    """A suite name the app does not serve."""
+
+
+@dataclass(frozen=True)
+class SuiteInfo:
+    """What the page needs to know of a suite without loading it (its manifest)."""
+
+    name: str
+    path: str
+    manifest: dict
+
+    @property
+    def modality(self) -> str:
+        return self.manifest["modality"]
+
+    @property
+    def task_names(self) -> list[str]:
+        return [t["name"] for t in self.manifest["tasks"]]
+
+    @property
+    def default_k(self) -> int:
+        return int(self.manifest["router"]["k"])
+
+    @property
+    def methods(self) -> list[str]:
+        """The routers this suite offers: Auto-Switch, and Auto-FlexSwitch when it has one."""
+        return ["auto-switch"] + (["auto-flexswitch"] if self.manifest.get(FLEX_ROUTER_KEY) else [])
+
+    def file(self, key: str) -> str:
+        return os.path.join(self.path, key)
+
+    def examples(self) -> list[tuple[str, str]]:
+        """``(task, example)`` pairs: the text, or the absolute path of the image file."""
+        pairs = []
+        for task in self.manifest["tasks"]:
+            for example in task.get("examples", []):
+                if self.modality == "image":
+                    path = os.path.realpath(os.path.join(self.path, example))
+                    if not path.startswith(os.path.realpath(self.path) + os.sep) or not os.path.isfile(path):
+                        continue  # a manifest may only point inside its own folder
+                    example = path
+                pairs.append((task["name"], example))
+        return pairs
+
+
+def suite_paths(root: str = _ASSETS, extra: str | None = None) -> list[str]:
+    """Folders holding a ``manifest.json``: those under ``root``, then those listed in ``extra``."""
+    candidates = [(os.path.join(root, d), False) for d in sorted(os.listdir(root))] if os.path.isdir(root) else []
+    candidates += [(f, True) for f in (extra or "").split(os.pathsep) if f]
+    seen, paths = set(), []
+    for folder, explicit in candidates:
+        real = os.path.realpath(folder)
+        if not os.path.isfile(os.path.join(real, "manifest.json")):
+            if explicit:
+                log.warning("%s (from $%s) holds no manifest.json: not a suite", folder, ENV_VAR)
+        elif real not in seen:
+            seen.add(real)
+            paths.append(real)
+    return paths
+
+
+@lru_cache(maxsize=1)
+def catalogue() -> dict[str, SuiteInfo]:
+    """Name -> :class:`SuiteInfo` of every suite served (read once per process)."""
+    suites: dict[str, SuiteInfo] = {}
+    for path in suite_paths(extra=os.environ.get(ENV_VAR)):
+        try:
+            with open(os.path.join(path, "manifest.json"), encoding="utf-8") as f:
+                manifest = json.load(f)
+            name = str(manifest["name"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("%s: unreadable manifest, suite skipped (%s)", path, exc)
+            continue
+        if name in suites:
+            name = f"{name} ({path})"
+        suites[name] = SuiteInfo(name, path, manifest)
+    return suites
+
+
+def names() -> list[str]:
+    return list(catalogue())
+
+
+def get(name) -> SuiteInfo:
+    """The suite called ``name``; :class:`UnknownSuite` (listing the valid names) otherwise."""
+    suites = catalogue()
+    if not isinstance(name, str) or name not in suites:
+        raise UnknownSuite(text.UNKNOWN_SUITE.format(name=name, valid=", ".join(suites) or text.NO_SUITES))
+    return suites[name]
+
+
+# -- the runtime (models), loaded once per suite -----------------------------------------------------
+_LOCKS: dict[str, threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
+_READY: set[str] = set()
+_LOAD_STEPS = ("adapter", "heads", "pack", "router", "exemplars", "engine", "auto_switch")
+
+
+@lru_cache(maxsize=None)
+def _suite(path: str):
+    from ..suites.suite import Suite
+
+    return Suite(path)
+
+
+def runtime(name: str, progress=None):
+    """The loaded :class:`~tswitch.suites.suite.Suite` (models, switches and router in memory).
+
+    The first call per suite loads everything under a lock, reporting each step to ``progress``
+    (a ``gr.Progress`` or any ``callable(fraction, desc=...)``); later calls return at once.
+    """
+    info = get(name)
+    suite = _suite(info.path)
+    if info.path in _READY:
+        return suite
+    with _LOCKS_GUARD:
+        lock = _LOCKS.setdefault(info.path, threading.Lock())
+    with lock:
+        if info.path not in _READY:
+            for i, part in enumerate(_LOAD_STEPS):
+                if progress is not None:
+                    progress(i / len(_LOAD_STEPS), desc=text.LOADING.format(part=part.replace("_", "-"), suite=name))
+                getattr(suite, part)
+            _READY.add(info.path)
+    return suite
+
+
+# -- suite files, each read once -----------------------------------------------------------------
+@lru_cache(maxsize=None)
+def results(name: str) -> dict:
+    with open(get(name).file("results.json"), encoding="utf-8") as f:
+        return json.load(f)
+
+
+@lru_cache(maxsize=None)
+def exemplars(name: str) -> list[dict]:
+    with open(get(name).file("exemplars.json"), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def max_k(name: str) -> int:
+    """The k slider's range end: ``min(MAX_K, number of exemplars)``."""
+    return max(1, min(MAX_K, len(exemplars(name))))
+
+
+@lru_cache(maxsize=None)
+def pack_path(name: str) -> str:
+    info = get(name)
+    return info.file(info.manifest["pack"])
+
+
+@lru_cache(maxsize=None)
+def pack_header(name: str):
+    """The pack's :class:`~tswitch.codec.container.PackHeader` (metadata only)."""
+    from ..codec.container import read_header
+
+    return read_header(pack_path(name))
+
+
+@lru_cache(maxsize=None)
+def pack_report(name: str) -> dict:
+    """``tswitch inspect``'s report of the suite's pack (header only)."""
+    from ..pack import SwitchPack
+    from ..report import pack_report as report
+
+    return report(SwitchPack(pack_path(name)))
+
+
+@lru_cache(maxsize=None)
+def task_scales(name: str):
+    """``(tasks, tensors)`` float32 array of every stored switch scale."""
+    import numpy as np
+
+    from ..codec.container import read_task_scales
+
+    path, header = pack_path(name), pack_header(name)
+    return np.stack([read_task_scales(path, header, t.name) for t in header.tasks])
+
+
+@lru_cache(maxsize=4)  # a decoded tensor holds two bool planes of its size
+def stored_tensor(name: str, task: str, tensor: str):
+    """One task's stored tensor, decoded: a switch (``TSwitch``, or FlexSwitch's ``QSwitch``, both
+    with ``mask`` and ``reconstruct()``), or a float32 tensor for a ``dense-f16`` entry."""
+    from ..codec.container import read_tensor_payload
+    from ..pack import decode_tensor
+
+    path, header = pack_path(name), pack_header(name)
+    index = [s.name for s in header.tensors].index(tensor)
+    entry = header.tasks[header.task_index(task)]
+    payload, scale, codebook = read_tensor_payload(path, header, task, index)
+    return decode_tensor(payload, header.tensors[index], entry.encodings[index], tensor_bits(entry)[index],
+                         scale, entry.nnz[index], codebook)
+
+
+def tensor_bits(entry) -> list[int]:
+    """Bits per kept entry of each tensor of a task: FlexSwitch's per-tensor widths, or the task's."""
+    per_tensor = getattr(entry, "tensor_bits", None)
+    return list(per_tensor) if per_tensor is not None else [entry.bits] * len(entry.nnz)
+
+
+def clear_caches() -> None:
+    """Forget every cached suite (tests; after suites change on disk)."""
+    for fn in (catalogue, _suite, results, exemplars, pack_path, pack_header, pack_report, task_scales,
+               stored_tensor):
+        fn.cache_clear()
+    _READY.clear()
