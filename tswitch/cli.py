@@ -327,6 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # progress bars of weight loading would break the one-line-on-stderr contract of errors
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # usage errors (status 2) and --help (status 0)
