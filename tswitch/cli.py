@@ -329,6 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     # progress bars of weight loading would break the one-line-on-stderr contract of errors
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if "transformers" in sys.modules:  # imported before us (e.g. by a host program): switch it off there
+        sys.modules["transformers"].utils.logging.disable_progress_bar()
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # usage errors (status 2) and --help (status 0)
