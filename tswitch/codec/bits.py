@@ -83,7 +83,10 @@ def pack_fixed_width(codes: np.ndarray, width: int) -> bytes:
 
 
 def unpack_fixed_width(data: bytes | np.ndarray, count: int, width: int, offset: int = 0) -> np.ndarray:
-    """Read ``count`` ``width``-bit codes starting at bit ``offset`` (inverse of :func:`pack_fixed_width`)."""
+    """Read ``count`` ``width``-bit codes starting at bit ``offset`` (inverse of :func:`pack_fixed_width`).
+
+    Returns ``uint8`` codes when ``width <= 8`` (narrow types keep the decoder's passes cheap),
+    ``int64`` otherwise."""
     buf = np.frombuffer(data, dtype=np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) else data
     if count == 0 or width == 0:
         return np.zeros(count, dtype=np.int64)
@@ -106,7 +109,7 @@ def unpack_fixed_width(data: bytes | np.ndarray, count: int, width: int, offset:
     for i in range(8):
         out[:, 7 - i] = word & lowmask
         word >>= np.uint64(width)
-    return out.reshape(-1)[:count].astype(np.int64)
+    return out.reshape(-1)[:count].astype(np.uint8)  # width <= 8: codes fit a byte
 
 
 def shift_left(buf: np.ndarray, shift: int) -> np.ndarray:

@@ -131,7 +131,9 @@ def decode_positions(data: bytes, n: int, b: int) -> tuple[np.ndarray, np.ndarra
     n_groups, c = int(head >> GROUP_SIZE_BITS), int(head & (MAX_GROUP_SIZE - 1)) + 1
     if n_groups * c != n:
         raise ValueError(f"corrupt SASS payload: {n_groups} groups of {c} != {n} entries")
-    nz_groups = np.flatnonzero(unpack_bits(buf, n_groups, HEADER_BITS))
+    # positions are < n: int32 halves the memory traffic of the passes below (int64 for huge tensors)
+    index_type = np.int32 if n < 2**31 else np.int64
+    nz_groups = np.flatnonzero(unpack_bits(buf, n_groups, HEADER_BITS)).astype(index_type)
     width = index_bits(c) + b + 1
     start = HEADER_BITS + n_groups
     max_entries = max(0, (buf.size * 8 - start) // width)
@@ -144,7 +146,7 @@ def decode_positions(data: bytes, n: int, b: int) -> tuple[np.ndarray, np.ndarra
             raise ValueError("corrupt SASS payload: truncated entries")
     else:
         code = unpack_fixed_width(buf, max_entries, width, start)
-        seen = np.cumsum(code & 1)
+        seen = np.cumsum(code & 1, dtype=index_type)
         if seen.size == 0 or seen[-1] < nz_groups.size:
             raise ValueError("corrupt SASS payload: truncated entries")
         nnz = int(np.searchsorted(seen, nz_groups.size)) + 1
@@ -162,7 +164,7 @@ def decode_positions(data: bytes, n: int, b: int) -> tuple[np.ndarray, np.ndarra
     ends = code & 1
     within = code >> (b + 1)
     ordinal = seen[:nnz] - ends
-    positions = nz_groups[ordinal] * c + within
+    positions = nz_groups[ordinal] * index_type(c) + within
     if nnz and (within.max() >= c or np.any(positions[1:] <= positions[:-1])):
         raise ValueError("corrupt SASS payload: entry positions out of order")
     return positions, values
