@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from .pspar import pspar_mask
@@ -81,8 +82,15 @@ def b_approx_codes(tau: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch
     """
     flat = tau.detach().reshape(-1).float()
     mask = pspar_mask(flat, alpha)
-    kept = flat[mask]
-    return mask, kept > 0, _scale_of_kept(kept)
+    return mask, *_kept_polarity_and_scale(flat, mask)
+
+
+def _kept_polarity_and_scale(flat: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, float]:
+    if flat.device.type == "cpu":  # numpy's compress is ~5x faster than boolean indexing here
+        kept = torch.from_numpy(np.compress(mask.numpy(), flat.numpy()))
+    else:
+        kept = flat[mask]
+    return kept > 0, _scale_of_kept(kept)
 
 
 def b_approx(tau: torch.Tensor, alpha: float) -> TSwitch:

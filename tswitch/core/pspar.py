@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 _BINS = 1 << 16
@@ -101,7 +102,7 @@ def pspar_mask(tau: torch.Tensor, alpha: float) -> torch.Tensor:
     in_bins = bins == picks.get("pos", picks.get("neg"))
     if len(picks) == 2:
         in_bins |= bins == picks["neg"]
-    cand = keys[in_bins]  # the keys of the (at most two) bins holding the thresholds
+    cand = _select(keys, in_bins)  # the keys of the (at most two) bins holding the thresholds
     if k_pos:
         c = cand[(cand > 0)]
         thr = _kth_largest_key(c, hist, _BINS // 2, k_pos)
@@ -113,6 +114,13 @@ def pspar_mask(tau: torch.Tensor, alpha: float) -> torch.Tensor:
         mask |= (keys >= thr) & (keys < 0)
         _break_ties(mask, keys, thr, k_neg, int(torch.count_nonzero(c >= thr)) + _count_above(hist, picks["neg"], _BINS // 2))
     return mask.view(tau.shape)
+
+
+def _select(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``values[mask]``; on the CPU through numpy's compress, several times faster."""
+    if values.device.type == "cpu":
+        return torch.from_numpy(np.compress(mask.numpy(), values.numpy()))
+    return values[mask]
 
 
 def _count_above(hist: torch.Tensor, bin_: int, end: int) -> int:
