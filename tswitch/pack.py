@@ -117,6 +117,19 @@ def _codebook(spec: TensorSpec, bits: int, codebook) -> Codebook:
         raise PackError(f"corrupt pack: {spec.name}: {exc}") from None
 
 
+def _decode_codes(payload: bytes, spec: TensorSpec, encoding: str, bits: int, nnz: int | None,
+                  positions: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The layout's ``(mask or kept positions, value codes)``, checked against the metadata's ``nnz``."""
+    layout = get_layout(QUANTISED.get(encoding, encoding))
+    try:
+        where, values = (layout.decode_positions if positions else layout.decode)(payload, spec.numel, bits)
+    except ValueError as exc:
+        raise PackError(f"{spec.name}: {exc}") from None
+    if nnz is not None and values.size != nnz:
+        raise PackError(f"corrupt pack: {spec.name} holds {values.size} kept entries, metadata says {nnz}")
+    return where, values
+
+
 def decode_tensor(payload: bytes, spec: TensorSpec, encoding: str, bits: int, scale: float,
                   nnz: int | None = None, codebook=None):
     """One stored tensor back: a :class:`TSwitch`, a :class:`QSwitch` (quantised encodings, which
@@ -128,12 +141,7 @@ def decode_tensor(payload: bytes, spec: TensorSpec, encoding: str, bits: int, sc
         if len(payload) != 2 * spec.numel:
             raise PackError(f"corrupt dense payload for {spec.name}")
         return torch.from_numpy(np.frombuffer(payload, dtype="<f2").astype(np.float32)).view(spec.shape)
-    try:
-        mask, values = get_layout(QUANTISED.get(encoding, encoding)).decode(payload, spec.numel, bits)
-    except ValueError as exc:
-        raise PackError(f"{spec.name}: {exc}") from None
-    if nnz is not None and values.size != nnz:
-        raise PackError(f"corrupt pack: {spec.name} holds {values.size} kept entries, metadata says {nnz}")
+    mask, values = _decode_codes(payload, spec, encoding, bits, nnz, positions=False)
     if encoding in QUANTISED:
         return QSwitch(torch.from_numpy(mask).view(spec.shape), torch.from_numpy(values.astype(np.int64)),
                        _codebook(spec, bits, codebook), float(scale))
@@ -147,12 +155,7 @@ def decode_dense(payload: bytes, spec: TensorSpec, encoding: str, bits: int, sca
     for a quantised switch) without building a bool mask."""
     if encoding == DENSE:
         return decode_tensor(payload, spec, encoding, bits, scale)
-    try:
-        positions, values = get_layout(QUANTISED.get(encoding, encoding)).decode_positions(payload, spec.numel, bits)
-    except ValueError as exc:
-        raise PackError(f"{spec.name}: {exc}") from None
-    if nnz is not None and values.size != nnz:
-        raise PackError(f"corrupt pack: {spec.name} holds {values.size} kept entries, metadata says {nnz}")
+    positions, values = _decode_codes(payload, spec, encoding, bits, nnz, positions=True)
     out = np.zeros(spec.numel, dtype=np.float32)
     if encoding in QUANTISED:
         book = _codebook(spec, bits, codebook)
