@@ -129,7 +129,7 @@ def run_build(spec: SuiteSpec, out_dir: str, log: Log = print, progress=None, co
 
     from .experiments import Experiments
     from .suite import Suite
-    from .write import write_suite
+    from .write import write_results, write_suite
 
     t0 = time.time()
     prep = prepare(spec, log, progress)
@@ -169,5 +169,5 @@ def run_build(spec: SuiteSpec, out_dir: str, log: Log = print, progress=None, co
     results["provenance"] = {"command": command, "seconds": round(time.time() - t0, 1),
                              "prepare_seconds": round(t_prep, 1), "torch": torch.__version__,
                              "threads": torch.get_num_threads()}
-    write_suite(prep, exps, choice, results, out_dir)
+    write_results(out_dir, results)  # the other files are already written and verified
     return results

@@ -116,6 +116,25 @@ def evaluate_routed(auto_switch, heads: Mapping[str, Head], sets: Mapping[str, E
     return summary
 
 
+def switch_bytes(header) -> int:
+    """Storage of a pack's switches: every task's payloads and scales (``TaskEntry.total_bytes``)."""
+    return sum(t.total_bytes for t in header.tasks)
+
+
+def evaluate_tswitch(engine, sets: Mapping[str, EvalSet], header) -> dict:
+    """T-Switch (Eq. 7): each task under its own switch (one-hot weights), and the pack's bytes."""
+    eye = torch.eye(len(engine.tasks))
+    out = evaluate_per_task(engine.adapter, engine.heads, sets,
+                            lambda t: engine.merged_weights(eye[engine.tasks.index(t)]))
+    return {**out, "extra_bytes": switch_bytes(header)}
+
+
+def evaluate_auto_switch(auto_switch, sets: Mapping[str, EvalSet], k: int, header) -> dict:
+    """Auto-Switch (Eq. 8) via :func:`evaluate_routed`; storage = switches + router exemplars."""
+    out = evaluate_routed(auto_switch, auto_switch.engine.heads, sets, k)
+    return {**out, "extra_bytes": switch_bytes(header) + 4 * auto_switch.router.features.numel()}
+
+
 def _engine_weights(route, router_tasks: Sequence[str], engine_tasks: Sequence[str]) -> torch.Tensor:
     """Router weights ``(B, K_router)`` reordered to the engine's task order ``(B, K_engine)``."""
     index = [list(router_tasks).index(t) for t in engine_tasks]

@@ -20,7 +20,7 @@ from ..merging import (AutoSwitch, DynamicMergeEngine, PackedSwitches, dare, emr
                        norm_rescaled_average, tall_mask_components, task_arithmetic, ties, weight_average)
 from ..pack import SwitchPack, create_pack, encode_task, tensor_specs
 from ..routing import KNNRouter
-from .evaluate import evaluate_per_task, evaluate_routed, evaluate_static
+from .evaluate import evaluate_auto_switch, evaluate_per_task, evaluate_static, evaluate_tswitch
 from .train import extract_features
 
 Log = Callable[[str], None]
@@ -83,23 +83,18 @@ class Experiments:
             create_pack(path, self.floating, tasks)
         return path
 
-    def engine(self, path: str) -> DynamicMergeEngine:
-        switches = PackedSwitches.from_pack(SwitchPack(path))
+    def engine(self, pack: SwitchPack) -> DynamicMergeEngine:
+        switches = PackedSwitches.from_pack(pack)
         return DynamicMergeEngine(self.adapter, self.prep.base, switches, self.heads, cache_size=8)
 
     def tswitch(self, split: str, path: str) -> dict:
-        engine = self.engine(path)
-        eye = torch.eye(len(self.names))
-        out = evaluate_per_task(self.adapter, self.heads, self.prep.sets(split),
-                                lambda t: engine.merged_weights(eye[engine.tasks.index(t)]))
-        out["extra_bytes"] = sum(t.total_bytes for t in SwitchPack(path).header.tasks)
-        return out
+        pack = SwitchPack(path)
+        return evaluate_tswitch(self.engine(pack), self.prep.sets(split), pack.header)
 
     def auto_switch(self, split: str, path: str, k: int) -> dict:
-        out = evaluate_routed(AutoSwitch(self.engine(path), self.router), self.heads, self.prep.sets(split), k)
-        out["extra_bytes"] = (sum(t.total_bytes for t in SwitchPack(path).header.tasks)
-                              + 4 * self.router.features.numel())
-        return out
+        pack = SwitchPack(path)
+        return evaluate_auto_switch(AutoSwitch(self.engine(pack), self.router), self.prep.sets(split), k,
+                                    pack.header)
 
     # -- the methods -----------------------------------------------------------------------------
     def baselines(self) -> dict:

@@ -158,20 +158,16 @@ class Suite:
 
     def evaluate(self, method: str, split: str = "test", limit: int | None = None, k: int | None = None) -> dict:
         """Recompute a switch-based method's numbers from the committed files."""
-        from .evaluate import evaluate_per_task, evaluate_routed, evaluate_static
+        from .evaluate import evaluate_auto_switch, evaluate_static, evaluate_tswitch
 
         sets = self.eval_sets(split, limit)
         if method == "pretrained":
             return {**evaluate_static(self.adapter, self.heads, sets, None), "extra_bytes": 0}
-        pack_bytes = sum(t.total_bytes for t in self.pack.header.tasks)
         if method == "t-switch":
-            eye = torch.eye(len(self.engine.tasks))
-            out = evaluate_per_task(self.adapter, self.heads, sets,
-                                    lambda t: self.engine.merged_weights(eye[self.engine.tasks.index(t)]))
-            return {**out, "extra_bytes": pack_bytes}
+            return evaluate_tswitch(self.engine, sets, self.pack.header)
         if method == "auto-switch":
-            out = evaluate_routed(self.auto_switch, self.heads, sets, k or int(self.manifest["router"]["k"]))
-            return {**out, "extra_bytes": pack_bytes + 4 * self.router.features.numel()}
+            return evaluate_auto_switch(self.auto_switch, sets, k or int(self.manifest["router"]["k"]),
+                                        self.pack.header)
         raise SuiteError(f"method {method!r} cannot be recomputed from a suite's files; valid: "
                          f"{', '.join(SWITCH_METHODS)} (the others need the fine-tuned checkpoints: "
                          f"rebuild with demos/build_suite.py)")

@@ -88,4 +88,9 @@ def write_suite(prep, exps, choice: dict, results: dict, out_dir: str) -> None:
         "eval_batch": spec.eval_batch, "smoke": spec.smoke, "tswitch_version": __version__,
     }
     _json(os.path.join(out_dir, "manifest.json"), manifest)
+    write_results(out_dir, results)
+
+
+def write_results(out_dir: str, results: dict) -> None:
+    """(Re)write only ``results.json``."""
     _json(os.path.join(out_dir, "results.json"), results)
