@@ -330,13 +330,20 @@ def test_compare_view(text_suite):
 def test_inside_view_numbers_come_from_the_pack(text_suite):
     from tswitch.app import catalogue, views
 
-    density, scale, bits, pulse, pspar, eq16, eq16_md, task, tensor = views.inside_view(text_suite)
+    density, scale, bits, flex_density, pulse, pspar, eq16, eq16_md, task, tensor = views.inside_view(text_suite)
     report = catalogue.pack_report(text_suite)
     j = len(report["tensors"]) // 2
     spec = report["tensors"][j]
     assert density.data[0].z[0][j] == pytest.approx(spec["tasks"][0]["nnz"] / spec["numel"])
     assert scale.data[0].z[0][j] == pytest.approx(np.log10(catalogue.task_scales(text_suite)[0, j]))
-    assert not bits["visible"]  # T-Switch: one bit per kept entry everywhere
+    modules = catalogue.results(text_suite).get("flex", {}).get("modules")
+    if modules:  # the suite's FlexSwitch run: learned widths and densities, from results.json
+        first = next(iter(modules))
+        assert bits["visible"] and flex_density["visible"]
+        assert list(bits["value"].data[0].z[0]) == [m["bits"] for m in modules[first]]
+        assert list(flex_density["value"].data[0].z[0]) == pytest.approx([m["density"] for m in modules[first]])
+    else:
+        assert not bits["visible"] and not flex_density["visible"]  # T-Switch: one bit per kept entry
     measured = sum(c["bytes"] for s in report["tensors"] for c in s["tasks"] if "eq16_bytes" in c)
     assert f"{measured:,}" in eq16_md and isinstance(eq16, go.Figure)
     assert task["choices"] == [t["name"] for t in report["tasks"]] and tensor["value"] in tensor["choices"]

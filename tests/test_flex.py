@@ -508,6 +508,35 @@ def test_engine_merges_quantised_switches(flex_pack, toy):
     assert switches.nbytes() < switches.dense_nbytes()
 
 
+def test_dense_pattern_tensors_are_stored_dense_and_not_learned(toy, tmp_path):
+    """BatchNorm running statistics of a suite with ``dense_pattern`` (docs/FLEXSWITCH.md A17)."""
+    adapter, base, tau, head, exemplars = toy
+    pattern = r"\.running_(mean|var)$"
+    learned = {k: v for k, v in tau.items() if "running" not in k}
+    start = {**base, **{k: base[k] + v for k, v in tau.items() if k not in learned}}
+    res = train_flex(adapter, start, learned, head, exemplars, quick(), task="bn")
+    assert {t.name for t in res.tensors} == set(learned)
+    floating = {k: v for k, v in base.items() if torch.is_floating_point(v)}
+    specs = tensor_specs(floating)
+    encoded = encode_flex_task(res, tau, specs, dense_pattern=pattern)
+    entry = encoded.entry
+    dense_j = [j for j, s in enumerate(specs) if "running" in s.name]
+    assert dense_j and all(entry.encodings[j] == "dense-f16" for j in dense_j)
+    assert all(entry.encodings[j] == "sass-q" for j in range(len(specs)) if j not in dense_j)
+    switched = [j for j in range(len(specs)) if j not in dense_j]
+    assert entry.density == pytest.approx(sum(entry.nnz[j] for j in switched) / sum(specs[j].numel for j in switched))
+    path = str(tmp_path / "bn.tsw")
+    create_pack(path, floating, [encoded])
+    dense = SwitchPack(path).task_vector("bn")
+    for j in dense_j:
+        name = specs[j].name
+        torch.testing.assert_close(dense[name], tau[name].half().float())
+    side = storage_breakdown(SwitchPack(path).task("bn"), specs)
+    assert side["dense_bytes"] == sum(2 * specs[j].numel for j in dense_j)
+    with pytest.raises(ValueError, match="lacks tensor"):
+        encode_flex_task(res, tau, specs)  # without the pattern the BN statistics have no switch
+
+
 def test_lgs_only_is_stored_as_b_approx_of_the_lgs_vector(toy, tmp_path):
     adapter, base, tau, head, exemplars = toy
     res = train_flex(adapter, base, tau, head, exemplars, quick(mode="lgs"), task="lgs")

@@ -92,3 +92,57 @@ def _image(path):
     from tswitch.inputs import load_image
 
     return load_image(path)
+
+
+# -- FlexSwitch over a built suite: train, collect into results.json, serve ---------------------------
+def test_flex_runs_collect_into_results_and_are_served(smoke_text, tmp_path, capsys):
+    import shutil
+
+    from tswitch.app import views
+
+    out = str(tmp_path / "suite")
+    shutil.copytree(smoke_text[0], out)  # same suite name: the same cached fine-tunes
+    assert main(["flex", "--suite", out, "--collect"]) == 2  # nothing learned yet
+    assert "no FlexSwitch runs" in capsys.readouterr().err
+    assert main(["route", "--suite", out, "--text", "hello", "--method", "auto-flexswitch"]) == 2
+    assert "no FlexSwitch pack" in capsys.readouterr().err
+    for extra in ([], ["--mode", "lgs"], ["--mode", "bas", "--alpha", "0.7"]):
+        assert main(["flex", "--suite", out, "--steps", "2", "--exemplars", "8", "--eval", "none",
+                     "--threads", "1", *extra]) == 0, extra
+    capsys.readouterr()
+    assert main(["flex", "--suite", out, "--collect", "--eval", "test"]) == 0
+    printed = capsys.readouterr().out
+    assert "Tab. XI ablation" in printed and "flex-bas0.7-kl" in printed
+
+    results = json.load(open(os.path.join(out, "results.json")))
+    manifest = json.load(open(os.path.join(out, "manifest.json")))
+    flex = results["flex"]
+    assert set(flex["runs"]) == {"flex-kl", "flex-lgs-kl", "flex-bas0.7-kl"} and flex["main"] == "flex-kl"
+    assert [r["row"] for r in flex["ablation"]] == ["Auto-Switch", "+ LGS", "+ BAS", "+ LGS + BAS",
+                                                    "Auto-FlexSwitch (+ low-rank router)"]
+    main_run = flex["runs"]["flex-kl"]
+    packed = sum(t.total_bytes for t in Suite(out).flex_pack.header.tasks)
+    assert main_run["bytes"] == packed == results["methods"]["flexswitch"]["extra_bytes"]
+    assert results["methods"]["auto-flexswitch"]["extra_bytes"] == packed + flex["routing"]["low_rank"]["bytes"]
+    low, knn = flex["routing"]["low_rank"], flex["routing"]["knn"]
+    assert low["macs_per_query"] == low["rank"] * low["dim"] + low["entries"] * low["rank"]
+    assert knn["macs_per_query"] == knn["entries"] * knn["dim"] and knn["entries"] == 16  # 2 tasks x 8 exemplars
+    assert manifest["flex"] == {"pack": "flex-kl.tsw",
+                                "router": {"file": "router-flex.safetensors", "k": manifest["flex"]["router"]["k"]}}
+    assert set(flex["modules"]) == set(manifest["tasks"][i]["name"] for i in range(len(manifest["tasks"])))
+    assert all(m["bits"] in (1, 2, 4, 8) for ms in flex["modules"].values() for m in ms)
+    # the T-Switch suite files are untouched apart from the added blocks
+    before = json.load(open(os.path.join(smoke_text[0], "results.json")))
+    assert {k: v for k, v in results["methods"].items() if "flex" not in k} == before["methods"]
+
+    suite = Suite(out)  # python -m tswitch eval recomputes what --collect wrote
+    for method, key in (("flexswitch", "flexswitch"), ("auto-flexswitch", "low_rank")):
+        fresh = suite.evaluate(method, "test")
+        assert fresh["per_task"] == main_run[key]["per_task"], method
+    routed = suite.route([manifest["tasks"][0]["examples"][0]], method="auto-flexswitch")[0]
+    assert routed["routed_task"] in suite.task_names
+    assert all(n["exemplar"] is None and n["centre"] is not None for n in routed["neighbours"])
+    assert main(["route", "--suite", out, "--text", "hello", "--method", "auto-flexswitch", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["routed_task"] in suite.task_names
+    shown = views.flex_markdown(results)
+    assert f"{main_run['bytes']:,}" in shown and "Tab. XI" in shown

@@ -191,7 +191,8 @@ def _route_parser(p):
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--text")
     src.add_argument("--image", help="path of an image file")
-    p.add_argument("--method", default="auto-switch", choices=["auto-switch"])
+    p.add_argument("--method", default="auto-switch", choices=["auto-switch", "auto-flexswitch"],
+                   help="auto-flexswitch needs a suite with a FlexSwitch pack (python -m tswitch flex --collect)")
     p.add_argument("-k", type=int, default=None, help="neighbours C (default: the suite's)")
     p.add_argument("--json", action="store_true")
 
@@ -203,8 +204,12 @@ def run_route(args) -> int:
     from .suites.suite import Suite
 
     suite = Suite.open(args.suite)
-    if args.k is not None and not 1 <= args.k <= suite.router.num_exemplars:
-        raise UsageError(f"-k must be in [1, {suite.router.num_exemplars}], got {args.k}")
+    if args.method == "auto-flexswitch" and not suite.has_flex:
+        raise UsageError(f"suite {suite.name} has no FlexSwitch pack: python -m tswitch flex --suite {suite.name}, "
+                         f"then add --collect")
+    router = suite.router_for(args.method).router
+    if args.k is not None and not 1 <= args.k <= router.num_exemplars:
+        raise UsageError(f"-k must be in [1, {router.num_exemplars}], got {args.k}")
     if args.text is not None:
         if suite.modality != "text":
             raise UsageError(f"suite {suite.name} takes images (--image), not text")
@@ -213,7 +218,7 @@ def run_route(args) -> int:
         if suite.modality != "image":
             raise UsageError(f"suite {suite.name} takes text (--text), not images")
         item = load_image(args.image)
-    result = suite.route([item], k=args.k)[0]
+    result = suite.route([item], k=args.k, method=args.method)[0]
     out = {k: result[k] for k in ("routed_task", "weights", "neighbours", "prediction")}
     for n in out["neighbours"]:
         n.pop("exemplar_preview", None)
@@ -228,7 +233,8 @@ def run_route(args) -> int:
 
 def _eval_parser(p):
     p.add_argument("--suite", required=True)
-    p.add_argument("--method", required=True, help="t-switch, auto-switch or pretrained")
+    p.add_argument("--method", required=True,
+                   help="t-switch, auto-switch, pretrained, or (suites with a FlexSwitch pack) flexswitch, auto-flexswitch")
     p.add_argument("--alpha", type=_alpha, default=None, help="must be the suite's alpha (its pack holds one)")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
     p.add_argument("--limit", type=int, default=None, help="first N examples per task")
@@ -278,6 +284,10 @@ def _flex_parser(p):
     p.add_argument("--limit", type=int, default=None, help="first N examples per task when evaluating")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch threads")
+    p.add_argument("--collect", action="store_true",
+                   help="train nothing: evaluate every flex-*.tsw run in the suite folder on --eval's split, write "
+                        "the results.json 'flex' block (Tab. XI ablation, storage, routing cost) and serve the "
+                        "main run (flex-kl) as FlexSwitch / Auto-FlexSwitch (manifest 'flex')")
 
 
 @command("flex", "learn FlexSwitch switches (journal Eq. 6-17) and the Auto-FlexSwitch router for a built suite",
@@ -295,9 +305,11 @@ def run_flex_command(args) -> int:
         torch.set_num_threads(args.threads)
     if args.exemplars < 1 or (args.limit is not None and args.limit < 1):
         raise UsageError("--exemplars and --limit must be >= 1")
+    suite = Suite.open(args.suite)
+    if args.collect:
+        return _flex_collect(suite, args)
     config = FlexConfig(mode=args.mode, loss=args.loss, lam=args.lam, steps=args.steps, batch_size=args.batch_size,
                         alpha=args.alpha, seed=args.seed)
-    suite = Suite.open(args.suite)
     try:
         from tqdm.auto import tqdm
     except ImportError:
@@ -307,6 +319,18 @@ def run_flex_command(args) -> int:
                       eval_split=None if args.eval == "none" else args.eval, eval_limit=args.limit,
                       log=log, progress=tqdm)
     print("\n".join(summary_lines(report)))
+    return 0
+
+
+def _flex_collect(suite, args) -> int:
+    from .flex import results as flex_results
+
+    if args.eval == "none":
+        raise UsageError("--collect evaluates: give --eval val or --eval test")
+    block = flex_results.collect(suite, split=args.eval, main=f"flex-{args.loss}", limit=args.limit)
+    flex_results.write(suite, block)
+    for line in flex_results.summary_lines(block):
+        print(line)
     return 0
 
 

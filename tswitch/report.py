@@ -26,8 +26,11 @@ def pack_report(pack: SwitchPack) -> dict:
         per_task = []
         for t in h.tasks:
             row = {"task": t.name, "encoding": t.encodings[j], "nnz": t.nnz[j], "bytes": t.nbytes[j]}
-            if t.encodings[j] == "sass":
-                row["eq16_bytes"] = sass_nbytes(spec.numel, t.nnz[j], t.bits)
+            if t.encodings[j] in ("sass", "sass-q"):  # FlexSwitch: Eq. 16 with the tensor's learned width b
+                bits = t.tensor_bits[j] if t.tensor_bits is not None else t.bits
+                row["eq16_bytes"] = sass_nbytes(spec.numel, t.nnz[j], bits)
+                if t.tensor_bits is not None:
+                    row["bits"] = bits
             per_task.append(row)
         tensors.append({"name": spec.name, "shape": list(spec.shape), "dtype": spec.dtype,
                         "numel": spec.numel, "tasks": per_task})

@@ -30,17 +30,15 @@ SNIPPET = 120  # characters of an input or exemplar shown in tables
 # -- validating a request ----------------------------------------------------------------------
 def check_method(info: catalogue.SuiteInfo, method) -> str:
     method = method or info.methods[0]
-    if method not in info.methods:
+    if not isinstance(method, str) or method not in info.methods:
         raise InputError(text.UNKNOWN_METHOD.format(suite=info.name, method=method, valid=", ".join(info.methods)))
-    if method != "auto-switch":
-        raise InputError(text.FLEX_NOT_SERVED)
     return method
 
 
-def check_k(info: catalogue.SuiteInfo, k) -> int:
+def check_k(info: catalogue.SuiteInfo, k, method: str = "auto-switch") -> int:
     if k is None or k == "":
-        return info.default_k
-    top = catalogue.max_k(info.name)
+        return info.default_k if method == "auto-switch" else int(info.manifest["flex"]["router"]["k"])
+    top = catalogue.max_k(info.name, method)
     ok = isinstance(k, (int, float)) and not isinstance(k, bool) and math.isfinite(k) and k == int(k)
     if not ok or not 1 <= int(k) <= top:
         raise InputError(text.BAD_K.format(max_k=top, k=k))
@@ -87,9 +85,9 @@ def predict(suite, text_value, image_value, method, k, progress=None) -> dict:
     try:
         info = catalogue.get(suite)
         method = check_method(info, method)
-        k = check_k(info, k)
+        k = check_k(info, k, method)
         item = read_input(info, text_value, image_value)
-        result = catalogue.runtime(info.name, progress).route([item], k=k)[0]
+        result = catalogue.runtime(info.name, progress).route([item], k=k, method=method)[0]
     except (InputError, UnknownSuite) as exc:
         return {"error": str(exc)}
     except Exception as exc:  # the app keeps serving; the visitor gets one line, the log the rest
@@ -110,8 +108,11 @@ def neighbours_html(suite: str, neighbours: list[dict]) -> str:
     stored = catalogue.exemplars(suite)
     rows = []
     for rank, n in enumerate(neighbours, 1):
-        item = stored[n["exemplar"]] if 0 <= n["exemplar"] < len(stored) else {}
-        if item.get("thumb"):
+        index = n.get("exemplar")
+        item = stored[index] if index is not None and 0 <= index < len(stored) else {}
+        if index is None and n.get("centre") is not None:  # Auto-FlexSwitch votes with K-means centres
+            cell = html.escape(text.CENTRE.format(centre=n["centre"], task=n["task"]))
+        elif item.get("thumb"):
             cell = f'<img alt="exemplar {n["exemplar"]}" style="height:40px" src="data:image/png;base64,{item["thumb"]}">'
         else:
             cell = html.escape(snippet(n.get("exemplar_preview") or item.get("text") or ""))
@@ -131,7 +132,8 @@ def show_result(result: dict):
         return text.ERROR.format(message=message) if message else "", None, None, ""
     task, k = result["routed_task"], result["k"]
     label, prob = next(iter(result["prediction"].items()))
-    status = text.ROUTED.format(task=task, votes=round(result["weights"][task] * k), k=k, label=label, prob=prob)
+    status = text.ROUTED.format(task=task, votes=round(result["weights"][task] * k), k=k, label=label, prob=prob,
+                                entries=text.ENTRIES.get(result.get("method"), "exemplars"))
     return (status, charts.weights_bar(result["weights"], k, task), result["prediction"],
             neighbours_html(result["suite"], result["neighbours"]))
 
@@ -150,7 +152,7 @@ def compare_models(result: dict, text_value, image_value):
 
     info = catalogue.get(result["suite"])
     suite = catalogue.runtime(info.name)
-    engine = suite.engine
+    engine = suite.router_for(result["method"]).engine
     try:
         item = read_input(info, text_value, image_value)
     except InputError:  # the input was changed or cleared since the prediction

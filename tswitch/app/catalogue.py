@@ -19,7 +19,7 @@ from . import text
 
 ENV_VAR = "TSWITCH_SUITES"
 MAX_K = 50  # the k slider's upper end when a suite has more exemplars
-FLEX_ROUTER_KEY = "flex_router"  # manifest key naming an Auto-FlexSwitch router, once suites have one
+FLEX_KEY = "flex"  # manifest block naming the FlexSwitch pack and Auto-FlexSwitch router (tswitch.flex.results)
 _ASSETS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "assets")
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,8 @@ class SuiteInfo:
     @property
     def methods(self) -> list[str]:
         """The routers this suite offers: Auto-Switch, and Auto-FlexSwitch when it has one."""
-        return ["auto-switch"] + (["auto-flexswitch"] if self.manifest.get(FLEX_ROUTER_KEY) else [])
+        flex = self.manifest.get(FLEX_KEY) or {}
+        return ["auto-switch"] + (["auto-flexswitch"] if isinstance(flex, dict) and flex.get("router") else [])
 
     def file(self, key: str) -> str:
         return os.path.join(self.path, key)
@@ -166,8 +167,12 @@ def exemplars(name: str) -> list[dict]:
         return json.load(f)
 
 
-def max_k(name: str) -> int:
-    """The k slider's range end: ``min(MAX_K, number of exemplars)``."""
+def max_k(name: str, method: str = "auto-switch") -> int:
+    """The k slider's range end: ``min(MAX_K, entries the router searches)`` — the exemplars for
+    Auto-Switch, the K-means centres (``results.json["flex"]``) for Auto-FlexSwitch."""
+    if method == "auto-flexswitch":
+        entries = results(name).get("flex", {}).get("routing", {}).get("low_rank", {}).get("entries", MAX_K)
+        return max(1, min(MAX_K, int(entries)))
     return max(1, min(MAX_K, len(exemplars(name))))
 
 

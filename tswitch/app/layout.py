@@ -103,7 +103,9 @@ def _inside_tab():
     gr.Markdown(text.INSIDE_INTRO)
     c["density"] = gr.Plot(label=text.DENSITY_TITLE, show_label=False, elem_id="density-plot")
     c["scale"] = gr.Plot(label=text.SCALE_TITLE, show_label=False)
-    c["bits"] = gr.Plot(label=text.BITS_TITLE, show_label=False, visible=False)
+    c["bits"] = gr.Plot(label=text.BITS_TITLE, show_label=False, visible=False, elem_id="bits-plot")
+    c["flex_density"] = gr.Plot(label=text.FLEX_DENSITY_TITLE, show_label=False, visible=False,
+                                elem_id="flex-density-plot")
     with gr.Row():
         c["pulse"] = gr.Plot(label=text.PULSE_TITLE, show_label=False)
         c["pspar"] = gr.Plot(label=text.PSPAR_TITLE, show_label=False)
@@ -171,7 +173,8 @@ def build_demo(concurrency_limit: int = CONCURRENCY, max_queue: int = MAX_QUEUE)
               [cmp["alpha_plot"], cmp["alpha_md"]], api_visibility="private")
         mask_inputs, mask_outputs = [suite, ins["task"], ins["tensor"]], [ins["mask"], ins["mask_crop"], ins["mask_md"]]
         (gr.on([demo.load, suite.change], _inside, suite,
-               [ins[k] for k in ("density", "scale", "bits", "pulse", "pspar", "eq16", "eq16_md", "task", "tensor")],
+               [ins[k] for k in ("density", "scale", "bits", "flex_density", "pulse", "pspar", "eq16", "eq16_md",
+                           "task", "tensor")],
                **follow)
          .then(views.mask_view, mask_inputs, mask_outputs, api_visibility="private"))
         gr.on([ins["task"].input, ins["tensor"].input], views.mask_view, mask_inputs, mask_outputs,

@@ -41,7 +41,7 @@ COMPARISON = "Same input, other models (routed task's head)"
 RAW = "API response (JSON)"
 HISTORY = "Your recent inputs"
 HISTORY_HEADERS = ["suite", "input", "routed task", "top label", "probability"]
-ROUTED = "Routed to **{task}** ({votes} of {k} nearest exemplars). Merged-model answer: **{label}** ({prob:.1%})."
+ROUTED = "Routed to **{task}** ({votes} of {k} nearest {entries}). Merged-model answer: **{label}** ({prob:.1%})."
 NEIGHBOUR_HEADERS = ("#", "task", "distance", "exemplar")
 COMPARE_HEADERS = ["model", "weights", "top label", "probability"]
 MODEL_MERGED = "{method} (merged)"
@@ -56,7 +56,7 @@ PROBABILITY = "probability"
 ERROR = "⚠️ {message}"
 UNKNOWN_SUITE = "unknown suite {name!r}; available: {valid}"
 UNKNOWN_METHOD = "suite {suite!r} has no {method!r} router; available: {valid}"
-FLEX_NOT_SERVED = "Auto-FlexSwitch routing is listed by this suite but not served by this tswitch version"
+CENTRE = "K-means centre {centre} of {task} (Auto-FlexSwitch routes over centres, journal Eq. 18)"
 BAD_K = "C must be a whole number from 1 to {max_k}, got {k!r}"
 NEED_TEXT = "suite {suite!r} takes text: type a sentence"
 NEED_IMAGE = "suite {suite!r} takes images: upload an image"
@@ -86,7 +86,19 @@ ALPHA_OPTION = "BatchNorm statistics"
 ALPHA_CHOSEN = "chosen on validation"
 ALPHA_SELECTED = "α = {alpha} ({option}): T-Switch {ts:.1%}, Auto-Switch {auto:.1%} (test average)"
 SPLIT_LINE = "{method} ({split})"
-FLEX_TITLE = "### FlexSwitch settings"
+FLEX_TITLE = "### FlexSwitch runs ({split} split, learned on 100 exemplars per task)"
+FLEX_HEADER = "| run | loss | λ | steps | FlexSwitch | routed (k-NN) | routing | bytes | s/step |"
+FLEX_ROW = "| `{stem}` | {loss} | {lam:g} | {steps} | {flex:.1%} | {routed} | {routing} | {bytes:,} | {sps:.2f} |"
+FLEX_REFERENCE = ("The main run (`{main}`) takes **{ratio:.1%}** of the bytes of T-Switch at α = {alpha:g} "
+                  "({ref:,} B, {acc:.1%}); the journal's target is ≤ 30% at equal or better accuracy.")
+ABLATION_TITLE = "#### Component ablation (journal Tab. XI)"
+ABLATION_HEADER = "| configuration | run | average | routing | switch bytes | router bytes |"
+ABLATION_ROW = "| {row} | {run} | {acc:.1%} | {routing} | {switch:,} | {router} |"
+ROUTING_COST = ("Routing cost per query: Auto-Switch searches {knn_entries} exemplars of dim {knn_dim} "
+                "({knn_macs:,} MACs); Auto-FlexSwitch projects to rank {rank} and searches {lr_entries} centres "
+                "({lr_macs:,} MACs, {lr_bytes:,} B stored).")
+FLEX_DENSITY_TITLE = "FlexSwitch: learned density (LGS) per tensor and task"
+FLEX_BITS_TITLE = "FlexSwitch: learned bit-width (BAS, Eq. 15) per tensor and task"
 
 # Methods of results.json the merge registry does not hold, and registry names that differ.
 OWN_METHODS = {
@@ -97,7 +109,12 @@ REGISTRY_NAME = {"t-switch": "tswitch", "auto-switch": "tswitch", "auto-flexswit
 METHOD_NOTES = {
     "t-switch": "Oracle task id: turn on that task's switch (Eq. 7).",
     "auto-switch": "k-NN exemplar votes pick the switch weights per input (Eq. 8).",
+    "flexswitch": "Oracle task id with switches whose sparsity (LGS, journal Eq. 6-11), bit-widths (BAS, "
+                  "Eq. 12-15) and scale were learned on 100 exemplars, stored with SASS (Eq. 16-17).",
+    "auto-flexswitch": "FlexSwitch routed by k-NN over per-task K-means centres in a learned low-rank space "
+                       "(journal Eq. 18-19).",
 }
+ENTRIES = {"auto-switch": "exemplars", "auto-flexswitch": "K-means centres"}
 METHOD_NAMES = {
     "pretrained": "Pre-trained", "individual": "Individual fine-tunes", "weight_average": "Weight averaging",
     "task_arithmetic": "Task arithmetic", "ties": "TIES", "dare": "DARE", "dare_ties": "DARE-TIES",
@@ -108,7 +125,8 @@ METHOD_NAMES = {
 # -- Inside a switch --------------------------------------------------------------------------------
 INSIDE_INTRO = ("What a switch pack stores, read from the suite's `switches.tsw`: per tensor and task the "
                 "fraction of entries kept (density) and the switch's scale; the pulse experiment that "
-                "motivates keeping only large entries; bytes against journal Eq. 16; and one tensor's mask.")
+                "motivates keeping only large entries; bytes against journal Eq. 16; and one tensor's mask. "
+                "Suites with a FlexSwitch run also show its learned density and bit-width per tensor.")
 DENSITY_TITLE = "Density (kept / entries) per tensor and task; blank: stored dense"
 SCALE_TITLE = "Scale per tensor and task (log10)"
 BITS_TITLE = "Bits per kept entry per tensor and task"

@@ -65,16 +65,59 @@ def alpha_grid(results: dict) -> dict[str, list[tuple[float, str]]]:
     return {option: sorted((float(a), a) for a in rows) for option, rows in results.get("alpha_grid", {}).items()}
 
 
+def _pct(value) -> str:
+    return "—" if value is None else f"{value:.1%}"
+
+
 def flex_markdown(results: dict) -> str:
-    """FlexSwitch settings, when the results hold them (``""`` otherwise)."""
-    flex = results.get("flexswitch")
-    if not flex:
+    """The FlexSwitch runs, the Tab. XI ablation and the routing cost, when the results hold
+    them (``results.json["flex"]``, written by :mod:`tswitch.flex.results`; ``""`` otherwise)."""
+    flex = results.get("flex")
+    if not flex or not flex.get("runs"):
         return ""
-    lines = [text.FLEX_TITLE]
-    for key, value in flex.items():
-        shown = f"{value['average']:.1%}" if isinstance(value, dict) and "average" in value else value
-        lines.append(f"- **{key}**: {shown}")
+    lines = [text.FLEX_TITLE.format(split=flex["split"]), "", text.FLEX_HEADER, "|---" * 9 + "|"]
+    for stem, run in flex["runs"].items():
+        routed = run.get("knn") or {}
+        sps = run.get("seconds_per_step") or {}
+        lines.append(text.FLEX_ROW.format(
+            stem=stem, loss=run["loss"] + (f", BAS on P-Spar α {run['alpha']:g}" if run.get("alpha") else ""),
+            lam=run["lambda"], steps=run["steps"], flex=run["flexswitch"]["average"],
+            routed=_pct(routed.get("average")), routing=_pct(routed.get("routing_accuracy")), bytes=run["bytes"],
+            sps=sum(sps.values()) / max(1, len(sps))))
+    ref = flex.get("reference_tswitch")
+    if ref and flex.get("bytes_vs_reference") is not None:
+        lines += ["", text.FLEX_REFERENCE.format(main=flex["main"], ratio=flex["bytes_vs_reference"], alpha=ref["alpha"],
+                                                 ref=ref["bytes"], acc=ref["average"])]
+    if flex.get("ablation"):
+        lines += ["", text.ABLATION_TITLE, "", text.ABLATION_HEADER, "|---" * 6 + "|"]
+        for row in flex["ablation"]:
+            lines.append(text.ABLATION_ROW.format(row=row["row"], run=f"`{row['run']}`" if row["run"] else "—",
+                                                  acc=row["average"], routing=_pct(row.get("routing_accuracy")),
+                                                  switch=row["switch_bytes"],
+                                                  router="—" if row.get("router_bytes") is None
+                                                  else f"{row['router_bytes']:,}"))
+    routing = flex.get("routing", {})
+    if "knn" in routing and "low_rank" in routing:
+        knn, low = routing["knn"], routing["low_rank"]
+        lines += ["", text.ROUTING_COST.format(knn_entries=knn["entries"], knn_dim=knn["dim"],
+                                               knn_macs=knn["macs_per_query"], rank=low["rank"],
+                                               lr_entries=low["entries"], lr_macs=low["macs_per_query"],
+                                               lr_bytes=low["bytes"])]
     return "\n".join(lines)
+
+
+def flex_matrices(results: dict):
+    """``(tasks, tensors, density, bits)`` of the main FlexSwitch run (``results.json["flex"]["modules"]``),
+    or ``None``; tensors the run did not learn (stored dense) are blank."""
+    modules = (results.get("flex") or {}).get("modules")
+    if not modules:
+        return None
+    tasks = list(modules)
+    names = [m["name"] for m in modules[tasks[0]]]
+    by_task = [{m["name"]: m for m in modules[t]} for t in tasks]
+    density = [[rows[n]["density"] if n in rows else None for n in names] for rows in by_task]
+    bits = [[rows[n]["bits"] if n in rows else None for n in names] for rows in by_task]
+    return tasks, names, density, bits
 
 
 def compare_view(suite: str):
@@ -172,16 +215,26 @@ def eq16_view(suite: str):
 
 
 def inside_view(suite: str, progress=None):
-    """``(density, scale, bits figures, pulse figure, P-Discard-vs-DARE figure, Eq. 16 figure,
-    Eq. 16 markdown, task dropdown, tensor dropdown)`` for ``suite`` (no change for a suite the app
-    does not serve)."""
+    """``(density, scale, bits figures, FlexSwitch density figure, pulse figure, P-Discard-vs-DARE
+    figure, Eq. 16 figure, Eq. 16 markdown, task dropdown, tensor dropdown)`` for ``suite`` (no
+    change for a suite the app does not serve). The bits and FlexSwitch-density figures show the
+    suite's FlexSwitch run when it has one (else the pack's own per-tensor widths, if any)."""
     if suite not in catalogue.catalogue():
-        return (gr.update(),) * 9
+        return (gr.update(),) * 10
     if progress is not None:
         progress(0, desc=text.LOADING.format(suite=suite, part="switches.tsw"))
     tasks, names, density, scale, bits, hover = _matrices(suite)
     flexible = any(b not in (None, 1) for row in bits for b in row)
     results = catalogue.results(suite)
+    learned = flex_matrices(results)
+    if learned is not None:
+        f_tasks, f_names, f_density, f_bits = learned
+        bits_fig = charts.tensor_heatmap(f_bits, f_tasks, f_names, text.FLEX_BITS_TITLE, "bits")
+        flex_density_fig = charts.tensor_heatmap(f_density, f_tasks, f_names, text.FLEX_DENSITY_TITLE,
+                                                 text.KEPT_FRACTION)
+    else:
+        bits_fig = charts.tensor_heatmap(bits, tasks, names, text.BITS_TITLE, "bits", hover) if flexible else None
+        flex_density_fig = None
     pulse = results.get("pulse")
     pulse_fig = charts.lines(_curves(pulse, text.PULSE_LABELS), text.PULSE_TITLE, text.PULSE_AXIS) if pulse else None
     pspar = results.get("pspar_vs_dare")
@@ -191,8 +244,8 @@ def inside_view(suite: str, progress=None):
     matrices = [n for n in names if len(shapes[n]) >= 2]  # default: one from mid-network
     return (charts.tensor_heatmap(density, tasks, names, text.DENSITY_TITLE, text.KEPT_FRACTION, hover),
             charts.tensor_heatmap(scale, tasks, names, text.SCALE_TITLE, "log10", hover, colorscale="Cividis"),
-            gr.update(value=charts.tensor_heatmap(bits, tasks, names, text.BITS_TITLE, "bits", hover)
-                      if flexible else None, visible=flexible),
+            gr.update(value=bits_fig, visible=bits_fig is not None),
+            gr.update(value=flex_density_fig, visible=flex_density_fig is not None),
             gr.update(value=pulse_fig, visible=pulse_fig is not None),
             gr.update(value=pspar_fig, visible=pspar_fig is not None),
             eq16_fig, eq16_md,

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from types import SimpleNamespace
 from typing import Callable
@@ -147,10 +148,16 @@ def run_flex(suite, config: FlexConfig, router_config=None, exemplars: int = 100
     specs = tensor_specs(floating)
     inputs = exemplar_inputs(suite, exemplars)
     report = {"suite": suite.name, "config": config.to_dict(), "exemplars_per_task": exemplars,
+              "dense_pattern": suite.manifest.get("dense_pattern"),
               "threads": torch.get_num_threads(), "tasks": {}}
     encoded = []
+    dense_pattern = suite.manifest.get("dense_pattern")
+    dense_re = re.compile(dense_pattern) if dense_pattern else None
     for task in names:
         tau = task_vector(base, checkpoints[task])
+        # tensors the suite stores dense (A17) are not learned: they sit at theta_0 + tau throughout
+        learned = {k: v for k, v in tau.items() if dense_re is None or not dense_re.search(k)}
+        start = {**base, **{k: base[k] + v.to(base[k].dtype) for k, v in tau.items() if k not in learned}}
         bar = progress(total=config.steps, desc=f"flex {task}") if progress else None
 
         def tick(step, stats, bar=bar):
@@ -159,10 +166,10 @@ def run_flex(suite, config: FlexConfig, router_config=None, exemplars: int = 100
                 bar.set_postfix(loss=f"{stats['loss']:.4f}", per=f"{stats['per']:.4f}",
                                 bits=f"{stats.get('mixed_bits', 0):.2f}")
 
-        result = train_flex(adapter, base, tau, heads[task], inputs[task], config, task=task, progress=tick)
+        result = train_flex(adapter, start, learned, heads[task], inputs[task], config, task=task, progress=tick)
         if bar is not None:
             bar.close()
-        enc = encode_flex_task(result, tau, specs, labels=heads[task].labels)
+        enc = encode_flex_task(result, tau, specs, labels=heads[task].labels, dense_pattern=dense_pattern)
         encoded.append(enc)
         report["tasks"][task] = {
             "seconds": round(result.seconds, 2), "seconds_per_step": result.seconds_per_step,

@@ -18,6 +18,7 @@ payloads from the per-tensor side information that Eq. 16 leaves out (scale, cod
 from __future__ import annotations
 
 import math
+import re
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -28,10 +29,11 @@ from ..codec.container import CODEBOOK_FIELDS, TaskEntry, TensorSpec
 from ..codec.layouts import get_layout
 from ..codec.sass import sass_bits
 from ..core.binary import switch_scale
-from ..pack import QUANTISED, EncodedTask
+from ..pack import DENSE, QUANTISED, EncodedTask
 from .train import FlexResult, FlexTensor
 
 POLARITY_BITS = 1
+DENSE_BITS = 16  # tensor_bits of a dense-f16 tensor inside a quantised task (its codebook row is unused)
 
 
 def _encode_one(t: FlexTensor, tau: torch.Tensor, layout: str) -> tuple[str, bytes, float, int, tuple[float, float]]:
@@ -50,7 +52,7 @@ def _encode_one(t: FlexTensor, tau: torch.Tensor, layout: str) -> tuple[str, byt
 
 def encode_flex_task(result: FlexResult, tau: Mapping[str, torch.Tensor], specs: Sequence[TensorSpec],
                      layout: str = "sass", labels: Sequence[str] | None = None,
-                     name: str | None = None) -> EncodedTask:
+                     name: str | None = None, dense_pattern: str | None = None) -> EncodedTask:
     """One task's learned switches as a pack entry (``create_pack``/``add_task`` take it).
 
     Args:
@@ -60,6 +62,10 @@ def encode_flex_task(result: FlexResult, tau: Mapping[str, torch.Tensor], specs:
         layout: ``"sass"`` (journal §III-C4) or ``"bitmap"`` (the "Indep" scheme).
         labels: class names of the task's head.
         name: the task's name in the pack (default: ``result.task``).
+        dense_pattern: tensors whose name matches this regex are stored as dense float16
+            (``dense-f16``, as :func:`tswitch.pack.encode_task` does for T-Switch) instead of a
+            learned switch; ``result`` needs none for them (BatchNorm running statistics, whose
+            quantisation can turn a variance negative, docs/FLEXSWITCH.md A17).
 
     Raises:
         ValueError: the result or ``tau`` lacks a tensor of ``specs``, or shapes differ.
@@ -67,27 +73,38 @@ def encode_flex_task(result: FlexResult, tau: Mapping[str, torch.Tensor], specs:
     if layout not in QUANTISED.values():
         raise ValueError(f"layout must be one of {', '.join(sorted(QUANTISED.values()))}, got {layout!r}")
     by_name = {t.name: t for t in result.tensors}
-    rows = []
+    dense_re = re.compile(dense_pattern) if dense_pattern else None
+    rows, nnz = [], []
     for spec in specs:
+        if dense_re is not None and dense_re.search(spec.name):
+            t = tau.get(spec.name) if hasattr(tau, "get") else tau[spec.name]
+            if t is None or tuple(t.shape) != spec.shape:
+                raise ValueError(f"task vector lacks tensor {spec.name} or its shape differs from {spec.shape}")
+            data = t.detach().to(torch.float16).contiguous().numpy().tobytes()
+            rows.append((DENSE, data, 1.0, DENSE_BITS, (0.0, 0.0)))
+            nnz.append(t.numel())
+            continue
         if spec.name not in by_name or spec.name not in tau:
             raise ValueError(f"FlexSwitch result of {result.task!r} lacks tensor {spec.name}")
         t = by_name[spec.name]
         if tuple(t.shape) != spec.shape or tuple(tau[spec.name].shape) != spec.shape:
             raise ValueError(f"shape mismatch for {spec.name}: {t.shape} vs {spec.shape}")
         rows.append(_encode_one(t, tau[spec.name], layout))
+        nnz.append(t.nnz)
     encodings = tuple(r[0] for r in rows)
     payloads = [r[1] for r in rows]
     scales = np.array([r[2] for r in rows], dtype=np.float32)
     quantised = any(e in QUANTISED for e in encodings)
     tensor_bits = tuple(r[3] for r in rows) if quantised else None
     codebook = np.array([r[4] for r in rows], dtype=np.float32).reshape(-1, CODEBOOK_FIELDS) if quantised else None
-    nnz = tuple(by_name[s.name].nnz for s in specs)
-    n = sum(s.numel for s in specs)
-    density = sum(nnz) / n if n else 0.0
+    nnz = tuple(nnz)
+    switched = [j for j, e in enumerate(encodings) if e != DENSE]
+    n = sum(specs[j].numel for j in switched)
+    density = sum(nnz[j] for j in switched) / n if n else 0.0
     cfg = result.config
     entry = TaskEntry(
         name=name or result.task, alpha=1.0 - density, density=density, layout=layout,
-        bits=max(tensor_bits) if tensor_bits else POLARITY_BITS, encodings=encodings, nnz=nnz,
+        bits=max((tensor_bits[j] for j in switched), default=POLARITY_BITS) if tensor_bits else POLARITY_BITS, encodings=encodings, nnz=nnz,
         nbytes=tuple(len(p) for p in payloads), checksum=container.payload_checksum(payloads, scales, codebook),
         labels=tuple(labels) if labels is not None else None,
         extra={"method": "flexswitch", "mode": cfg.mode, "loss": cfg.loss, "lambda": cfg.lam_value,
@@ -105,7 +122,8 @@ def storage_breakdown(entry: TaskEntry, specs: Sequence[TensorSpec]) -> dict:
     """Bytes of one task, split into payloads (and their Eq. 16 count) and side information.
 
     Returns:
-        ``{"payload_bytes", "eq16_bytes", "scale_bytes", "codebook_bytes", "total_bytes"}``;
+        ``{"payload_bytes", "eq16_bytes", "dense_bytes", "scale_bytes", "codebook_bytes", "total_bytes"}``
+        (``dense_bytes``: the part of the payloads stored ``dense-f16``);
         ``eq16_bytes`` sums ``ceil(Eq16 / 8)`` over the SASS-encoded tensors (measured ``nnz``),
         and equals the SASS tensors' payload bytes.
     """
@@ -115,5 +133,6 @@ def storage_breakdown(entry: TaskEntry, specs: Sequence[TensorSpec]) -> dict:
             b = entry.tensor_bits[j] if entry.tensor_bits is not None else entry.bits
             eq16 += -(-sass_bits(spec.numel, entry.nnz[j], b) // 8)
     codebook = CODEBOOK_FIELDS * 4 * len(specs) if entry.tensor_bits is not None else 0
-    return {"payload_bytes": int(sum(entry.nbytes)), "eq16_bytes": eq16, "scale_bytes": 4 * len(specs),
+    dense = sum(nb for nb, e in zip(entry.nbytes, entry.encodings) if e == DENSE)
+    return {"payload_bytes": int(sum(entry.nbytes)), "eq16_bytes": eq16, "dense_bytes": int(dense), "scale_bytes": 4 * len(specs),
             "codebook_bytes": codebook, "total_bytes": entry.total_bytes}

@@ -169,7 +169,8 @@ def _outputs(adapter, head, batch, weights, kind: str, grad: bool) -> torch.Tens
 def teacher_outputs(adapter, base: Mapping[str, torch.Tensor], tau: Mapping[str, torch.Tensor], head,
                     exemplars: Sequence, kind: str, batch_size: int = 32) -> torch.Tensor:
     """The fine-tuned model's ``(N, C)`` logits or ``(N, D)`` features on the exemplars (no grad)."""
-    finetuned = {k: base[k] + tau[k].to(base[k].dtype) for k in tau}
+    finetuned = {**{k: v for k, v in base.items() if torch.is_floating_point(v)},
+                 **{k: base[k] + tau[k].to(base[k].dtype) for k in tau}}
     chunks = []
     with torch.no_grad():
         for start in range(0, len(exemplars), batch_size):

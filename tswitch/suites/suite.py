@@ -17,7 +17,8 @@ import torch
 from ..models.base import Head
 
 ASSETS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "assets")
-SWITCH_METHODS = ("t-switch", "auto-switch", "pretrained")
+SWITCH_METHODS = ("t-switch", "auto-switch", "pretrained", "flexswitch", "auto-flexswitch")
+ROUTED = ("auto-switch", "auto-flexswitch")
 
 
 class SuiteError(ValueError):
@@ -82,7 +83,8 @@ class Suite:
 
         tensors = load_file(self.file(self.manifest.get("heads", "heads.safetensors")))
         return {t["name"]: Head(tensors[f"{t['name']}.weight"], tensors[f"{t['name']}.bias"],
-                                tuple(t["labels"]), bool(t.get("normalize", False)))
+                                tuple(t["labels"]), bool(t.get("normalize", False)),
+                                tensors.get(f"{t['name']}.dense.weight"), tensors.get(f"{t['name']}.dense.bias"))
                 for t in self.manifest["tasks"]}
 
     @cached_property
@@ -120,19 +122,77 @@ class Suite:
         with self._lock:
             return AutoSwitch(self.engine, self.router)
 
+    # -- FlexSwitch (manifest["flex"], written by tswitch.flex.results.write) --------------------
+    @property
+    def has_flex(self) -> bool:
+        """Whether the suite serves FlexSwitch and Auto-FlexSwitch (a learned pack and router)."""
+        return bool(self.manifest.get("flex"))
+
+    def _flex(self) -> dict:
+        if not self.has_flex:
+            raise SuiteError(f"suite {self.name} has no FlexSwitch pack; learn one with python -m tswitch flex "
+                             f"--suite {self.name}, then python -m tswitch flex --suite {self.name} --collect")
+        return self.manifest["flex"]
+
+    @cached_property
+    def flex_pack(self):
+        from ..pack import SwitchPack
+
+        with self._lock:
+            pack = SwitchPack(self.file(self._flex()["pack"]))
+            pack.check_base(self.adapter.state_dict())
+            return pack
+
+    @cached_property
+    def flex_router(self):
+        from ..routing.flex import LowRankRouter
+
+        return LowRankRouter.load(self.file(self._flex()["router"]["file"]))
+
+    @cached_property
+    def flex_engine(self):
+        from ..merging import DynamicMergeEngine, PackedSwitches
+
+        with self._lock:
+            return DynamicMergeEngine(self.adapter, self.adapter.state_dict(),
+                                      PackedSwitches.from_pack(self.flex_pack), self.heads, cache_size=16)
+
+    @cached_property
+    def auto_flexswitch(self):
+        """Auto-FlexSwitch: the learned switches routed by the low-rank router (journal Eq. 18-19)."""
+        from ..merging import AutoSwitch
+
+        with self._lock:
+            return AutoSwitch(self.flex_engine, self.flex_router)
+
+    def router_for(self, method: str = "auto-switch"):
+        """The routed method's :class:`AutoSwitch` (``auto-switch`` or ``auto-flexswitch``)."""
+        if method not in ROUTED:
+            raise SuiteError(f"unknown routing method {method!r}; valid: {', '.join(ROUTED)}")
+        return self.auto_switch if method == "auto-switch" else self.auto_flexswitch
+
+    def default_k(self, method: str = "auto-switch") -> int:
+        return int((self.manifest["router"] if method == "auto-switch" else self._flex()["router"])["k"])
+
     # -- serving -------------------------------------------------------------------------------
-    def route(self, inputs: Sequence, k: int | None = None, top: int = 5) -> list[dict]:
-        """Auto-Switch every input; JSON-ready diagnostics and the routed task's top predictions."""
+    def route(self, inputs: Sequence, k: int | None = None, top: int = 5, method: str = "auto-switch") -> list[dict]:
+        """Route every input (Auto-Switch, or Auto-FlexSwitch with ``method="auto-flexswitch"``);
+        JSON-ready diagnostics and the routed task's top predictions. Auto-FlexSwitch's neighbours
+        are K-means centres, not exemplars (``exemplar`` is then ``None``)."""
         from ..routing import diagnostics
 
-        k = k or int(self.manifest["router"]["k"])
+        auto = self.router_for(method)
+        k = k or self.default_k(method)
         batch = self.adapter.preprocess(list(inputs))
-        output, route = self.auto_switch.predict(batch, k=k)
+        output, route = auto.predict(batch, k=k)
         results = []
         for b in range(len(inputs)):
             diag = diagnostics(route, b)
             for n in diag["neighbours"]:
-                n["exemplar_preview"] = self.exemplars[n["exemplar"]].get("text") if self.exemplars else None
+                if method == "auto-flexswitch":
+                    n["centre"], n["exemplar"], n["exemplar_preview"] = n["exemplar"], None, None
+                else:
+                    n["exemplar_preview"] = self.exemplars[n["exemplar"]].get("text") if self.exemplars else None
             task = output.tasks[int(output.routed_task[b])]
             probs = output.probs_routed[b]
             order = torch.argsort(probs, descending=True)[:top].tolist()
@@ -158,7 +218,7 @@ class Suite:
 
     def evaluate(self, method: str, split: str = "test", limit: int | None = None, k: int | None = None) -> dict:
         """Recompute a switch-based method's numbers from the committed files."""
-        from .evaluate import evaluate_auto_switch, evaluate_static, evaluate_tswitch
+        from .evaluate import evaluate_auto_switch, evaluate_routed, evaluate_static, evaluate_tswitch, switch_bytes
 
         sets = self.eval_sets(split, limit)
         if method == "pretrained":
@@ -168,6 +228,11 @@ class Suite:
         if method == "auto-switch":
             return evaluate_auto_switch(self.auto_switch, sets, k or int(self.manifest["router"]["k"]),
                                         self.pack.header)
+        if method == "flexswitch":
+            return evaluate_tswitch(self.flex_engine, sets, self.flex_pack.header)
+        if method == "auto-flexswitch":
+            out = evaluate_routed(self.auto_flexswitch, self.heads, sets, k or self.default_k(method))
+            return {**out, "extra_bytes": switch_bytes(self.flex_pack.header) + self.flex_router.nbytes}
         raise SuiteError(f"method {method!r} cannot be recomputed from a suite's files; valid: "
                          f"{', '.join(SWITCH_METHODS)} (the others need the fine-tuned checkpoints: "
                          f"rebuild with demos/build_suite.py)")

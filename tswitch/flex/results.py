@@ -1,0 +1,248 @@
+"""FlexSwitch runs of a suite gathered into its ``results.json`` and ``manifest.json``.
+
+``python -m tswitch flex`` leaves one ``flex-*.tsw`` / ``flex-*.json`` pair per run in the suite
+folder (:func:`tswitch.flex.run.run_stem`). :func:`collect` evaluates every run on one split with the
+same evaluators as the other methods (:mod:`tswitch.suites.evaluate`):
+
+- ``flexswitch``: each task under its own learned switch (oracle task id, like T-Switch Eq. 7);
+- ``knn``: routed by the suite's Auto-Switch router (Eq. 5 over the exemplars) — the "+ LGS",
+  "+ BAS" and "+ LGS + BAS" rows of the journal's Tab. XI;
+- ``low_rank``: routed by the Auto-FlexSwitch router (Eq. 18-19) — Tab. XI's last row;
+
+and :func:`build_block` assembles the ``flex`` block of ``results.json`` (runs, Tab. XI ablation,
+storage against T-Switch at alpha 0.7, routing cost, per-module density and bit-width of the main
+run). :func:`write` stores it, adds ``flexswitch`` / ``auto-flexswitch`` to the methods table and
+names the main pack and router in the manifest (``manifest["flex"]``), which is what makes the app
+and :class:`tswitch.suites.suite.Suite` serve Auto-FlexSwitch.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+from typing import Callable
+
+import numpy as np
+
+from ..codec.container import atomic_write_bytes
+
+
+def _json(path: str, obj) -> None:  # as tswitch.suites.write writes a suite's JSON files
+    atomic_write_bytes(path, (json.dumps(obj, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
+
+Log = Callable[[str], None]
+MAIN_STEM = "flex-kl"
+ROUTER_FILE = "router-flex.safetensors"
+REFERENCE_ALPHA = "0.7"  # the journal compares FlexSwitch with T-Switch at alpha 0.7 (its Tab. III)
+ABLATION = (  # Tab. XI rows: (label, run stem prefix or None for Auto-Switch, router)
+    ("Auto-Switch", None, "knn"),
+    ("+ LGS", "flex-lgs-", "knn"),
+    ("+ BAS", "flex-bas", "knn"),
+    ("+ LGS + BAS", "flex-", "knn"),
+    ("Auto-FlexSwitch (+ low-rank router)", "flex-", "low_rank"),
+)
+
+
+def run_reports(path: str) -> dict[str, dict]:
+    """Stem -> report of every finished run in the suite folder (a ``.json`` with its ``.tsw``)."""
+    out = {}
+    for report in sorted(glob.glob(os.path.join(path, "flex-*.json"))):
+        stem = os.path.basename(report)[:-len(".json")]
+        if os.path.isfile(os.path.join(path, f"{stem}.tsw")):
+            with open(report, encoding="utf-8") as f:
+                out[stem] = json.load(f)
+    return out
+
+
+def _ablation_stem(prefix: str, loss: str, runs: dict[str, dict]) -> str | None:
+    """The run of a Tab. XI row for ``loss`` (``flex-bas<alpha>-<loss>`` takes any alpha, 0.7 first)."""
+    if prefix == "flex-":
+        stem = f"flex-{loss}"
+        return stem if stem in runs else None
+    if prefix == "flex-bas":
+        found = sorted((s for s in runs if s.startswith("flex-bas") and s.endswith(f"-{loss}")),
+                       key=lambda s: s != f"flex-bas0.7-{loss}")
+        return found[0] if found else None
+    stem = f"{prefix}{loss}"
+    return stem if stem in runs else None
+
+
+def evaluate_run(suite, stem: str, sets, routers: dict, log: Log = print, known: dict | None = None) -> dict:
+    """One run's pack under the oracle task id and under each router of ``routers``
+    (``{"knn": KNNRouter, "low_rank": LowRankRouter}``; ``None`` values are skipped).
+
+    ``known``: evaluations already made on the same split and examples by the same evaluators
+    (``python -m tswitch flex`` evaluates its run: ``{"flexswitch": ..., "low_rank": ...}``); they
+    are reused instead of recomputed."""
+    known = known or {}
+    from ..merging import AutoSwitch, DynamicMergeEngine, PackedSwitches
+    from ..pack import SwitchPack
+    from ..suites.evaluate import evaluate_per_task, evaluate_routed, switch_bytes
+
+    pack = SwitchPack(suite.file(f"{stem}.tsw"))
+    pack.check_base(suite.adapter.state_dict())
+    names = [t.name for t in pack.header.tasks]
+    heads = {t: suite.heads[t] for t in names}
+    engine = DynamicMergeEngine(suite.adapter, suite.adapter.state_dict(), PackedSwitches.from_pack(pack), heads,
+                                cache_size=len(names) + 1)
+    eye = np.eye(len(engine.tasks), dtype=np.float32)
+
+    def one_hot(task):
+        import torch
+
+        return engine.merged_weights(torch.from_numpy(eye[engine.tasks.index(task)]))
+
+    out = {"bytes": switch_bytes(pack.header),
+           "flexswitch": known.get("flexswitch")
+           or evaluate_per_task(suite.adapter, heads, {t: sets[t] for t in names}, one_hot)}
+    log(f"[{stem}] FlexSwitch {out['flexswitch']['average']:.4f}, {out['bytes']:,} B")
+    if set(names) == set(suite.task_names):
+        for key, router in routers.items():
+            if router is not None:
+                out[key] = known.get(key) or evaluate_routed(AutoSwitch(engine, router), heads, sets, router.k)
+                log(f"[{stem}] routed ({key}) {out[key]['average']:.4f}, routing {out[key]['routing_accuracy']:.4f}")
+    return out
+
+
+def _run_entry(report: dict, evaluated: dict) -> dict:
+    cfg = report["config"]
+    tasks = report["tasks"]
+    return {"mode": cfg["mode"], "loss": cfg["loss"], "lambda": cfg["lam"], "steps": cfg["steps"],
+            "alpha": cfg["alpha"] if cfg["mode"] == "bas" else None,
+            "exemplars": report.get("exemplars_per_task"), "threads": report.get("threads"),
+            "bytes": evaluated["bytes"],
+            "eq16_bytes": sum(t["storage"]["eq16_bytes"] for t in tasks.values()),
+            "dense_bytes": sum(t["storage"].get("dense_bytes", 0) for t in tasks.values()),
+            "seconds": {t: r["seconds"] for t, r in tasks.items()},
+            "seconds_per_step": {t: r["seconds_per_step"] for t, r in tasks.items()},
+            "density": {t: r["density"] for t, r in tasks.items()},
+            "mean_bits": {t: r["mean_bits"] for t, r in tasks.items()},
+            **{k: v for k, v in evaluated.items() if k != "bytes"}}
+
+
+def build_block(suite, runs: dict[str, dict], evaluated: dict[str, dict], split: str, main: str = MAIN_STEM,
+                router_report: dict | None = None) -> dict:
+    """The ``flex`` block of ``results.json`` from the runs' reports and their evaluations."""
+    results = suite.results()
+    entries = {stem: _run_entry(runs[stem], evaluated[stem]) for stem in evaluated}
+    grid = results.get("alpha_grid", {})
+    option = results.get("choice", {}).get("dense_option")
+    ref = grid.get(option, {}).get(REFERENCE_ALPHA, {}).get("t-switch", {}).get(split)
+    reference = {"alpha": float(REFERENCE_ALPHA), "dense_option": option, "bytes": ref["extra_bytes"],
+                 "average": ref["average"]} if ref else None
+    auto = results["methods"].get("auto-switch", {})
+    knn_bytes = auto.get("extra_bytes", 0) - results["methods"].get("t-switch", {}).get("extra_bytes", 0)
+    knn = suite.router
+    routing = {"knn": {"bytes": int(knn_bytes), "entries": knn.num_exemplars, "dim": knn.dim,
+                       "macs_per_query": int(knn.num_exemplars * knn.dim)}}
+    if router_report is not None:
+        routing["low_rank"] = router_report
+    loss = entries[main]["loss"] if main in entries else "kl"
+    ablation = []
+    for label, prefix, router in ABLATION:
+        if prefix is None:
+            if auto:
+                ablation.append({"row": label, "run": None, "router": "knn", "average": auto["average"],
+                                 "routing_accuracy": auto.get("routing_accuracy"),
+                                 "switch_bytes": results["methods"]["t-switch"]["extra_bytes"],
+                                 "router_bytes": routing["knn"]["bytes"]})
+            continue
+        stem = _ablation_stem(prefix, loss, entries)
+        if stem is None or router not in entries[stem]:
+            continue
+        ablation.append({"row": label, "run": stem, "router": router, "average": entries[stem][router]["average"],
+                         "routing_accuracy": entries[stem][router]["routing_accuracy"],
+                         "switch_bytes": entries[stem]["bytes"],
+                         "router_bytes": routing.get(router, {}).get("bytes")})
+    block = {"split": split, "main": main if main in entries else None, "runs": entries, "ablation": ablation,
+             "reference_tswitch": reference, "routing": routing}
+    if main in runs:
+        block["modules"] = {t: [{k: m[k] for k in ("name", "numel", "density", "bits", "scale")} for m in r["modules"]]
+                            for t, r in runs[main]["tasks"].items()}
+        if reference:
+            block["bytes_vs_reference"] = entries[main]["bytes"] / reference["bytes"] if main in entries else None
+    return block
+
+
+def collect(suite, split: str = "test", main: str = MAIN_STEM, limit: int | None = None,
+            log: Log = print) -> dict:
+    """Evaluate every run in the suite folder and return the ``flex`` block (:func:`build_block`).
+
+    The main run (``flex-kl`` by default) is also routed by the Auto-FlexSwitch router
+    ``router-flex.safetensors`` when the folder has it.
+    """
+    from ..routing.flex import LowRankRouter
+
+    runs = run_reports(suite.path)
+    if not runs:
+        raise FileNotFoundError(f"no FlexSwitch runs (flex-*.json + .tsw) in {suite.path}; "
+                                f"run python -m tswitch flex --suite {suite.name} first")
+    low_rank = LowRankRouter.load(suite.file(ROUTER_FILE)) if os.path.isfile(suite.file(ROUTER_FILE)) else None
+    sets = suite.eval_sets(split, limit)
+    evaluated = {}
+    for stem, report in runs.items():
+        routers = {"knn": suite.router, "low_rank": low_rank if stem == main else None}
+        done = report.get("eval") or {}
+        reuse = done.get("split") == split and done.get("limit") == limit and limit is None
+        known = {"flexswitch": done.get("flexswitch"), "low_rank": done.get("auto-flexswitch")} if reuse else None
+        evaluated[stem] = evaluate_run(suite, stem, sets, routers, log, known)
+    router_report = None
+    if low_rank is not None:
+        fitted = runs.get(main, {}).get("router", {})
+        router_report = {"file": ROUTER_FILE, "bytes": low_rank.nbytes, "rank": low_rank.rank,
+                         "entries": low_rank.num_exemplars, "dim": low_rank.dim,
+                         "macs_per_query": int(low_rank.macs_per_query()),
+                         "fit_seconds": fitted.get("seconds"),
+                         "eq19_loss": [fitted["loss"][0], fitted["loss"][-1]] if fitted.get("loss") else None}
+    return build_block(suite, runs, evaluated, split, main, router_report)
+
+
+def write(suite, block: dict) -> None:
+    """Store ``block`` as ``results.json["flex"]``, add the main run as the ``flexswitch`` and
+    ``auto-flexswitch`` methods, and name its pack and router in ``manifest.json["flex"]``
+    (both files rewritten atomically)."""
+    results = suite.results()
+    results["flex"] = block
+    main = block.get("main")
+    methods = {k: v for k, v in results["methods"].items() if k not in ("flexswitch", "auto-flexswitch")}
+    manifest = dict(suite.manifest)
+    manifest.pop("flex", None)
+    if main:
+        run = block["runs"][main]
+        methods["flexswitch"] = {**run["flexswitch"], "extra_bytes": run["bytes"],
+                                 "hyper": {"loss": run["loss"], "lambda": run["lambda"], "steps": run["steps"]}}
+        if "low_rank" in run:
+            methods["auto-flexswitch"] = {**run["low_rank"],
+                                          "extra_bytes": run["bytes"] + block["routing"]["low_rank"]["bytes"],
+                                          "hyper": {"k": None}}
+            manifest["flex"] = {"pack": f"{main}.tsw", "router": {"file": ROUTER_FILE, "k": None}}
+    if "auto-flexswitch" in methods:
+        from ..routing.flex import LowRankRouter
+
+        k = LowRankRouter.load(suite.file(ROUTER_FILE)).k
+        methods["auto-flexswitch"]["hyper"]["k"] = k
+        manifest["flex"]["router"]["k"] = k
+    results["methods"] = methods
+    _json(suite.file("results.json"), results)
+    _json(suite.file("manifest.json"), manifest)
+    suite.manifest = manifest
+
+
+def summary_lines(block: dict) -> list[str]:
+    """The collected runs and the Tab. XI ablation as text (``python -m tswitch flex --collect``)."""
+    lines = [f"{'run':<24}{'FlexSwitch':>11}{'routed':>8}{'routing':>9}{'bytes':>13}",]
+    for stem, run in block["runs"].items():
+        routed = run.get("knn") or {}
+        lines.append(f"{stem:<24}{run['flexswitch']['average']:>11.4f}"
+                     + (f"{routed['average']:>8.4f}{routed['routing_accuracy']:>9.4f}" if routed else f"{'-':>8}{'-':>9}")
+                     + f"{run['bytes']:>13,}")
+    ref = block.get("reference_tswitch")
+    if ref and block.get("bytes_vs_reference") is not None:
+        lines.append(f"{block['main']}: {100 * block['bytes_vs_reference']:.1f}% of T-Switch's bytes at alpha "
+                     f"{ref['alpha']:g} ({ref['bytes']:,} B, average {ref['average']:.4f})")
+    if block["ablation"]:
+        lines.append("Tab. XI ablation (" + block["split"] + "):")
+        for row in block["ablation"]:
+            lines.append(f"  {row['row']:<40}{row['average']:.4f}  routing {row['routing_accuracy']:.4f}  "
+                         f"{row['switch_bytes']:,} B + router {row['router_bytes'] or 0:,} B")
+    return lines
