@@ -37,17 +37,35 @@ class Head:
 
     Linear probes (the offline suites) use ``normalize=False``; CLIP zero-shot heads use
     ``normalize=True`` with ``weight`` = logit scale × normalised class embeddings and zero bias.
+    A RoBERTa sequence-classification head (``RobertaClassificationHead``: dense, tanh, out_proj on
+    the ``<s>`` token) also sets ``dense_weight``/``dense_bias``: then
+    ``logits = tanh(features @ dense_weight.T + dense_bias) @ weight.T + bias``.
     """
 
-    weight: torch.Tensor  # (num_classes, D)
+    weight: torch.Tensor  # (num_classes, D) -- or (num_classes, H) after a hidden layer
     bias: torch.Tensor  # (num_classes,)
     labels: tuple[str, ...]
     normalize: bool = False
+    dense_weight: torch.Tensor | None = None  # (H, D): the optional tanh hidden layer
+    dense_bias: torch.Tensor | None = None  # (H,)
+
+    def __post_init__(self) -> None:
+        if (self.dense_weight is None) != (self.dense_bias is None):
+            raise ValueError("dense_weight and dense_bias must be given together")
 
     def __call__(self, features: torch.Tensor) -> torch.Tensor:
         if self.normalize:
             features = torch.nn.functional.normalize(features, dim=-1)
+        if self.dense_weight is not None:
+            features = torch.tanh(features @ self.dense_weight.T.to(features.dtype)
+                                  + self.dense_bias.to(features.dtype))
         return features @ self.weight.T.to(features.dtype) + self.bias.to(features.dtype)
+
+    def extra_tensors(self, task: str) -> dict[str, torch.Tensor]:
+        """The hidden layer as ``heads.safetensors`` entries (``"<task>.dense.weight"``...), or ``{}``."""
+        if self.dense_weight is None:
+            return {}
+        return {f"{task}.dense.weight": self.dense_weight, f"{task}.dense.bias": self.dense_bias}
 
 
 class ModulePool:

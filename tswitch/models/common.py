@@ -6,6 +6,7 @@ copy of the weights.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib
 import re
@@ -132,6 +133,18 @@ def pil_batch(images: Sequence[Any], size: int, mean: Sequence[float], std: Sequ
     return ((pixels - mean_t) / std_t).contiguous()
 
 
+COMPUTE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def compute_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    """``"float32" | "float16" | "bfloat16"`` (or the torch dtype) to a torch dtype; else ``ValueError``."""
+    if isinstance(dtype, torch.dtype) and dtype in COMPUTE_DTYPES.values():
+        return dtype
+    if isinstance(dtype, str) and dtype in COMPUTE_DTYPES:
+        return COMPUTE_DTYPES[dtype]
+    raise ValueError(f"dtype must be one of {', '.join(COMPUTE_DTYPES)}, got {dtype!r}")
+
+
 def freeze(module: nn.Module, device: torch.device) -> nn.Module:
     """Float32, on ``device``, eval mode, no gradients: the read-only pre-trained module."""
     module = module.to(device=device, dtype=torch.float32).eval()
@@ -160,10 +173,12 @@ class FunctionalAdapter(ModelAdapter):
 
     feature_dim: int = 0
 
-    def __init__(self, module: nn.Module, *, device: str | torch.device = "cpu", pool_size: int = 2):
+    def __init__(self, module: nn.Module, *, device: str | torch.device = "cpu", pool_size: int = 2,
+                 dtype: str | torch.dtype = "float32"):
         if pool_size < 1:
             raise ValueError(f"pool_size must be >= 1, got {pool_size}")
         self._device = torch.device(device)
+        self.compute_dtype = compute_dtype(dtype)
         self.module = freeze(module, self._device)
         self._pool = ModulePool.sharing_tensors(self.module, size=pool_size)
         self._pretrained = tensors_of(self.module)
@@ -204,12 +219,23 @@ class FunctionalAdapter(ModelAdapter):
         full = self._full_weights(weights)
         batch = self._to_device(batch)
         args, kwargs = self._call_args(batch)
-        with self._pool.acquire() as module:
+        with self._pool.acquire() as module, self.autocast():
             if full is None:
                 output = module(*args, **kwargs)
             else:
                 output = torch.func.functional_call(module, full, args, kwargs)
-        return self._select(output, batch)
+            features = self._select(output, batch)
+        return features.float() if features.dtype != torch.float32 else features
+
+    def autocast(self):
+        """Mixed precision at :attr:`compute_dtype` (a no-op for float32).
+
+        The weights stay float32 (task vectors and merges are exact there); matrix products run in
+        float16 / bfloat16 under ``torch.autocast``, normalisations and softmax stay float32.
+        """
+        if self.compute_dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self._device.type, dtype=self.compute_dtype)
 
     def features_of(self, module: nn.Module, batch: Batch) -> torch.Tensor:
         """The same features computed by calling ``module`` directly (any mode, autograd as is)."""

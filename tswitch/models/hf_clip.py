@@ -60,18 +60,20 @@ class HFCLIPVisionAdapter(FunctionalAdapter):
             ``"openai/clip-vit-base-patch32"`` (needs the network).
         device: where the forwards run.
         pool_size: concurrent forwards.
+        dtype: compute precision of the forwards (``"float32"``, ``"float16"``, ``"bfloat16"``;
+            weights stay float32, see :meth:`FunctionalAdapter.autocast`).
     """
 
     modality = "image"
 
-    def __init__(self, source: str, device: str = "cpu", pool_size: int = 2):
+    def __init__(self, source: str, device: str = "cpu", pool_size: int = 2, dtype: str = "float32"):
         transformers = require("transformers", "transformers")
         path = str(resolve_source(source, allow_hub_id=True))
         model, self.projected = load_vision_tower(transformers, path)
         config = model.config
         self.image_size = int(config.image_size)
         self._processor = self._load_processor(transformers, path)
-        super().__init__(model, device=device, pool_size=pool_size)
+        super().__init__(model, device=device, pool_size=pool_size, dtype=dtype)
         self.feature_dim = int(config.projection_dim if self.projected else config.hidden_size)
 
     @staticmethod

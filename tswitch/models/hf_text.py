@@ -57,12 +57,14 @@ class HFTextAdapter(FunctionalAdapter):
             routing representation; ``0`` is the mean of the embedding output.
         device: where the forwards run.
         pool_size: concurrent forwards.
+        dtype: compute precision of the forwards (``"float32"``, ``"float16"``, ``"bfloat16"``).
     """
 
     modality = "text"
 
     def __init__(self, source: str, max_length: int = 128, pooling: str = "mean",
-                 route_layers: int | None = None, device: str = "cpu", pool_size: int = 2):
+                 route_layers: int | None = None, device: str = "cpu", pool_size: int = 2,
+                 dtype: str = "float32"):
         if max_length < 2:
             raise ValueError(f"max_length must be >= 2 (room for the special tokens), got {max_length}")
         if pooling not in POOLINGS:
@@ -75,7 +77,7 @@ class HFTextAdapter(FunctionalAdapter):
         self._tokenizer_lock = threading.Lock()
         self.max_length = max_length
         self.pooling = pooling
-        super().__init__(model, device=device, pool_size=pool_size)
+        super().__init__(model, device=device, pool_size=pool_size, dtype=dtype)
         self.feature_dim = int(model.config.hidden_size)
         accepted = inspect.signature(model.forward).parameters
         self._input_names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in accepted]
@@ -106,9 +108,9 @@ class HFTextAdapter(FunctionalAdapter):
             return self.features(batch, None)
         batch = self._to_device(batch)
         _, inputs = self._call_args(batch)
-        with torch.no_grad(), self._route_pool.acquire() as module:
+        with torch.no_grad(), self._route_pool.acquire() as module, self.autocast():
             hidden = module(**inputs).last_hidden_state
-        return masked_mean(hidden, batch["attention_mask"])
+        return masked_mean(hidden.float(), batch["attention_mask"])
 
     def _call_args(self, batch: Batch) -> tuple[tuple, dict]:
         return (), {name: batch[name] for name in self._input_names if name in batch}

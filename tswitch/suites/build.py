@@ -79,11 +79,29 @@ def _recipe_key(spec: SuiteSpec, task: str, split_ids: list[str]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def task_state(adapter, base: dict[str, torch.Tensor], name: str, data, splits: dict[str, list[str]],
+               head: Head, finetuned: dict[str, torch.Tensor], eval_batch: int) -> TaskState:
+    """One task ready for the experiments: its splits applied and preprocessed, its task vector.
+
+    ``finetuned`` may lack tensors the fine-tune never changed (integer buffers, a frozen projection):
+    they are taken from ``base``; the task vector covers the floating tensors only.
+    """
+    train, val, test = (apply_split(data, splits[s]) for s in ("train", "val", "test"))
+    full = {**base, **{k: v for k, v in finetuned.items() if k in base}}
+    floating = {k: v for k, v in base.items() if torch.is_floating_point(v)}
+    tau = TaskVector.from_state_dicts(floating, full)
+    return TaskState(
+        name=name, label_names=data.label_names, description=data.description, splits=splits,
+        train_inputs=train.inputs, train_labels=train.labels, head=head, finetuned=full, tau=tau,
+        val=EvalSet.build(adapter, name, val.inputs, val.labels, eval_batch),
+        test=EvalSet.build(adapter, name, test.inputs, test.labels, eval_batch),
+        test_inputs=test.inputs)
+
+
 def prepare(spec: SuiteSpec, log: Log = print, progress=None) -> Prepared:
     """Load data, split it, fit each probe head, fine-tune (or reuse the cached fine-tune)."""
     adapter = load_adapter(spec.adapter, **spec.adapter_args)
     base = adapter.state_dict()
-    floating = {k: v for k, v in base.items() if torch.is_floating_point(v)}
     cache = os.path.join(cache_root(), spec.name)
     os.makedirs(cache, exist_ok=True)
     tasks = {}
@@ -91,7 +109,7 @@ def prepare(spec: SuiteSpec, log: Log = print, progress=None) -> Prepared:
         data = load_task(ts.loader, **ts.loader_args)
         sizes = _split_sizes(len(data), ts.train, ts.val, ts.test)
         splits = make_splits(data.ids, data.labels, sizes=sizes, seed=spec.split_seed)
-        train, val, test = (apply_split(data, splits[s]) for s in ("train", "val", "test"))
+        train = apply_split(data, splits["train"])
         log(f"[{ts.name}] {len(data)} items, {data.num_classes} classes; train/val/test = {sizes}")
         feats = extract_features(adapter, train.inputs, batch_size=spec.eval_batch)
         r = spec.recipe
@@ -111,28 +129,42 @@ def prepare(spec: SuiteSpec, log: Log = print, progress=None) -> Prepared:
             if bar:
                 bar.close()
             save_state_dict(finetuned, ckpt)
-        # the full state (integer buffers from the base) and the task vector over floating tensors
-        finetuned = {**base, **{k: v for k, v in finetuned.items() if k in base}}
-        tau = TaskVector.from_state_dicts(floating, finetuned)
-        tasks[ts.name] = TaskState(
-            name=ts.name, label_names=data.label_names, description=data.description, splits=splits,
-            train_inputs=train.inputs, train_labels=train.labels, head=head, finetuned=finetuned, tau=tau,
-            val=EvalSet.build(adapter, ts.name, val.inputs, val.labels, spec.eval_batch),
-            test=EvalSet.build(adapter, ts.name, test.inputs, test.labels, spec.eval_batch),
-            test_inputs=test.inputs)
+        tasks[ts.name] = task_state(adapter, base, ts.name, data, splits, head, finetuned, spec.eval_batch)
     return Prepared(spec, adapter, base, tasks)
 
 
 def run_build(spec: SuiteSpec, out_dir: str, log: Log = print, progress=None, command: str = "") -> dict:
-    """The whole build: prepare, run every experiment, write the suite, check it reloads equal."""
+    """The whole build: prepare (fine-tune), then :func:`finish_build`."""
+    import time
+
+    t0 = time.time()
+    prep = prepare(spec, log, progress)
+    return finish_build(prep, out_dir, log, command, started=t0)
+
+
+def finish_build(prep: Prepared, out_dir: str, log: Log = print, command: str = "", *,
+                 started: float | None = None, manifest_extra: dict | None = None,
+                 heads_extra: dict[str, torch.Tensor] | None = None) -> dict:
+    """Everything after "we have the base, the fine-tuned states, the heads and the splits".
+
+    Runs every method and analysis, writes the suite into ``out_dir``, checks that T-Switch recomputed
+    from the written files equals the build's number, then writes ``results.json``. Shared by the
+    offline suites (:func:`run_build`, fine-tuned here) and the real-checkpoint suites
+    (:mod:`tswitch.suites.checkpoints`, fine-tunes and zero-shot heads given).
+
+    Args:
+        manifest_extra: keys that replace or add to the written ``manifest.json`` (e.g. the real
+            checkpoints' ``recipe``, which is not the offline suites' probe + fine-tune).
+        heads_extra: tensors added to ``heads.safetensors`` (e.g. a RoBERTa head's hidden layer).
+    """
     import time
 
     from .experiments import Experiments
     from .suite import Suite
     from .write import write_results, write_suite
 
-    t0 = time.time()
-    prep = prepare(spec, log, progress)
+    t0 = time.time() if started is None else started
+    spec = prep.spec
     t_prep = time.time() - t0
     exps = Experiments(prep, log)
     log("baselines ...")
@@ -155,6 +187,8 @@ def run_build(spec: SuiteSpec, out_dir: str, log: Log = print, progress=None, co
         "num_params": exps.n,
     }
     write_suite(prep, exps, choice, results, out_dir)
+    if manifest_extra or heads_extra:
+        _amend_suite(out_dir, manifest_extra or {}, heads_extra or {})
     # the committed files are the source of truth for switch-based numbers: recompute from them
     suite = Suite(out_dir)
     suite.__dict__["adapter"] = prep.adapter  # same backbone object, no second load
@@ -171,3 +205,16 @@ def run_build(spec: SuiteSpec, out_dir: str, log: Log = print, progress=None, co
                              "threads": torch.get_num_threads()}
     write_results(out_dir, results)  # the other files are already written and verified
     return results
+
+
+def _amend_suite(out_dir: str, manifest_extra: dict, heads_extra: dict[str, torch.Tensor]) -> None:
+    """Rewrite ``manifest.json`` with ``manifest_extra`` merged in, and add ``heads_extra`` tensors."""
+    from .write import _json
+
+    path = os.path.join(out_dir, "manifest.json")
+    with open(path, encoding="utf-8") as f:
+        manifest = json.load(f)
+    _json(path, {**manifest, **manifest_extra})
+    if heads_extra:
+        heads_path = os.path.join(out_dir, manifest.get("heads", "heads.safetensors"))
+        save_state_dict({**load_state_dict(heads_path), **heads_extra}, heads_path)

