@@ -13,6 +13,7 @@ import os
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 ORDER = ["pretrained", "individual", "weight_average", "task_arithmetic", "ties", "dare",
          "emr_merging", "tall_masks", "t-switch", "auto-switch"]
@@ -55,6 +56,10 @@ def suite_markdown(name: str, results: dict, manifest: dict) -> str:
               "| discard rate | " + " | ".join(pd["p-discard"]) + " |", "|---|" + "---|" * len(pd["p-discard"])]
     for name_ in ("p-discard", "dare-random"):
         lines.append(f"| {name_} | " + " | ".join(f"{100 * pd[name_][a]['average']:.1f}" for a in pd[name_]) + " |")
+    if results.get("flex", {}).get("runs"):
+        from tswitch.flex.results import markdown
+
+        lines += ["", markdown(results["flex"])]
     return "\n".join(lines) + "\n"
 
 

@@ -86,17 +86,6 @@ ALPHA_OPTION = "BatchNorm statistics"
 ALPHA_CHOSEN = "chosen on validation"
 ALPHA_SELECTED = "α = {alpha} ({option}): T-Switch {ts:.1%}, Auto-Switch {auto:.1%} (test average)"
 SPLIT_LINE = "{method} ({split})"
-FLEX_TITLE = "### FlexSwitch runs ({split} split, learned on 100 exemplars per task)"
-FLEX_HEADER = "| run | loss | λ | steps | FlexSwitch | routed (k-NN) | routing | bytes | s/step |"
-FLEX_ROW = "| `{stem}` | {loss} | {lam:g} | {steps} | {flex:.1%} | {routed} | {routing} | {bytes:,} | {sps:.2f} |"
-FLEX_REFERENCE = ("The main run (`{main}`) takes **{ratio:.1%}** of the bytes of T-Switch at α = {alpha:g} "
-                  "({ref:,} B, {acc:.1%}); the journal's target is ≤ 30% at equal or better accuracy.")
-ABLATION_TITLE = "#### Component ablation (journal Tab. XI)"
-ABLATION_HEADER = "| configuration | run | average | routing | switch bytes | router bytes |"
-ABLATION_ROW = "| {row} | {run} | {acc:.1%} | {routing} | {switch:,} | {router} |"
-ROUTING_COST = ("Routing cost per query: Auto-Switch searches {knn_entries} exemplars of dim {knn_dim} "
-                "({knn_macs:,} MACs); Auto-FlexSwitch projects to rank {rank} and searches {lr_entries} centres "
-                "({lr_macs:,} MACs, {lr_bytes:,} B stored).")
 FLEX_DENSITY_TITLE = "FlexSwitch: learned density (LGS) per tensor and task"
 FLEX_BITS_TITLE = "FlexSwitch: learned bit-width (BAS, Eq. 15) per tensor and task"
 

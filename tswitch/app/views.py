@@ -65,45 +65,13 @@ def alpha_grid(results: dict) -> dict[str, list[tuple[float, str]]]:
     return {option: sorted((float(a), a) for a in rows) for option, rows in results.get("alpha_grid", {}).items()}
 
 
-def _pct(value) -> str:
-    return "—" if value is None else f"{value:.1%}"
-
-
 def flex_markdown(results: dict) -> str:
     """The FlexSwitch runs, the Tab. XI ablation and the routing cost, when the results hold
-    them (``results.json["flex"]``, written by :mod:`tswitch.flex.results`; ``""`` otherwise)."""
+    them (``results.json["flex"]``; ``""`` otherwise). The README's tables use the same renderer."""
+    from ..flex.results import markdown
+
     flex = results.get("flex")
-    if not flex or not flex.get("runs"):
-        return ""
-    lines = [text.FLEX_TITLE.format(split=flex["split"]), "", text.FLEX_HEADER, "|---" * 9 + "|"]
-    for stem, run in flex["runs"].items():
-        routed = run.get("knn") or {}
-        sps = run.get("seconds_per_step") or {}
-        lines.append(text.FLEX_ROW.format(
-            stem=stem, loss=run["loss"] + (f", BAS on P-Spar α {run['alpha']:g}" if run.get("alpha") else ""),
-            lam=run["lambda"], steps=run["steps"], flex=run["flexswitch"]["average"],
-            routed=_pct(routed.get("average")), routing=_pct(routed.get("routing_accuracy")), bytes=run["bytes"],
-            sps=sum(sps.values()) / max(1, len(sps))))
-    ref = flex.get("reference_tswitch")
-    if ref and flex.get("bytes_vs_reference") is not None:
-        lines += ["", text.FLEX_REFERENCE.format(main=flex["main"], ratio=flex["bytes_vs_reference"], alpha=ref["alpha"],
-                                                 ref=ref["bytes"], acc=ref["average"])]
-    if flex.get("ablation"):
-        lines += ["", text.ABLATION_TITLE, "", text.ABLATION_HEADER, "|---" * 6 + "|"]
-        for row in flex["ablation"]:
-            lines.append(text.ABLATION_ROW.format(row=row["row"], run=f"`{row['run']}`" if row["run"] else "—",
-                                                  acc=row["average"], routing=_pct(row.get("routing_accuracy")),
-                                                  switch=row["switch_bytes"],
-                                                  router="—" if row.get("router_bytes") is None
-                                                  else f"{row['router_bytes']:,}"))
-    routing = flex.get("routing", {})
-    if "knn" in routing and "low_rank" in routing:
-        knn, low = routing["knn"], routing["low_rank"]
-        lines += ["", text.ROUTING_COST.format(knn_entries=knn["entries"], knn_dim=knn["dim"],
-                                               knn_macs=knn["macs_per_query"], rank=low["rank"],
-                                               lr_entries=low["entries"], lr_macs=low["macs_per_query"],
-                                               lr_bytes=low["bytes"])]
-    return "\n".join(lines)
+    return markdown(flex) if flex and flex.get("runs") else ""
 
 
 def flex_matrices(results: dict):
