@@ -303,3 +303,88 @@ def test_pickles_need_trust_then_convert_once(tmp_path, monkeypatch):
     first = converted(str(whole), trust_pickle=True, cache_dir=str(cache))
     assert first.endswith(".safetensors")
     assert converted(str(whole), trust_pickle=False, cache_dir=str(cache)) == first  # no unpickling again
+
+
+# -- the RoBERTa / GLUE suite -------------------------------------------------------------------------
+WORDS = ["good", "bad", "fine", "awful", "great", "poor", "the", "movie", "was", "plot"]
+
+
+def sentences(rng, n: int) -> list[str]:
+    return [" ".join(rng.choice(WORDS, size=rng.integers(2, 7))) for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def glue_world(tmp_path_factory):
+    from tokenizers.pre_tokenizers import ByteLevel
+
+    root = tmp_path_factory.mktemp("glueworld")
+    vocab = ["<s>", "<pad>", "</s>", "<unk>", "<mask>", *sorted(ByteLevel.alphabet())]
+    tokenizer = transformers.RobertaTokenizer(vocab={t: i for i, t in enumerate(vocab)}, merges=[])
+    config = transformers.RobertaConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2,
+                                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=200,
+                                        pad_token_id=1, bos_token_id=0, eos_token_id=2, type_vocab_size=1)
+    torch.manual_seed(3)
+    base = transformers.RobertaModel(config)
+    base.save_pretrained(root / "base", safe_serialization=True)
+    tokenizer.save_pretrained(root / "base")
+    for i, (task, labels) in enumerate((("sst2", 2), ("mnli", 3))):
+        model = transformers.RobertaForSequenceClassification(
+            transformers.RobertaConfig(**{**config.to_dict(), "num_labels": labels}))
+        model.roberta.load_state_dict(base.state_dict(), strict=False)
+        generator = torch.Generator().manual_seed(20 + i)
+        with torch.no_grad():
+            for p in model.roberta.parameters():
+                p.add_(0.02 * torch.randn(p.shape, generator=generator))
+        model.save_pretrained(root / f"ft_{task}", safe_serialization=True)
+        tokenizer.save_pretrained(root / f"ft_{task}")
+    rng = np.random.default_rng(0)
+    # sst2 as GLUE's own TSV files; mnli as a datasets folder (pairs, ClassLabel names)
+    (root / "sst2").mkdir()
+    for part, n in (("train", 24), ("dev", 10)):
+        rows = [f"{s}\t{rng.integers(0, 2)}" for s in sentences(rng, n)]
+        (root / "sst2" / f"{part}.tsv").write_text("sentence\tlabel\n" + "\n".join(rows) + "\n")
+    datasets = pytest.importorskip("datasets")
+    features = datasets.Features({"premise": datasets.Value("string"), "hypothesis": datasets.Value("string"),
+                                  "label": datasets.ClassLabel(names=["entailment", "neutral", "contradiction"])})
+    parts = {}
+    for part, n in (("train", 30), ("validation_matched", 9)):
+        parts[part] = datasets.Dataset.from_dict({"premise": sentences(rng, n), "hypothesis": sentences(rng, n),
+                                                  "label": [i % 3 for i in range(n)]}, features=features)
+    datasets.DatasetDict(parts).save_to_disk(str(root / "mnli"))
+    return root
+
+
+def test_glue_suite_individual_is_the_finetuned_classifier(glue_world, tmp_path):
+    tasks = (GivenTask("sst2", str(glue_world / "ft_sst2"), "text-table", {"root": str(glue_world / "sst2")}),
+             GivenTask("mnli", str(glue_world / "ft_mnli"), "hf-disk",
+                       {"path": str(glue_world / "mnli"), "test": "validation_matched"}))
+    cfg = GivenSuite(name="tiny-glue", family="roberta", base=str(glue_world / "base"), tasks=tasks, batch_size=8,
+                     exemplars_per_task=6, val_per_task=6, quick=True)
+    out = tmp_path / "tiny-glue"
+    results = build_given(cfg, str(out), log=lambda _: None)
+    suite = Suite(str(out))
+    assert suite.heads["mnli"].labels == ("entailment", "neutral", "contradiction")
+    assert suite.heads["sst2"].dense_weight is not None  # the head's hidden layer round-trips
+    from tswitch.suites.data import apply_split, load_task
+
+    splits = json.loads((out / "splits.json").read_text())
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(glue_world / "base"))
+    for task in tasks:
+        data = apply_split(load_task(task.loader, **task.loader_args), splits[task.name]["test"])
+        model = transformers.RobertaForSequenceClassification.from_pretrained(task.finetuned).eval()
+        with torch.no_grad():
+            logits = model(**tokenizer(list(data.inputs), padding=True, truncation=True, max_length=128,
+                                       return_tensors="pt")).logits
+        expected = float((logits.argmax(-1).numpy() == data.labels).mean())
+        assert results["methods"]["individual"]["per_task"][task.name] == pytest.approx(expected)
+    routed = suite.route(["good movie</s></s>the plot was awful"], k=3)[0]
+    assert routed["routed_task"] in ("sst2", "mnli") and routed["prediction"]
+
+
+def test_glue_cli_needs_a_finetune_per_task(glue_world, tmp_path):
+    script = os.path.join(ROOT, "demos", "build_glue_suite.py")
+    proc = subprocess.run([sys.executable, script, "--base", str(glue_world / "base"), "--tasks", "sst2",
+                           "--data", f"sst2={glue_world / 'sst2'}", "--out", str(tmp_path / "g")],
+                          capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=120)
+    assert proc.returncode == 2 and "--finetuned needs TASK=PATH for sst2" in proc.stderr
+    assert not (tmp_path / "g").exists()
