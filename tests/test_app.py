@@ -160,6 +160,32 @@ def test_predict_image_in_every_form(image_suite):
     assert len({(r["routed_task"], tuple(r["prediction"])) for r in results}) == 1
 
 
+def test_predict_with_auto_flexswitch(suites):
+    """Suites with a FlexSwitch run (``results.json["flex"]``, ``manifest["flex"]``) serve it too."""
+    from tswitch.app import callbacks, catalogue
+
+    served = [n for n in catalogue.names() if "auto-flexswitch" in catalogue.get(n).methods]
+    if not served:
+        pytest.skip("no served suite has a FlexSwitch run (python -m tswitch flex --collect)")
+    for name in served:
+        info = catalogue.get(name)
+        example = info.examples()[0][1]
+        item = (example, None) if info.modality == "text" else (None, example)
+        result = callbacks.predict(name, *item, "auto-flexswitch", None)
+        assert result["method"] == "auto-flexswitch" and result["k"] == info.manifest["flex"]["router"]["k"]
+        assert result["routed_task"] in info.task_names and sum(result["weights"].values()) == pytest.approx(1.0)
+        assert all(n["exemplar"] is None and n["centre"] >= 0 for n in result["neighbours"])
+        direct = catalogue.runtime(name).route([callbacks.read_input(info, *item)], method="auto-flexswitch")[0]
+        assert direct["prediction"] == result["prediction"]
+        status, _, _, neighbours = callbacks.show_result(result)
+        assert "K-means centres" in status and "K-means centre" in neighbours
+        _, rows = callbacks.compare_models(result, *item)
+        assert rows[0][0].startswith("Auto-FlexSwitch")
+        top = catalogue.max_k(name, "auto-flexswitch")
+        assert top == min(catalogue.MAX_K, catalogue.results(name)["flex"]["routing"]["low_rank"]["entries"])
+        assert "C must be" in _one_line_error(callbacks.predict(name, *item, "auto-flexswitch", top + 1))
+
+
 def _png(width: int, height: int, mode: str = "L") -> bytes:
     buf = io.BytesIO()
     Image.new(mode, (width, height)).save(buf, format="PNG")
