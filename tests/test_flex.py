@@ -461,6 +461,18 @@ def test_sass_bytes_match_eq16(flex_pack):
     assert side["total_bytes"] == side["payload_bytes"] + 12 * len(specs) == entry.total_bytes
 
 
+def test_inspect_reports_eq16_with_each_tensors_learned_width(flex_pack):
+    from tswitch.report import format_report, pack_report
+
+    res, encoded, path, floating = flex_pack
+    report = pack_report(SwitchPack(path))
+    for spec, t in zip(report["tensors"], res.tensors):
+        cell = spec["tasks"][0]
+        assert cell["encoding"] == "sass-q" and cell["bits"] == t.bits
+        assert cell["eq16_bytes"] == cell["bytes"] == _eq16_bytes(spec["numel"], t.nnz, t.bits)
+    assert "sass-q" in format_report(report, tensors=True)
+
+
 @pytest.mark.parametrize("n, alpha, bits", [(4096, 0.9, 1), (4096, 0.6, 4), (2 ** 14, 0.97, 8), (3000, 0.8, 2)])
 def test_measured_sass_size_tracks_eq16_expectation(n, alpha, bits):
     """Journal Fig. 7: Bernoulli masks of density 1 - alpha, the measured size against Eq. 16."""
