@@ -222,7 +222,10 @@ def test_app_predicts_on_the_clip_suite(clip_suite, monkeypatch):
         result = callbacks.predict("tiny-clip", None, image, "auto-switch", 3)
         assert "error" not in result, result
         assert result["routed_task"] in TASKS and len(result["neighbours"]) == 3
-        assert abs(sum(result["prediction"].values()) - 1) < 1e-4 or len(result["prediction"]) <= 5
+        probs = list(result["prediction"].values())
+        labels = catalogue.runtime("tiny-clip").heads[result["routed_task"]].labels
+        assert len(probs) == min(5, len(labels)) and probs == sorted(probs, reverse=True)
+        assert 0 < sum(probs) <= 1 + 1e-4 and (len(labels) > 5 or abs(sum(probs) - 1) < 1e-4)
     finally:
         catalogue.clear_caches()
 
