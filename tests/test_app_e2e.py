@@ -114,6 +114,15 @@ def test_predict_text_and_image(client):
     result = client.predict(suites["image"], None, handle_file(image), "auto-switch", 3, api_name="/predict")
     assert result["routed_task"] in catalogue.get(suites["image"]).task_names
     assert sum(result["weights"].values()) == pytest.approx(1.0)
+    for modality, name in suites.items():  # Auto-FlexSwitch, over HTTP, where a suite serves it
+        info = catalogue.get(name)
+        if "auto-flexswitch" not in info.methods:
+            continue
+        example = info.examples()[0][1]
+        item = (example, None) if modality == "text" else (None, handle_file(example))
+        result = client.predict(name, *item, "auto-flexswitch", 3, api_name="/predict")
+        assert result["method"] == "auto-flexswitch" and result["routed_task"] in info.task_names, result
+        assert len(result["neighbours"]) == 3 and all(n["exemplar"] is None for n in result["neighbours"])
 
 
 def test_bad_requests_answer_with_an_error_and_the_app_keeps_serving(client, tmp_path):
