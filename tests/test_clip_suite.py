@@ -31,19 +31,12 @@ from tswitch.suites.checkpoints.families import CheckpointError, align  # noqa: 
 from tswitch.suites.checkpoints.legacy import converted  # noqa: E402
 from tswitch.suites.checkpoints.zeroshot import CLASSNAMES, TEMPLATES, templates_for  # noqa: E402
 from tswitch.suites.suite import Suite  # noqa: E402
+from test_models import save_tiny_clip  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1",
        "PYTHONPATH": ROOT}
 TASKS = {"mnist": 3, "eurosat": 4}  # task -> classes (names from the folders: FusionBench's need 10)
-
-
-def clip_tokenizer():
-    from tokenizers.pre_tokenizers import ByteLevel
-
-    chars = sorted(ByteLevel.alphabet())  # one token per byte, no merges: builds offline
-    vocab = ["<|startoftext|>", "<|endoftext|>", *chars, *[c + "</w>" for c in chars]]
-    return transformers.CLIPTokenizer(vocab={t: i for i, t in enumerate(vocab)}, merges=[]), len(vocab)
 
 
 def perturb_vision(base_dir, out_dir, seed: int, scale: float = 0.02, hidden: int = 32) -> None:
@@ -75,19 +68,7 @@ def image_folder(root, classes: int, per_class=(6, 3), seed: int = 0) -> None:
 def clip_world(tmp_path_factory):
     root = tmp_path_factory.mktemp("clipworld")
     base = root / "base"
-    tokenizer, vocab_size = clip_tokenizer()
-    tokenizer.save_pretrained(base)
-    torch.manual_seed(2)
-    config = transformers.CLIPConfig(
-        text_config=dict(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                         num_attention_heads=2, max_position_embeddings=64, bos_token_id=0, eos_token_id=1,
-                         pad_token_id=1),
-        vision_config=dict(image_size=32, patch_size=8, hidden_size=32, intermediate_size=64,
-                           num_hidden_layers=2, num_attention_heads=2),
-        projection_dim=16)
-    transformers.CLIPModel(config).save_pretrained(base, safe_serialization=True)
-    transformers.CLIPImageProcessor(size={"shortest_edge": 32},
-                                    crop_size={"height": 32, "width": 32}).save_pretrained(base)
+    save_tiny_clip(base)
     for i, (task, classes) in enumerate(TASKS.items()):
         perturb_vision(base, root / f"ft_{task}", seed=10 + i)
         image_folder(root / "data" / task, classes, seed=i)

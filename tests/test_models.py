@@ -101,9 +101,8 @@ def clip_tokenizer():
     return transformers.CLIPTokenizer(vocab={t: i for i, t in enumerate(vocab)}, merges=[]), len(vocab)
 
 
-@pytest.fixture(scope="module")
-def clip_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("clip")
+def save_tiny_clip(folder) -> None:
+    """A tiny random ``CLIPModel`` with its tokenizer and image processor, in Hugging Face format."""
     tokenizer, vocab_size = clip_tokenizer()
     tokenizer.save_pretrained(folder)
     torch.manual_seed(2)
@@ -117,6 +116,12 @@ def clip_dir(tmp_path_factory):
     transformers.CLIPModel(config).save_pretrained(folder, safe_serialization=True)
     size, crop = {"shortest_edge": 32}, {"height": 32, "width": 32}
     transformers.CLIPImageProcessor(size=size, crop_size=crop).save_pretrained(folder)
+
+
+@pytest.fixture(scope="module")
+def clip_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("clip")
+    save_tiny_clip(folder)
     return folder
 
 
