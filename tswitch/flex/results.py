@@ -22,7 +22,6 @@ import json
 import os
 from typing import Callable
 
-import numpy as np
 
 from ..codec.container import atomic_write_bytes
 
@@ -77,7 +76,7 @@ def evaluate_run(suite, stem: str, sets, routers: dict, log: Log = print, known:
     known = known or {}
     from ..merging import AutoSwitch, DynamicMergeEngine, PackedSwitches
     from ..pack import SwitchPack
-    from ..suites.evaluate import evaluate_per_task, evaluate_routed, switch_bytes
+    from ..suites.evaluate import evaluate_routed, evaluate_tswitch, switch_bytes
 
     pack = SwitchPack(suite.file(f"{stem}.tsw"))
     pack.check_base(suite.adapter.state_dict())
@@ -85,16 +84,10 @@ def evaluate_run(suite, stem: str, sets, routers: dict, log: Log = print, known:
     heads = {t: suite.heads[t] for t in names}
     engine = DynamicMergeEngine(suite.adapter, suite.adapter.state_dict(), PackedSwitches.from_pack(pack), heads,
                                 cache_size=len(names) + 1)
-    eye = np.eye(len(engine.tasks), dtype=np.float32)
-
-    def one_hot(task):
-        import torch
-
-        return engine.merged_weights(torch.from_numpy(eye[engine.tasks.index(task)]))
-
+    # each task under its own switch (one-hot weights), as T-Switch Eq. 7 is evaluated
+    oracle = known.get("flexswitch") or evaluate_tswitch(engine, {t: sets[t] for t in names}, pack.header)
     out = {"bytes": switch_bytes(pack.header),
-           "flexswitch": known.get("flexswitch")
-           or evaluate_per_task(suite.adapter, heads, {t: sets[t] for t in names}, one_hot)}
+           "flexswitch": {k: oracle[k] for k in ("per_task", "average")}}
     log(f"[{stem}] FlexSwitch {out['flexswitch']['average']:.4f}, {out['bytes']:,} B")
     if set(names) == set(suite.task_names):
         for key, router in routers.items():
@@ -212,16 +205,13 @@ def write(suite, block: dict) -> None:
         methods["flexswitch"] = {**run["flexswitch"], "extra_bytes": run["bytes"],
                                  "hyper": {"loss": run["loss"], "lambda": run["lambda"], "steps": run["steps"]}}
         if "low_rank" in run:
+            from ..routing.flex import LowRankRouter
+
+            k = LowRankRouter.load(suite.file(ROUTER_FILE)).k
             methods["auto-flexswitch"] = {**run["low_rank"],
                                           "extra_bytes": run["bytes"] + block["routing"]["low_rank"]["bytes"],
-                                          "hyper": {"k": None}}
-            manifest["flex"] = {"pack": f"{main}.tsw", "router": {"file": ROUTER_FILE, "k": None}}
-    if "auto-flexswitch" in methods:
-        from ..routing.flex import LowRankRouter
-
-        k = LowRankRouter.load(suite.file(ROUTER_FILE)).k
-        methods["auto-flexswitch"]["hyper"]["k"] = k
-        manifest["flex"]["router"]["k"] = k
+                                          "hyper": {"k": k}}
+            manifest["flex"] = {"pack": f"{main}.tsw", "router": {"file": ROUTER_FILE, "k": k}}
     results["methods"] = methods
     _json(suite.file("results.json"), results)
     _json(suite.file("manifest.json"), manifest)
