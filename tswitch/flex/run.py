@@ -215,24 +215,16 @@ def _fit_router(suite, adapter, inputs: dict[str, list], config, log: Log):
 
 
 def _evaluate(suite, path: str, router, names: list[str], split: str, limit: int | None, log: Log) -> dict:
-    from ..merging import AutoSwitch, DynamicMergeEngine, PackedSwitches
-    from ..pack import SwitchPack
-    from ..suites.evaluate import evaluate_per_task, evaluate_routed
+    """The run's pack under oracle task ids and, given ``router``, routed by it: the evaluation
+    :func:`tswitch.flex.results.evaluate_run` makes (``--collect`` reuses it)."""
+    from .results import evaluate_run
 
-    pack = SwitchPack(path)
-    sets = {t: s for t, s in suite.eval_sets(split, limit).items() if t in names}
-    heads = {t: suite.heads[t] for t in names}
-    engine = DynamicMergeEngine(suite.adapter, suite.adapter.state_dict(), PackedSwitches.from_pack(pack), heads,
-                                cache_size=len(names) + 1)
-    eye = torch.eye(len(engine.tasks))
-    out = {"split": split, "limit": limit,
-           "flexswitch": evaluate_per_task(suite.adapter, heads, sets,
-                                           lambda t: engine.merged_weights(eye[engine.tasks.index(t)]))}
-    log(f"[eval {split}] FlexSwitch average {out['flexswitch']['average']:.4f}")
-    if router is not None:
-        routed = evaluate_routed(AutoSwitch(engine, router), heads, sets, router.k)
-        out["auto-flexswitch"] = routed
-        log(f"[eval {split}] Auto-FlexSwitch average {routed['average']:.4f}, routing {routed['routing_accuracy']:.4f}")
+    sets = suite.eval_sets(split, limit)
+    stem = os.path.basename(path)[:-len(".tsw")]
+    done = evaluate_run(suite, stem, sets, {"low_rank": router}, log)
+    out = {"split": split, "limit": limit, "flexswitch": done["flexswitch"]}
+    if "low_rank" in done:
+        out["auto-flexswitch"] = done["low_rank"]
     return out
 
 

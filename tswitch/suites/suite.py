@@ -68,6 +68,22 @@ class Suite:
             return json.load(f)
 
     # -- lazily loaded, read-only parts --------------------------------------------------------
+    def _checked_pack(self, file: str):
+        """A pack of this suite, refused unless it was made for this suite's backbone."""
+        from ..pack import SwitchPack
+
+        with self._lock:
+            pack = SwitchPack(self.file(file))
+            pack.check_base(self.adapter.state_dict())
+            return pack
+
+    def _engine_over(self, pack):
+        from ..merging import DynamicMergeEngine, PackedSwitches
+
+        with self._lock:
+            return DynamicMergeEngine(self.adapter, self.adapter.state_dict(),
+                                      PackedSwitches.from_pack(pack), self.heads, cache_size=16)
+
     @cached_property
     def adapter(self):
         from ..models import load_adapter
@@ -89,12 +105,7 @@ class Suite:
 
     @cached_property
     def pack(self):
-        from ..pack import SwitchPack
-
-        with self._lock:
-            pack = SwitchPack(self.file(self.manifest["pack"]))
-            pack.check_base(self.adapter.state_dict())
-            return pack
+        return self._checked_pack(self.manifest["pack"])
 
     @cached_property
     def router(self):
@@ -109,11 +120,7 @@ class Suite:
 
     @cached_property
     def engine(self):
-        from ..merging import DynamicMergeEngine, PackedSwitches
-
-        with self._lock:
-            return DynamicMergeEngine(self.adapter, self.adapter.state_dict(),
-                                      PackedSwitches.from_pack(self.pack), self.heads, cache_size=16)
+        return self._engine_over(self.pack)
 
     @cached_property
     def auto_switch(self):
@@ -136,12 +143,7 @@ class Suite:
 
     @cached_property
     def flex_pack(self):
-        from ..pack import SwitchPack
-
-        with self._lock:
-            pack = SwitchPack(self.file(self._flex()["pack"]))
-            pack.check_base(self.adapter.state_dict())
-            return pack
+        return self._checked_pack(self._flex()["pack"])
 
     @cached_property
     def flex_router(self):
@@ -151,11 +153,7 @@ class Suite:
 
     @cached_property
     def flex_engine(self):
-        from ..merging import DynamicMergeEngine, PackedSwitches
-
-        with self._lock:
-            return DynamicMergeEngine(self.adapter, self.adapter.state_dict(),
-                                      PackedSwitches.from_pack(self.flex_pack), self.heads, cache_size=16)
+        return self._engine_over(self.flex_pack)
 
     @cached_property
     def auto_flexswitch(self):
