@@ -4,6 +4,7 @@ They run on real suites: the committed ``assets/text-minilm`` and ``assets/visio
 present, else the folders in ``$TSWITCH_SUITES``, else smoke suites built once per session into a
 temporary folder (:func:`app_suites`; the other app test files reuse it).
 """
+
 from __future__ import annotations
 
 import io
@@ -12,7 +13,7 @@ import re
 import subprocess
 import sys
 import tempfile
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import plotly.graph_objects as go
@@ -24,7 +25,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILT = {"text": "text-minilm", "image": "vision-effnet"}
 
 
-@lru_cache(maxsize=None)
+@cache
 def app_suites() -> dict[str, str]:
     """``{"text": name, "image": name}`` of suites the app serves, building smoke ones if needed.
 
@@ -76,11 +77,14 @@ def _one_line_error(result):
 
 # -- nothing heavy at import ------------------------------------------------------------------------
 def test_import_and_build_load_no_model():
-    code = ("import sys, app, tswitch.app; from tswitch.app.layout import build_demo; build_demo(); "
-            "heavy = [m for m in ('torch', 'transformers', 'timm', 'faiss') if m in sys.modules]; "
-            "assert not heavy, heavy")
-    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=120,
-                   env={**os.environ, "PYTHONPATH": ROOT})
+    code = (
+        "import sys, app, tswitch.app; from tswitch.app.layout import build_demo; build_demo(); "
+        "heavy = [m for m in ('torch', 'transformers', 'timm', 'faiss') if m in sys.modules]; "
+        "assert not heavy, heavy"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, check=True, timeout=120, env={**os.environ, "PYTHONPATH": ROOT}
+    )
 
 
 def test_no_arxiv_ids_or_results_typed_into_ui_code():
@@ -111,8 +115,11 @@ def test_examples_stay_inside_their_suite(tmp_path, image_suite):
     examples = info.examples()
     assert examples and all(os.path.isfile(p) and p.startswith(os.path.realpath(info.path)) for _, p in examples)
     (tmp_path / "in.png").write_bytes(b"x")
-    evil = catalogue.SuiteInfo("evil", str(tmp_path), {"modality": "image", "tasks": [
-        {"name": "t", "examples": ["../../../etc/passwd", "in.png", "missing.png"]}]})
+    evil = catalogue.SuiteInfo(
+        "evil",
+        str(tmp_path),
+        {"modality": "image", "tasks": [{"name": "t", "examples": ["../../../etc/passwd", "in.png", "missing.png"]}]},
+    )
     assert evil.examples() == [("t", str(tmp_path / "in.png"))]
 
 
@@ -154,8 +161,10 @@ def test_predict_image_in_every_form(image_suite):
     path = catalogue.get(image_suite).examples()[0][1]
     with open(path, "rb") as f:
         data = f.read()
-    results = [callbacks.predict(image_suite, None, value, "auto-switch", 3)
-               for value in (path, {"path": path}, data, Image.open(path))]
+    results = [
+        callbacks.predict(image_suite, None, value, "auto-switch", 3)
+        for value in (path, {"path": path}, data, Image.open(path))
+    ]
     assert all("error" not in r for r in results), results
     assert len({(r["routed_task"], tuple(r["prediction"])) for r in results}) == 1
 
@@ -267,8 +276,9 @@ def test_neighbours_show_thumbnails_for_images_and_escape_text(image_suite, text
 
     html = callbacks.neighbours_html(image_suite, [{"task": "t", "distance": 0.5, "exemplar": 0}])
     assert "data:image/png;base64," in html
-    html = callbacks.neighbours_html(text_suite, [{"task": "<b>", "distance": 0.5, "exemplar": 0,
-                                                   "exemplar_preview": "<script>x</script>"}])
+    html = callbacks.neighbours_html(
+        text_suite, [{"task": "<b>", "distance": 0.5, "exemplar": 0, "exemplar_preview": "<script>x</script>"}]
+    )
     assert "<script>" not in html and "&lt;b&gt;" in html
 
 
@@ -328,8 +338,10 @@ def test_example_input(text_suite, image_suite):
 def test_pareto_front():
     from tswitch.app.views import pareto
 
-    points = [{"name": n, "bytes": b, "accuracy": a} for n, b, a in
-              [("a", 0, 0.5), ("b", 10, 0.8), ("c", 100, 0.7), ("d", 1000, 0.9), ("e", 10, 0.8)]]
+    points = [
+        {"name": n, "bytes": b, "accuracy": a}
+        for n, b, a in [("a", 0, 0.5), ("b", 10, 0.8), ("c", 100, 0.7), ("d", 1000, 0.9), ("e", 10, 0.8)]
+    ]
     assert pareto(points) == {"a", "b", "d", "e"}
 
 
@@ -341,7 +353,7 @@ def test_compare_view(text_suite):
     storage, table, methods, flex, option, alpha = views.compare_view(text_suite)
     assert storage.layout.xaxis.type == "log"
     assert [r[0] for r in table["value"]["data"]] == [views.method_label(m) for m in results["methods"]]
-    assert table["value"]["headers"][1:1 + len(results["tasks"])] == results["tasks"]
+    assert table["value"]["headers"][1 : 1 + len(results["tasks"])] == results["tasks"]
     urls = {m.name: m.url for m in list_methods()}
     for name in ("ties", "task_arithmetic", "emr_merging", "tall_masks"):
         assert urls[name] in methods
@@ -370,8 +382,12 @@ def test_inside_view_numbers_come_from_the_pack(text_suite):
         assert list(flex_density["value"].data[0].z[0]) == pytest.approx([m["density"] for m in modules[first]])
     else:
         assert not bits["visible"] and not flex_density["visible"]  # T-Switch: one bit per kept entry
-    measured = sum(c["bytes"] for s in report["tensors"] for c in s["tasks"] if "eq16_bytes" in c)
-    assert f"{measured:,}" in eq16_md and isinstance(eq16, go.Figure)
+    stored = sum(t["bytes"] for t in report["tasks"])
+    sass = sum(t["eq16_bytes"] for t in report["tasks"])
+    assert f"{stored:,} B" in eq16_md and f"{sass:,} B" in eq16_md and isinstance(eq16, go.Figure)
+    assert f"{1 - stored / sass:.1%} smaller" in eq16_md
+    points = sum(len(trace.x) for trace in eq16.data if trace.mode == "markers")
+    assert points == sum("eq16_bytes" in c for s in report["tensors"] for c in s["tasks"])
     assert task["choices"] == [t["name"] for t in report["tasks"]] and tensor["value"] in tensor["choices"]
 
 
@@ -416,8 +432,13 @@ def test_charts_return_figures():
     figs = [
         charts.weights_bar({"a": 0.7, "b": 0.3}, 10, "a"),
         charts.comparison_heatmap(["m1", "m2"], ["x", "y"], [[0.1, 0.9], [0.5, 0.5]]),
-        charts.storage_scatter([{"name": "a", "label": "A", "bytes": 0, "accuracy": 0.5, "pareto": True},
-                                {"name": "b", "label": "B", "bytes": 10, "accuracy": 0.7, "pareto": True}], 0.5),
+        charts.storage_scatter(
+            [
+                {"name": "a", "label": "A", "bytes": 0, "accuracy": 0.5, "pareto": True},
+                {"name": "b", "label": "B", "bytes": 10, "accuracy": 0.7, "pareto": True},
+            ],
+            0.5,
+        ),
         charts.lines({"s": ([0.1, 0.2], [0.5, 0.6])}, "t", "x", marker_x=0.1, marker_label="m"),
         charts.tensor_heatmap([[0.1, None]], ["t"], ["w", "b"], "t", "c"),
         charts.eq16_scatter([10, 20], [10, 20], ["a", "b"]),

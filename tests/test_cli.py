@@ -69,16 +69,20 @@ def test_compress_inspect_decompress_merge(models, tmp_path, capsys):
 
     code, out, _ = run(capsys, "inspect", pack, "--json")
     report = json.loads(out)
-    assert report["format_version"] == 1
+    encodings = {row["encoding"] for tensor in report["tensors"] for row in tensor["tasks"]}
+    assert report["format_version"] == (2 if "golomb" in encodings else 1)
     assert report["num_params"] == 40 * 24 + 3 * 40
     assert [t["name"] for t in report["tasks"]] == ["a", "b"]
     for t in report["tasks"]:
         assert t["alpha"] == 0.7 and 0.29 < t["density"] < 0.31
         assert t["bits_per_param"] == pytest.approx(8 * t["bytes"] / report["num_params"])
     assert report["total_bytes"] == sum(t["bytes"] for t in report["tasks"])
-    for tensor in report["tensors"]:
+    for tensor in report["tensors"]:  # auto layout: never above SASS (Eq. 16), never below the bound
         for row in tensor["tasks"]:
-            assert row["bytes"] == row["eq16_bytes"]
+            assert row["bound_bytes"] <= row["bytes"] <= row["eq16_bytes"]
+    for t in report["tasks"]:
+        assert t["bound_bytes"] <= t["bytes"] <= t["eq16_bytes"]
+        assert sum(t["bytes_by_encoding"].values()) == t["bytes"] - t["side_bytes"]
     code, out, _ = run(capsys, "inspect", pack, "--tensors")
     assert code == 0 and "enc.weight" in out and "bits/param" in out
 

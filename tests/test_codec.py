@@ -1,8 +1,9 @@
-"""tswitch.codec: bit streams, SASS (journal Eq. 16-17) and bitmap payloads, bit-exact.
+"""tswitch.codec: bit streams, SASS (journal Eq. 16-17), bitmap and golomb payloads, bit-exact.
 
-The SASS and bitmap payloads are checked against slow pure-Python encoders that build the bit
-string field by field from the format table in ``tswitch/codec/sass.py``, and the SASS group size
-and payload length against journal Eq. 16-17 computed here from scratch.
+The SASS, bitmap and golomb payloads are checked against slow pure-Python encoders that build the
+bit string field by field from the format tables (``tswitch/codec/sass.py``, ``golomb.py``), the
+SASS group size and payload length against journal Eq. 16-17 computed here from scratch, and the
+golomb parameter against an exhaustive search.
 """
 from __future__ import annotations
 
@@ -11,14 +12,14 @@ import math
 import numpy as np
 import pytest
 
-from tswitch.codec import bitmap, sass
+from tswitch.codec import bitmap, golomb, sass
 from tswitch.codec.bits import bits_to_uint, pack_bits, uint_to_bits, unpack_bits
-from tswitch.codec.layouts import LAYOUTS, get_layout
+from tswitch.codec.layouts import LAYOUTS, choose_layout, entropy_bits, get_layout
 
 SIZES = [0, 1, 7, 8, 9, 3 * 5 * 7, 1009, 4096, 10007]
 DENSITIES = [0.0, 0.01, 0.3, 0.7, 1.0]
 WIDTHS = [1, 2, 4, 8]
-CODECS = {"sass": sass, "bitmap": bitmap}
+CODECS = {"sass": sass, "bitmap": bitmap, "golomb": golomb}
 
 
 # -- independent references --------------------------------------------------------------------
@@ -71,6 +72,37 @@ def bitmap_reference(mask: list[bool], values: list[int], b: int) -> bytes:
     return to_bytes("".join("1" if m else "0" for m in mask) + "".join(field(v, b) for v in values))
 
 
+def golomb_gaps(mask: list[bool]) -> tuple[bool, list[int]]:
+    """(complement, gaps) of the format table: code the dropped entries when more than half are kept."""
+    complement = 2 * sum(mask) > len(mask)
+    coded = [i for i, m in enumerate(mask) if m != complement]
+    return complement, [p - (coded[i - 1] + 1 if i else 0) for i, p in enumerate(coded)]
+
+
+def gamma(x: int) -> str:
+    """Elias gamma code of x >= 1: floor(log2 x) zeros, then x in binary."""
+    return "0" * (x.bit_length() - 1) + format(x, "b")
+
+
+def golomb_reference(mask: list[bool], values: list[int], b: int, M: int) -> bytes:
+    """golomb payload built bit by bit from the format table, for a given parameter M."""
+    complement, gaps = golomb_gaps(mask)
+    w = (M - 1).bit_length()
+    u = (1 << w) - M
+    prefixes = extras = ""
+    for g in gaps:
+        r = g % M
+        if w and r < u:
+            prefixes += field(r, w - 1)
+        elif w:
+            prefixes += field((r + u) >> 1, w - 1)
+            extras += str((r + u) & 1)
+    bits = ("1" if complement else "0") + gamma(M) + gamma(len(gaps) + 1) + prefixes + extras
+    bits += "".join(field(v, b) for v in values)
+    bits += "".join("0" * (g // M) + "1" for g in gaps)
+    return to_bytes(bits)
+
+
 def make_case(n: int, density: float, b: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """A flat mask with exactly round(density * n) kept entries and their random b-bit codes."""
     rng = np.random.default_rng(seed + 7919 * n + int(density * 1000) + 13 * b)
@@ -114,6 +146,91 @@ def test_bitmap_round_trip_and_size(n, density, b):
     assert np.array_equal(out_mask, mask) and np.array_equal(out_values, values)
 
 
+@pytest.mark.parametrize("n,density,b", CASES)
+def test_golomb_round_trip_and_reference_bytes(n, density, b):
+    mask, values = make_case(n, density, b)
+    data = golomb.encode(mask, values, b)
+    assert isinstance(data, bytes)
+    M = golomb.choose_m(np.array(golomb_gaps(mask.tolist())[1], dtype=np.int64))
+    assert data == golomb_reference(mask.tolist(), values.tolist(), b, M)
+    assert len(data) == golomb.golomb_nbytes(mask, b) == get_layout("golomb").size(mask, b)
+    out_mask, out_values = golomb.decode(data, n, b)
+    assert out_mask.dtype == np.bool_ and np.array_equal(out_mask, mask)
+    assert np.array_equal(out_values, values)
+    positions, pos_values = golomb.decode_positions(data, n, b)
+    assert np.array_equal(positions, np.flatnonzero(mask)) and np.array_equal(pos_values, values)
+
+
+@pytest.mark.parametrize("M", [1, 2, 3, 4, 5, 7, 8, 9, 23, 64, 100, 1000])
+def test_golomb_decodes_every_parameter(M):
+    """The parameter is the writer's choice: streams written with any M decode (truncated binary
+    remainders of every kind: M = 1, powers of two, and u = 2**w - M of every size)."""
+    mask, values = make_case(4096, 0.05, 2, seed=M)
+    data = golomb_reference(mask.tolist(), values.tolist(), 2, M)
+    out_mask, out_values = golomb.decode(data, 4096, 2)
+    assert np.array_equal(out_mask, mask) and np.array_equal(out_values, values)
+
+
+def test_golomb_hand_example():
+    # n = 12, kept at 1, 2, 7 (density 1/4, no complement), signs + - +: gaps 1, 0, 4;
+    # M = 1 and M = 2 both cost 8 gap bits (ties: the smaller), M = 3 costs 9
+    mask = np.zeros(12, dtype=bool)
+    mask[[1, 2, 7]] = True
+    data = golomb.encode(mask, np.array([1, 0, 1]), 1)
+    # complement 0 | gamma(M=1) 1 | gamma(m+1=4) 00100 | values 101 | quotients 01 1 00001 | padding
+    assert data == to_bytes("0" + "1" + "00100" + "101" + "01" + "1" + "00001")
+    assert len(data) == 3
+    # 10 of 12 kept: the two dropped entries (3 and 11) are coded
+    mask = np.ones(12, dtype=bool)
+    mask[[3, 11]] = False
+    values = (np.arange(10) % 2).tolist()
+    data = golomb.encode(mask, np.array(values), 1)
+    M = golomb.choose_m(np.array([3, 7]))
+    assert data[0] >> 7 == 1 and data == golomb_reference(mask.tolist(), values, 1, M)
+    assert np.array_equal(golomb.decode(data, 12, 1)[0], mask)
+    # nothing kept: one byte (complement 0, gamma(1), gamma(1), padding)
+    assert golomb.encode(np.zeros(1000, dtype=bool), np.zeros(0), 1) == to_bytes("011")
+
+
+def test_golomb_parameter_is_near_the_exhaustive_optimum():
+    rng = np.random.default_rng(3)
+    for density in [0.0005, 0.003, 0.0177, 0.02, 0.1, 0.3, 0.5]:
+        mask = rng.random(200_000) < density
+        g = np.array(golomb_gaps(mask.tolist())[1], dtype=np.int64)
+        M = golomb.choose_m(g)
+        best = min(golomb.golomb_gap_bits(g, j) for j in range(1, int(4 * g.mean()) + 3))
+        assert golomb.golomb_gap_bits(g, M) <= 1.002 * best, density
+
+
+@pytest.mark.parametrize("density", [0.5, 0.3, 0.1, 0.03, 0.0177, 0.01, 0.7, 0.97])
+def test_golomb_is_within_one_percent_of_the_entropy_bound(density):
+    # Bernoulli masks of 2**20 entries against the i.i.d. bound n H(d) + nnz
+    rng = np.random.default_rng(11)
+    mask = rng.random(1 << 20) < density
+    nnz = int(mask.sum())
+    bound = entropy_bits(mask.size, nnz, 1)
+    assert 8 * golomb.golomb_nbytes(mask, 1) <= 1.01 * bound + 64
+    assert 8 * sass.sass_nbytes(mask.size, nnz, 1) > 1.05 * bound  # what SASS leaves on the table
+
+
+def test_choose_layout_picks_the_smallest():
+    rng = np.random.default_rng(5)
+    for density in [0.0, 0.001, 0.05, 0.3, 0.5, 0.9, 1.0]:
+        for n in [1, 8, 105, 4096]:
+            mask = rng.random(n) < density
+            sizes = {name: len(lay.encode(mask, np.zeros(int(mask.sum()), dtype=np.int64), 1))
+                     for name, lay in LAYOUTS.items()}
+            chosen = choose_layout(mask, 1)
+            assert sizes[chosen.name] == min(sizes.values()), (density, n, sizes)
+            assert choose_layout(mask, 1, "bitmap").name == "bitmap"
+
+
+def test_entropy_bits():
+    assert entropy_bits(0, 0, 1) == 0 and entropy_bits(8, 0, 1) == 0 and entropy_bits(8, 8, 1) == 8
+    assert entropy_bits(8, 4, 1) == pytest.approx(8 + 4)  # H(1/2) = 1 bit per entry
+    assert entropy_bits(1000, 100, 2) == pytest.approx(1000 * 0.4689955935892812 + 200)
+
+
 def test_sass_hand_example():
     # n = 8, kept at 0, 4, 6, 7 (density 0.5 -> ln2/0.5 = 1.39 -> c = 1), signs + - - +
     mask = np.array([1, 0, 0, 0, 1, 0, 1, 1], dtype=bool)
@@ -146,21 +263,22 @@ def test_sass_beats_bitmap_when_sparse():
     assert len(sass.encode(mask, values, 1)) < 0.5 * len(bitmap.encode(mask, values, 1))
 
 
-@pytest.mark.parametrize("name", ["sass", "bitmap"])
+@pytest.mark.parametrize("name", ["sass", "bitmap", "golomb"])
 def test_encode_rejects_wrong_value_count(name):
     with pytest.raises(ValueError, match="expected 2 value codes, got 3"):
         CODECS[name].encode(np.array([1, 0, 1], dtype=bool), np.array([1, 0, 1]), 1)
 
 
 def test_layout_registry():
-    assert set(LAYOUTS) == {"sass", "bitmap"}
+    assert set(LAYOUTS) == {"sass", "bitmap", "golomb"}
+    assert {name: lay.min_version for name, lay in LAYOUTS.items()} == {"sass": 1, "bitmap": 1, "golomb": 2}
     for name, layout in LAYOUTS.items():
         assert get_layout(name) is layout and layout.name == name
         mask, values = make_case(105, 0.3, 2)
         data = layout.encode(mask, values, 2)
-        assert len(data) == layout.nbytes(105, int(mask.sum()), 2)
+        assert len(data) == layout.size(mask, 2)
         assert np.array_equal(layout.decode(data, 105, 2)[0], mask)
-    with pytest.raises(ValueError, match="unknown layout 'coo'; valid: bitmap, sass"):
+    with pytest.raises(ValueError, match="unknown layout 'coo'; valid: bitmap, golomb, sass"):
         get_layout("coo")
 
 
@@ -215,7 +333,7 @@ def test_sass_bits_formula():
 CORRUPT_CASES = [(n, d, b) for n in [0, 1, 7, 9, 105, 1009, 4096] for d in DENSITIES for b in (1, 4)]
 
 
-@pytest.mark.parametrize("name", ["sass", "bitmap"])
+@pytest.mark.parametrize("name", ["sass", "bitmap", "golomb"])
 @pytest.mark.parametrize("n,density,b", CORRUPT_CASES)
 def test_truncated_or_extended_payloads_raise_value_error(name, n, density, b):
     codec = CODECS[name]
@@ -245,8 +363,8 @@ def test_sass_wrong_length_raises():
         sass.decode(sass.encode(mask, values, 1), 104, 1)
 
 
-@pytest.mark.parametrize("name", ["sass", "bitmap"])
-@pytest.mark.parametrize("n,density", [(9, 0.5), (33, 0.1), (105, 0.3), (64, 0.05), (20, 1.0)])
+@pytest.mark.parametrize("name", ["sass", "bitmap", "golomb"])
+@pytest.mark.parametrize("n,density", [(9, 0.5), (33, 0.1), (105, 0.3), (64, 0.05), (20, 1.0), (40, 0.8)])
 def test_every_single_bit_flip_decodes_or_raises_value_error(name, n, density):
     codec = CODECS[name]
     mask, values = make_case(n, density, 2)
@@ -262,11 +380,11 @@ def test_every_single_bit_flip_decodes_or_raises_value_error(name, n, density):
         assert out_values.size == 0 or int(out_values.max()) < 4
 
 
-@pytest.mark.parametrize("name", ["sass", "bitmap"])
+@pytest.mark.parametrize("name", ["sass", "bitmap", "golomb"])
 def test_random_bytes_decode_or_raise_value_error(name):
     codec = CODECS[name]
     rng = np.random.default_rng(42)
-    for _ in range(300):
+    for _ in range(3000):
         n = int(rng.integers(0, 200))
         data = rng.integers(0, 256, size=int(rng.integers(0, 40)), dtype=np.uint8).tobytes()
         try:
@@ -274,6 +392,26 @@ def test_random_bytes_decode_or_raise_value_error(name):
         except ValueError:
             continue
         assert out_mask.shape == (n,)
+
+
+def test_golomb_fuzz_header_fields_and_sections():
+    """Random headers over valid and random bodies: huge counts, k and sizes decode or raise ValueError,
+    never allocate past the payload or hang (the fields are bounded before any array is built)."""
+    rng = np.random.default_rng(7)
+    mask, values = make_case(1009, 0.1, 1)
+    good = golomb.encode(mask, values, 1)
+    for _ in range(2000):
+        data = bytearray(good)
+        for _ in range(int(rng.integers(1, 4))):
+            data[int(rng.integers(0, 7))] = int(rng.integers(0, 256))  # header bytes
+        if rng.random() < 0.3:
+            data = data[: int(rng.integers(0, len(data) + 1))]
+        n = int(rng.choice([0, 1, 1008, 1009, 5000]))
+        try:
+            out_mask, out_values = golomb.decode(bytes(data), n, 1)
+        except ValueError:
+            continue
+        assert out_mask.shape == (n,) and out_values.shape == (int(out_mask.sum()),)
 
 
 # -- bit streams -------------------------------------------------------------------------------

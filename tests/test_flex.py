@@ -4,6 +4,7 @@ training loop on a toy adapter, and the storage of its result in a ``.tsw`` pack
 Fast paths are checked against slow, obvious per-element references; the toy adapter is an MLP
 with a BatchNorm1d run through ``torch.func.functional_call``, like the real adapters.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,14 +20,20 @@ from torch.func import functional_call
 from tswitch.codec.container import PackError
 from tswitch.core.pspar import pspar_mask
 from tswitch.core.task_vector import TaskVector
-from tswitch.flex.bas import (BIT_WIDTHS, final_widths, mixed_quantize, mixture, quantized_stack,
-                              width_term)
+from tswitch.flex.bas import BIT_WIDTHS, final_widths, mixed_quantize, mixture, quantized_stack, width_term
 from tswitch.flex.lgs import KAPPA_IDENTITY, hard_mask, phi, soft_gate, sparsity_term, thresholds
 from tswitch.flex.losses import LOSSES, cka_loss, get_loss, kl_loss, mse_loss
 from tswitch.flex.quant import Codebook, QSwitch, quantize, signed_range
 from tswitch.flex.storage import encode_flex_task, eq16_bits, storage_breakdown
-from tswitch.flex.train import (FlexConfig, _modules, _Params, compressed_delta, differentiable_batch_norm,
-                                temperature, train_flex)
+from tswitch.flex.train import (
+    FlexConfig,
+    _modules,
+    _Params,
+    compressed_delta,
+    differentiable_batch_norm,
+    temperature,
+    train_flex,
+)
 from tswitch.merging import DynamicMergeEngine, PackedSwitches
 from tswitch.models.base import Head, ModelAdapter, ModulePool
 from tswitch.pack import SwitchPack, add_task, create_pack, encode_task, tensor_specs
@@ -41,8 +48,9 @@ class ToyAdapter(ModelAdapter):
 
     def __init__(self, dim_in: int = 6, hidden: int = 16, dim_out: int = 8, seed: int = 0):
         torch.manual_seed(seed)
-        self.module = nn.Sequential(nn.Linear(dim_in, hidden), nn.BatchNorm1d(hidden), nn.ReLU(),
-                                    nn.Linear(hidden, dim_out)).eval()
+        self.module = nn.Sequential(
+            nn.Linear(dim_in, hidden), nn.BatchNorm1d(hidden), nn.ReLU(), nn.Linear(hidden, dim_out)
+        ).eval()
         with torch.no_grad():
             self.module[1].running_mean.normal_()
             self.module[1].running_var.uniform_(0.5, 2.0)
@@ -72,8 +80,9 @@ def toy():
     adapter = ToyAdapter()
     base = adapter.state_dict()
     g = torch.Generator().manual_seed(1)
-    tau = TaskVector({k: 0.3 * torch.randn(v.shape, generator=g) for k, v in base.items()
-                      if torch.is_floating_point(v)})
+    tau = TaskVector(
+        {k: 0.3 * torch.randn(v.shape, generator=g) for k, v in base.items() if torch.is_floating_point(v)}
+    )
     head = Head(torch.randn(3, 8, generator=g), torch.randn(3, generator=g), ("a", "b", "c"))
     exemplars = [torch.randn(6, generator=g).tolist() for _ in range(40)]
     return adapter, base, tau, head, exemplars
@@ -112,10 +121,19 @@ def test_soft_gate_matches_a_per_element_reference():
     gate = soft_gate(tau, s_pos, s_neg, rng, rho)
     t_pos = rng.pos_min + (math.atan(0.3) / math.pi + 0.5) * (rng.pos_max - rng.pos_min)
     t_neg = rng.neg_min + (math.atan(-1.2) / math.pi + 0.5) * (rng.neg_max - rng.neg_min)
-    sig = lambda z: 1 / (1 + math.exp(-z))
+
+    def sig(z):
+        return 1 / (1 + math.exp(-z))
+
     for j, v in enumerate(tau.tolist()):
-        want = 0.0 if v == 0 else (sig((v - t_pos) / (rho * (rng.pos_max - rng.pos_min)))
-                                   + sig((-t_neg - v) / (rho * (rng.neg_max - rng.neg_min))))
+        want = (
+            0.0
+            if v == 0
+            else (
+                sig((v - t_pos) / (rho * (rng.pos_max - rng.pos_min)))
+                + sig((-t_neg - v) / (rho * (rng.neg_max - rng.neg_min)))
+            )
+        )
         assert float(gate[j]) == pytest.approx(want, abs=1e-12), j
 
 
@@ -139,9 +157,17 @@ def test_zero_entries_and_missing_signs_are_never_gated():
     assert rng.neg_count == 0
     gate = soft_gate(tau, torch.tensor(-10.0), torch.tensor(0.0), rng, 1.0)
     assert gate[0] == 0 and gate[1] == 0 and torch.all(gate[2:] > 0)
-    assert hard_mask(tau, torch.tensor(-10.0), torch.tensor(0.0), rng, 1e-3).tolist() == [False, False, False, True, True]
-    assert torch.equal(soft_gate(torch.zeros(4), torch.tensor(0.0), torch.tensor(0.0), signed_range(torch.zeros(4)), 1.0),
-                       torch.zeros(4))
+    assert hard_mask(tau, torch.tensor(-10.0), torch.tensor(0.0), rng, 1e-3).tolist() == [
+        False,
+        False,
+        False,
+        True,
+        True,
+    ]
+    assert torch.equal(
+        soft_gate(torch.zeros(4), torch.tensor(0.0), torch.tensor(0.0), signed_range(torch.zeros(4)), 1.0),
+        torch.zeros(4),
+    )
     one = torch.tensor([0.7, 0.7, -0.2])  # r+ = 0: one value per sign
     assert hard_mask(one, torch.tensor(5.0), torch.tensor(5.0), signed_range(one), 1e-3).all()
 
@@ -162,10 +188,10 @@ def test_quantiser_error_is_at_most_half_a_step(bits, shift):
     q = quantize(tau, bits, rng)
     codes = book.codes(tau)
     assert int(codes.min()) >= 0 and int(codes.max()) <= (1 << bits) - 1
-    assert book.lo == pytest.approx(-rng.neg_max) and book.step == pytest.approx((rng.pos_max + rng.neg_max) / 2 ** bits)
+    assert book.lo == pytest.approx(-rng.neg_max) and book.step == pytest.approx((rng.pos_max + rng.neg_max) / 2**bits)
     rounding = 4 * torch.finfo(torch.float32).eps * (rng.pos_max + rng.neg_max)  # float32 lo, step
     assert float((q - tau).abs().max()) <= book.step / 2 + rounding
-    assert len(torch.unique(q)) <= 2 ** bits
+    assert len(torch.unique(q)) <= 2**bits
     # the extremes land in the outer bins
     assert int(book.codes(torch.tensor([rng.pos_max]))) == (1 << bits) - 1
     assert int(book.codes(torch.tensor([-rng.neg_max]))) == 0
@@ -243,24 +269,35 @@ def test_cka_matches_the_gram_matrix_reference_and_its_invariances():
 
 def test_loss_registry():
     assert sorted(LOSSES) == ["cka", "kl", "mse"]
-    assert (get_loss("kl").default_lambda, get_loss("mse").default_lambda, get_loss("cka").default_lambda) == (0.3, 0.05, 3.0)
+    assert (get_loss("kl").default_lambda, get_loss("mse").default_lambda, get_loss("cka").default_lambda) == (
+        0.3,
+        0.05,
+        3.0,
+    )
     with pytest.raises(ValueError, match="valid: cka, kl, mse"):
         get_loss("l1")
 
 
 # -- schedules and configuration ---------------------------------------------------------------
 def test_temperature_schedule():
-    assert [temperature(s, 1.0) for s in (0, 9, 10, 19, 20, 499)] == pytest.approx(
-        [1.0, 1.0, 0.9, 0.9, 0.81, 0.9 ** 49])
-    assert temperature(25, 0.5, 0.5, 5) == pytest.approx(0.5 ** 6)
+    assert [temperature(s, 1.0) for s in (0, 9, 10, 19, 20, 499)] == pytest.approx([1.0, 1.0, 0.9, 0.9, 0.81, 0.9**49])
+    assert temperature(25, 0.5, 0.5, 5) == pytest.approx(0.5**6)
 
 
-@pytest.mark.parametrize("kw, needle", [
-    ({"mode": "lgs-only"}, "mode"), ({"loss": "l1"}, "valid"), ({"lam": -1.0}, "lambda"),
-    ({"loss": "kl", "output": "features"}, "compares logits"), ({"steps": 0}, "steps"),
-    ({"lr_lgs": 0.0}, "lr_lgs"), ({"decay": 1.5}, "decay"), ({"widths": (1, 1)}, "distinct"),
-    ({"alpha": 1.0}, "alpha"),
-])
+@pytest.mark.parametrize(
+    "kw, needle",
+    [
+        ({"mode": "lgs-only"}, "mode"),
+        ({"loss": "l1"}, "valid"),
+        ({"lam": -1.0}, "lambda"),
+        ({"loss": "kl", "output": "features"}, "compares logits"),
+        ({"steps": 0}, "steps"),
+        ({"lr_lgs": 0.0}, "lr_lgs"),
+        ({"decay": 1.5}, "decay"),
+        ({"widths": (1, 1)}, "distinct"),
+        ({"alpha": 1.0}, "alpha"),
+    ],
+)
 def test_config_validation(kw, needle):
     with pytest.raises(ValueError, match=needle):
         FlexConfig(**kw)
@@ -268,8 +305,18 @@ def test_config_validation(kw, needle):
 
 def test_config_defaults_are_the_journals():
     c = FlexConfig()
-    assert (c.steps, c.batch_size, c.lr_lgs, c.lr_bas, c.rho_init, c.omega_init, c.decay, c.decay_every,
-            c.widths, c.kl_temperature) == (500, 32, 0.05, 0.1, 1.0, 1.0, 0.9, 10, (1, 2, 4, 8), 4.0)
+    assert (
+        c.steps,
+        c.batch_size,
+        c.lr_lgs,
+        c.lr_bas,
+        c.rho_init,
+        c.omega_init,
+        c.decay,
+        c.decay_every,
+        c.widths,
+        c.kl_temperature,
+    ) == (500, 32, 0.05, 0.1, 1.0, 1.0, 0.9, 10, (1, 2, 4, 8), 4.0)
     assert FlexConfig(loss="cka").output_kind == "features" and FlexConfig(loss="mse").lam_value == 0.05
     json.dumps(c.to_dict())
 
@@ -355,8 +402,16 @@ def test_training_records_the_schedules_and_is_deterministic(toy):
     adapter, base, tau, head, exemplars = toy
     config = quick(steps=25)
     steps = []
-    a = train_flex(adapter, base, tau, head, exemplars, config, task="toy",
-                   progress=lambda s, stats: steps.append((s, stats["rho"], stats["omega"])))
+    a = train_flex(
+        adapter,
+        base,
+        tau,
+        head,
+        exemplars,
+        config,
+        task="toy",
+        progress=lambda s, stats: steps.append((s, stats["rho"], stats["omega"])),
+    )
     assert [s for s, _, _ in steps] == list(range(25))
     assert all(r == pytest.approx(0.9 ** (s // 10)) and o == r for s, r, o in steps)
     assert [h["step"] for h in a.history] == [0, 10, 20, 24]
@@ -440,10 +495,25 @@ def flex_pack(toy, tmp_path_factory):
     res = train_flex(adapter, base, tau, head, exemplars, quick(steps=30, lam=5.0), task="toy")
     floating = {k: v for k, v in base.items() if torch.is_floating_point(v)}
     specs = tensor_specs(floating)
-    encoded = encode_flex_task(res, tau, specs, labels=head.labels)
+    encoded = encode_flex_task(res, tau, specs, layout="sass", labels=head.labels)  # Eq. 16 is pinned below
     path = str(tmp_path_factory.mktemp("flex") / "flex.tsw")
     create_pack(path, floating, [encoded])
     return res, encoded, path, floating
+
+
+def test_auto_layout_stores_the_same_switches_in_fewer_bytes(flex_pack, toy, tmp_path):
+    res, encoded, path, floating = flex_pack
+    _, _, tau, head, _ = toy
+    specs = tensor_specs(floating)
+    auto = encode_flex_task(res, tau, specs, labels=head.labels)  # default: per tensor the smallest
+    assert all(e in ("sass-q", "bitmap-q", "golomb-q") for e in auto.entry.encodings)
+    assert auto.entry.total_bytes <= encoded.entry.total_bytes
+    assert auto.entry.nnz == encoded.entry.nnz and auto.entry.tensor_bits == encoded.entry.tensor_bits
+    out = str(tmp_path / "auto.tsw")
+    create_pack(out, floating, [auto])
+    want, got = SwitchPack(path).task_vector("toy"), SwitchPack(out).task_vector("toy")
+    for name in want:
+        assert torch.equal(want[name], got[name])
 
 
 def test_sass_bytes_match_eq16(flex_pack):
@@ -456,8 +526,11 @@ def test_sass_bytes_match_eq16(flex_pack):
         assert entry.tensor_bits[j] == t.bits and entry.nnz[j] == t.nnz
         assert entry.nbytes[j] == _eq16_bytes(spec.numel, t.nnz, t.bits), spec.name
     side = storage_breakdown(entry, specs)
-    assert side["payload_bytes"] == side["eq16_bytes"] == sum(_eq16_bytes(s.numel, t.nnz, t.bits)
-                                                              for s, t in zip(specs, res.tensors))
+    assert (
+        side["payload_bytes"]
+        == side["eq16_bytes"]
+        == sum(_eq16_bytes(s.numel, t.nnz, t.bits) for s, t in zip(specs, res.tensors))
+    )
     assert side["total_bytes"] == side["payload_bytes"] + 12 * len(specs) == entry.total_bytes
 
 
@@ -473,7 +546,7 @@ def test_inspect_reports_eq16_with_each_tensors_learned_width(flex_pack):
     assert "sass-q" in format_report(report, tensors=True)
 
 
-@pytest.mark.parametrize("n, alpha, bits", [(4096, 0.9, 1), (4096, 0.6, 4), (2 ** 14, 0.97, 8), (3000, 0.8, 2)])
+@pytest.mark.parametrize("n, alpha, bits", [(4096, 0.9, 1), (4096, 0.6, 4), (2**14, 0.97, 8), (3000, 0.8, 2)])
 def test_measured_sass_size_tracks_eq16_expectation(n, alpha, bits):
     """Journal Fig. 7: Bernoulli masks of density 1 - alpha, the measured size against Eq. 16."""
     from tswitch.codec.sass import encode
@@ -482,7 +555,7 @@ def test_measured_sass_size_tracks_eq16_expectation(n, alpha, bits):
     sizes = []
     for _ in range(10):
         mask = (torch.rand(n, generator=g) < 1 - alpha).numpy()
-        codes = torch.randint(0, 2 ** bits, (int(mask.sum()),), generator=g).numpy()
+        codes = torch.randint(0, 2**bits, (int(mask.sum()),), generator=g).numpy()
         payload = encode(mask, codes, bits)
         assert len(payload) == _eq16_bytes(n, int(mask.sum()), bits)
         sizes.append(8 * len(payload))
@@ -502,8 +575,9 @@ def test_pack_round_trip_reconstructs_the_learned_vector(flex_pack, toy):
         assert isinstance(item, QSwitch) and item.bits == t.bits
         assert torch.equal(item.mask, t.mask)
         want = torch.zeros_like(tau[t.name])
-        want[t.mask] = (torch.tensor(t.scale, dtype=torch.float32)
-                        * quantize(tau[t.name], t.bits, signed_range(tau[t.name])))[t.mask]
+        want[t.mask] = (
+            torch.tensor(t.scale, dtype=torch.float32) * quantize(tau[t.name], t.bits, signed_range(tau[t.name]))
+        )[t.mask]
         torch.testing.assert_close(item.reconstruct(), want, atol=1e-6, rtol=1e-6)
         torch.testing.assert_close(dense[t.name], want, atol=1e-6, rtol=1e-6)
 
@@ -534,7 +608,7 @@ def test_dense_pattern_tensors_are_stored_dense_and_not_learned(toy, tmp_path):
     entry = encoded.entry
     dense_j = [j for j, s in enumerate(specs) if "running" in s.name]
     assert dense_j and all(entry.encodings[j] == "dense-f16" for j in dense_j)
-    assert all(entry.encodings[j] == "sass-q" for j in range(len(specs)) if j not in dense_j)
+    assert all(entry.encodings[j].endswith("-q") for j in range(len(specs)) if j not in dense_j)
     switched = [j for j in range(len(specs)) if j not in dense_j]
     assert entry.density == pytest.approx(sum(entry.nnz[j] for j in switched) / sum(specs[j].numel for j in switched))
     path = str(tmp_path / "bn.tsw")
@@ -555,7 +629,7 @@ def test_lgs_only_is_stored_as_b_approx_of_the_lgs_vector(toy, tmp_path):
     floating = {k: v for k, v in base.items() if torch.is_floating_point(v)}
     encoded = encode_flex_task(res, tau, tensor_specs(floating))
     assert encoded.entry.tensor_bits is None and encoded.codebook is None
-    assert set(encoded.entry.encodings) == {"sass"} and encoded.entry.bits == 1
+    assert set(encoded.entry.encodings) <= {"sass", "bitmap", "golomb"} and encoded.entry.bits == 1
     path = str(tmp_path / "lgs.tsw")
     create_pack(path, floating, [encoded])
     dense = SwitchPack(path).task_vector("lgs")
@@ -583,8 +657,8 @@ def test_flex_and_tswitch_tasks_share_a_pack(flex_pack, toy, tmp_path):
 
 
 def test_corrupt_codebook_is_refused(flex_pack, tmp_path):
-    from safetensors.numpy import load_file, save_file
     from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
 
     _, _, path, _ = flex_pack
     with safe_open(path, framework="numpy") as f:
@@ -615,16 +689,35 @@ def _suite_folder(tmp_path, spec):
     """The files of a built suite that locating its fine-tunes reads, written as the builder does."""
     r = spec.recipe
     manifest = {
-        "name": spec.name, "format_version": 1, "modality": spec.modality,
+        "name": spec.name,
+        "format_version": 1,
+        "modality": spec.modality,
         "adapter": {"name": spec.adapter, "args": dict(spec.adapter_args)},
-        "tasks": [{"name": t.name, "labels": ["x", "y"], "loader": {"name": t.loader, "args": t.loader_args}}
-                  for t in spec.tasks],
-        "pack": "switches.tsw", "alpha": 0.7, "router": {"file": "router.safetensors", "k": 10},
-        "recipe": {"probe": {"steps": r.probe_steps, "lr": r.probe_lr, "weight_decay": r.probe_weight_decay,
-                             "optimizer": "Adam, full batch"},
-                   "finetune": {"steps": r.steps, "batch_size": r.batch_size, "lr": r.lr,
-                                "weight_decay": r.weight_decay, "optimizer": "AdamW", "train_bn": r.train_bn,
-                                "head": "frozen linear probe", "seed": r.seed}},
+        "tasks": [
+            {"name": t.name, "labels": ["x", "y"], "loader": {"name": t.loader, "args": t.loader_args}}
+            for t in spec.tasks
+        ],
+        "pack": "switches.tsw",
+        "alpha": 0.7,
+        "router": {"file": "router.safetensors", "k": 10},
+        "recipe": {
+            "probe": {
+                "steps": r.probe_steps,
+                "lr": r.probe_lr,
+                "weight_decay": r.probe_weight_decay,
+                "optimizer": "Adam, full batch",
+            },
+            "finetune": {
+                "steps": r.steps,
+                "batch_size": r.batch_size,
+                "lr": r.lr,
+                "weight_decay": r.weight_decay,
+                "optimizer": "AdamW",
+                "train_bn": r.train_bn,
+                "head": "frozen linear probe",
+                "seed": r.seed,
+            },
+        },
     }
     splits = {t.name: {"train": [f"{t.name}-{i}" for i in range(5)], "val": [], "test": []} for t in spec.tasks}
     folder = tmp_path / spec.name
@@ -661,12 +754,14 @@ def test_flex_cli_reports_missing_fine_tunes_in_one_line(tmp_path, monkeypatch, 
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     folder, _ = _suite_folder(tmp_path, smoke(get_suite_spec("text-minilm")))
-    for argv, needle in ((["flex", "--suite", folder], "no cached fine-tune"),
-                         (["flex", "--suite", folder, "--task", "nope"], "unknown task"),
-                         (["flex", "--suite", folder, "--loss", "kl", "--mode", "x"], "invalid choice"),
-                         (["flex", "--suite", folder, "--steps", "0"], "steps must be >= 1"),
-                         (["flex", "--suite", folder, "--exemplars", "0"], "--exemplars"),
-                         (["flex", "--suite", str(tmp_path / "none")], "unknown suite")):
+    for argv, needle in (
+        (["flex", "--suite", folder], "no cached fine-tune"),
+        (["flex", "--suite", folder, "--task", "nope"], "unknown task"),
+        (["flex", "--suite", folder, "--loss", "kl", "--mode", "x"], "invalid choice"),
+        (["flex", "--suite", folder, "--steps", "0"], "steps must be >= 1"),
+        (["flex", "--suite", folder, "--exemplars", "0"], "--exemplars"),
+        (["flex", "--suite", str(tmp_path / "none")], "unknown suite"),
+    ):
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert needle in err and err.count("\n") == 1, err

@@ -102,20 +102,24 @@ def test_tensor_specs_cover_floating_tensors_only(model):
     assert {s.dtype for s in specs} == {"float32"}
 
 
-@pytest.mark.parametrize("layout", ["sass", "bitmap"])
+@pytest.mark.parametrize("layout", ["sass", "bitmap", "golomb", "auto"])
 def test_round_trip_equals_b_approx(tmp_path, model, layout):
     base, taus = model
     path = make_pack(tmp_path, model, layout)
     pack = SwitchPack(path)
     assert pack.tasks == ["a", "b"]
-    assert pack.header.format_version == 1
+    # the lowest version holding the pack's encodings: golomb came with version 2
+    uses_golomb = any(e == "golomb" for t in pack.header.tasks for e in t.encodings)
+    assert pack.header.format_version == (2 if uses_golomb else 1)
+    assert uses_golomb == (layout == "golomb") or layout == "auto"
     assert [(s.name, s.shape) for s in pack.header.tensors] == [(k, tuple(base[k].shape)) for k in FLOATING]
     pack.check_base(base)
     for name in ("a", "b"):
         entry = pack.task(name)
         alpha = ALPHAS[name]
         assert entry.alpha == alpha and entry.layout == layout and entry.bits == 1
-        assert entry.encodings == (layout,) * len(FLOATING)
+        if layout != "auto":
+            assert entry.encodings == (layout,) * len(FLOATING)
         switches = pack.load_task(name)
         assert list(switches) == FLOATING
         for k in FLOATING:
@@ -123,7 +127,11 @@ def test_round_trip_equals_b_approx(tmp_path, model, layout):
         nnz = tuple(b_approx(taus[name][k], alpha).nnz for k in FLOATING)
         assert entry.nnz == nnz
         numel = [taus[name][k].numel() for k in FLOATING]
-        assert entry.nbytes == tuple(get_layout(layout).nbytes(n, z, 1) for n, z in zip(numel, nnz))
+        masks = [b_approx(taus[name][k], alpha).mask.numpy().reshape(-1) for k in FLOATING]
+        sizes = [{lay: get_layout(lay).size(m, 1) for lay in ("sass", "bitmap", "golomb")} for m in masks]
+        assert entry.nbytes == tuple(size[e] for size, e in zip(sizes, entry.encodings))
+        if layout == "auto":  # every tensor in its smallest layout
+            assert entry.nbytes == tuple(min(size.values()) for size in sizes)
         assert entry.density == pytest.approx(sum(nnz) / sum(numel))
         assert entry.total_bytes == sum(entry.nbytes) + 4 * len(FLOATING)
         tv = pack.task_vector(name)
@@ -164,7 +172,7 @@ def test_encode_task_errors(model):
     specs = tensor_specs(base)
     with pytest.raises(ValueError, match="alpha"):
         encode_task("a", taus["a"], specs, 1.0)
-    with pytest.raises(ValueError, match="unknown layout 'zip'; valid: bitmap, sass"):
+    with pytest.raises(ValueError, match="unknown layout 'zip'; valid: bitmap, golomb, sass"):
         encode_task("a", taus["a"], specs, 0.5, layout="zip")
     with pytest.raises(ValueError, match="non-empty"):
         encode_task("", taus["a"], specs, 0.5)
@@ -430,7 +438,7 @@ BAD_METADATA = {
     "wrong format": lambda m: _set(m, ["format"], "other"),
     "no fingerprint": lambda m: _set(m, ["base_fingerprint"], _DELETE),
     "no tensors": lambda m: _set(m, ["tensors"], _DELETE),
-    "newer version": lambda m: _set(m, ["format_version"], 2),
+    "newer version": lambda m: _set(m, ["format_version"], 3),
     "bad version": lambda m: _set(m, ["format_version"], "one"),
     "bad shape": lambda m: _set(m, ["tensors", 0, "shape"], "4x3"),
     "short task": lambda m: _set(m, ["tasks", 0, "nnz"], [1]),
@@ -583,7 +591,7 @@ def test_golden_generator_is_deterministic(tmp_path):
         assert g.read() == f.read()
 
 
-@pytest.mark.parametrize("layout", ["sass", "bitmap"])
+@pytest.mark.parametrize("layout", ["sass", "bitmap", "golomb"])
 def test_decode_dense_matches_switch_reconstruction(layout):
     """The fast dense decoder equals decoding the switch and reconstructing it (Eq. 7)."""
     from tswitch.pack import decode_dense, decode_tensor
@@ -596,3 +604,66 @@ def test_decode_dense_matches_switch_reconstruction(layout):
     for payload, spec, enc, scale, nnz in zip(task.payloads, specs, task.entry.encodings, task.scales, task.entry.nnz):
         dense = decode_dense(payload, spec, enc, 1, float(scale), nnz)
         assert torch.equal(dense, decode_tensor(payload, spec, enc, 1, float(scale)).reconstruct())
+
+
+# -- the golden pack of format version 2 (golomb layout) -----------------------------------------
+
+GOLDEN_V2 = os.path.join(DATA, "golden-v2.tsw")
+GOLDEN_V2_SHA256 = "4b51400bf1d09cafabef0a02b415087796814ed5c6ad21196847626297281eaf"
+
+
+def test_golden_v2_pack_bytes_are_pinned(tmp_path):
+    with open(GOLDEN_V2, "rb") as f:
+        data = f.read()
+    assert hashlib.sha256(data).hexdigest() == GOLDEN_V2_SHA256
+    out = tmp_path / "golden-v2.tsw"
+    load_generator().main(["--version", "2", "--out", str(out)])
+    assert out.read_bytes() == data
+
+
+def test_golden_v2_golomb_payload_bits_and_switches():
+    pack = SwitchPack(GOLDEN_V2)
+    assert pack.header.format_version == 2 and pack.tasks == ["a", "b", "c"]
+    c = pack.task("c")
+    assert (c.layout, c.encodings, c.nnz, c.nbytes) == ("golomb", ("golomb",) * 3, (4, 2, 0), (3, 2, 1))
+    with safetensors.safe_open(GOLDEN_V2, framework="numpy") as f:
+        raw = {k: f.get_tensor(k).tobytes().hex() for k in ("t2.0", "t2.1", "t2.2")}
+    # fc.weight: kept 0 1 2 7, gaps 0 0 0 4, M = 1 (8 gap bits; M = 2 takes 10) | complement 0 |
+    # gamma(1) 1 | gamma(m + 1 = 5) 00101 | signs - - + - 0010 | quotients 1 1 1 00001 | padding
+    assert raw["t2.0"] == "4a5c20"  # 0100101 0010 11100001 00000
+    # fc.bias: 2 of 3 kept -> complement 1, the dropped entry 1 is coded: gap 1, M = 1 |
+    # gamma(1) 1 | gamma(2) 010 | signs - + 01 | quotient 01 | padding
+    assert raw["t2.1"] == "d280"  # 11010 01 01 0000000
+    assert raw["t2.2"] == "60"  # nothing kept: 0 | gamma(1) 1 | gamma(1) 1 | padding
+    # the same switches as task a (SASS), bit for bit
+    a, golomb = pack.load_task("a"), pack.load_task("c")
+    for name in a:
+        assert torch.equal(a[name].mask, golomb[name].mask) and torch.equal(a[name].positive, golomb[name].positive)
+        assert a[name].scale == golomb[name].scale
+    # version-1 packs are still read by this version
+    assert SwitchPack(GOLDEN).header.format_version == 1
+
+
+@pytest.mark.parametrize("layout", ["auto", "golomb", "sass", "bitmap"])
+def test_repack_is_lossless_and_checksummed(tmp_path, model, layout):
+    from tswitch.pack import repack
+
+    path = make_pack(tmp_path, model, "sass", names=("a", "b", "c"))
+    before = SwitchPack(path)
+    out = str(tmp_path / "out.tsw")
+    header = repack(path, out, layout)
+    after = SwitchPack(out)
+    assert after.header == header and after.tasks == before.tasks
+    assert after.header.format_version == (2 if any("golomb" in t.encodings for t in header.tasks) else 1)
+    for name in before.tasks:
+        old, new = before.load_task(name), after.load_task(name)  # verifies each task's checksum
+        for k in FLOATING:
+            assert torch.equal(old[k].mask, new[k].mask) and torch.equal(old[k].positive, new[k].positive)
+            assert old[k].scale == new[k].scale
+        entry = after.task(name)
+        assert entry.layout == layout and entry.nnz == before.task(name).nnz
+        if layout != "auto":
+            assert entry.encodings == (layout,) * len(FLOATING)
+        else:
+            assert entry.total_bytes <= before.task(name).total_bytes
+    after.check_base(model[0])

@@ -61,10 +61,17 @@ def _fill_compress(p: argparse.ArgumentParser, *, new: bool) -> None:
     p.add_argument("--alpha", type=_alpha, required=new, default=None,
                    help="pruning rate (fraction of each sign dropped), in [0, 1)")
     if new:
-        p.add_argument("--layout", choices=["sass", "bitmap"], default="sass")
+        _layout_arg(p)
         p.add_argument("--out", required=True, help="output .tsw pack")
     p.add_argument("--dense-pattern", default=None, metavar="REGEX",
                    help="keep tensors whose name matches REGEX dense (float16) instead of binarised")
+
+
+def _layout_arg(p: argparse.ArgumentParser) -> None:
+    from .codec.layouts import AUTO, LAYOUTS
+
+    p.add_argument("--layout", choices=[AUTO, *LAYOUTS], default=AUTO,
+                   help="payload layout of the switches; auto (default): per tensor the smallest (docs/FORMAT.md §3)")
 
 
 def _encode_all(args, pretrained, layout, alpha, specs):
@@ -111,7 +118,7 @@ def run_add_task(args) -> int:
     alpha = args.alpha if args.alpha is not None else (first.alpha if first else None)
     if alpha is None:
         raise UsageError("--alpha is required: the pack has no task to copy it from")
-    layout = first.layout if first else "sass"
+    layout = first.layout if first else "auto"
     # encode in the pack's tensor order, whatever order the given base model lists them in
     for task in _encode_all(args, pretrained, layout, alpha, pack.header.tensors):
         header = add_task(args.pack, pretrained, task)
@@ -133,6 +140,26 @@ def run_inspect(args) -> int:
 
     report = pack_report(SwitchPack(args.pack))
     print(json.dumps(report, indent=1) if args.json else format_report(report, tensors=args.tensors))
+    return 0
+
+
+# -- repack ------------------------------------------------------------------------------------------
+def _repack_parser(p):
+    p.add_argument("pack")
+    _layout_arg(p)
+    p.add_argument("--out", default=None, help="output .tsw pack (default: rewrite PACK in place, atomically)")
+
+
+@command("repack", "rewrite a pack's switches in another layout, losslessly (default: the smallest)", _repack_parser)
+def run_repack(args) -> int:
+    from .pack import SwitchPack, repack
+
+    before = sum(t.total_bytes for t in SwitchPack(args.pack).header.tasks)
+    header = repack(args.pack, args.out, args.layout)
+    after = sum(t.total_bytes for t in header.tasks)
+    out = args.out or args.pack
+    print(f"wrote {out}: {len(header.tasks)} task(s), switches {before:,} -> {after:,} bytes "
+          f"({100 * (after - before) / max(1, before):+.1f}%), format v{header.format_version}")
     return 0
 
 

@@ -14,7 +14,7 @@ import json
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -22,7 +22,7 @@ import torch
 
 from .codec import container
 from .codec.container import PackError, PackHeader, TaskEntry, TensorSpec
-from .codec.layouts import get_layout
+from .codec.layouts import AUTO, LAYOUTS, check_layout_choice, choose_layout, get_layout
 from .core.binary import TSwitch, b_approx_codes, from_codes
 from .core.pspar import validate_alpha
 from .core.task_vector import TaskVector, is_task_tensor
@@ -30,7 +30,7 @@ from .flex.quant import Codebook, QSwitch
 
 DENSE = "dense-f16"
 # quantised switches (journal Eq. 13-15): encoding -> the layout that carries mask and codes
-QUANTISED = {"sass-q": "sass", "bitmap-q": "bitmap"}
+QUANTISED = {f"{name}-q": name for name in LAYOUTS}
 POLARITY_BITS = 1  # T-Switch stores one sign bit per kept entry
 _THREADS = max(1, min(4, os.cpu_count() or 1))
 
@@ -69,11 +69,12 @@ def _check_order(task: EncodedTask, specs: Sequence[TensorSpec]) -> None:
 
 
 def encode_task(name: str, tau: TaskVector, specs: Sequence[TensorSpec], alpha: float,
-                layout: str = "sass", dense_pattern: str | None = None,
+                layout: str = AUTO, dense_pattern: str | None = None,
                 labels: Sequence[str] | None = None) -> EncodedTask:
-    """Compress one task vector: B-Approx per tensor (T-Switch Eq. 5-7), then the layout's bytes."""
+    """Compress one task vector: B-Approx per tensor (T-Switch Eq. 5-7), then the layout's bytes
+    (``"auto"``: per tensor the smallest layout, docs/FORMAT.md §3)."""
     alpha = validate_alpha(alpha)
-    lay = get_layout(layout)
+    check_layout_choice(layout)
     dense_re = re.compile(dense_pattern) if dense_pattern else None
     if not name or not isinstance(name, str):
         raise ValueError("task name must be a non-empty string")
@@ -89,8 +90,9 @@ def encode_task(name: str, tau: TaskVector, specs: Sequence[TensorSpec], alpha: 
             data = t.detach().to(torch.float16).contiguous().numpy().tobytes()
             return DENSE, data, 1.0, t.numel()
         mask, kept_positive, scale = b_approx_codes(t, alpha)
-        data = lay.encode(mask.numpy(), kept_positive.numpy(), POLARITY_BITS)
-        return layout, data, scale, int(kept_positive.numel())
+        flat = mask.numpy().reshape(-1)
+        lay = choose_layout(flat, POLARITY_BITS, layout)
+        return lay.name, lay.encode(flat, kept_positive.numpy(), POLARITY_BITS), scale, int(kept_positive.numel())
 
     with ThreadPoolExecutor(_THREADS) as pool:  # numpy/torch release the GIL on large arrays
         results = list(pool.map(one, specs))
@@ -165,11 +167,6 @@ def decode_dense(payload: bytes, spec: TensorSpec, encoding: str, bits: int, sca
     return torch.from_numpy(out).view(spec.shape)
 
 
-def reconstruct(item) -> torch.Tensor:
-    """Dense float32 task-vector tensor of a decoded item (``scale · mask ⊙ sign`` for a switch)."""
-    return item.reconstruct() if isinstance(item, (TSwitch, QSwitch)) else item
-
-
 def _task_jobs(pack: "SwitchPack", name: str) -> list[tuple]:
     """Per tensor ``(payload, spec, encoding, bits, scale, nnz, codebook row)`` of one task."""
     entry = pack.task(name)
@@ -223,6 +220,17 @@ class SwitchPack:
         return TaskVector({spec.name: t for spec, t in zip(self.header.tensors, dense)})
 
 
+def format_version(entries: Sequence[TaskEntry]) -> int:
+    """The lowest ``.tsw`` format version that holds every encoding of ``entries``, so that packs
+    without the newer layouts stay readable by older readers (docs/FORMAT.md §2)."""
+    needed = [get_layout(QUANTISED.get(e, e)).min_version for t in entries for e in t.encodings if e != DENSE]
+    return max(needed, default=1)
+
+
+def _header(fingerprint: str, specs: Sequence[TensorSpec], entries: Sequence[TaskEntry]) -> PackHeader:
+    return PackHeader(fingerprint, tuple(specs), tuple(entries), format_version(entries))
+
+
 def create_pack(path: str, pretrained: Mapping[str, torch.Tensor], tasks: Sequence[EncodedTask]) -> PackHeader:
     """Write a new pack holding ``tasks`` for the base model ``pretrained`` (atomic)."""
     specs = tensor_specs(pretrained)
@@ -231,8 +239,7 @@ def create_pack(path: str, pretrained: Mapping[str, torch.Tensor], tasks: Sequen
         raise ValueError(f"duplicate task names: {names}")
     for t in tasks:
         _check_order(t, specs)
-    header = PackHeader(base_fingerprint(pretrained, [s.name for s in specs]), specs,
-                        tuple(t.entry for t in tasks))
+    header = _header(base_fingerprint(pretrained, [s.name for s in specs]), specs, [t.entry for t in tasks])
     container.write_pack(path, header, [t.payloads for t in tasks], [t.scales for t in tasks],
                          [t.codebook for t in tasks])
     return header
@@ -246,8 +253,41 @@ def add_task(path: str, pretrained: Mapping[str, torch.Tensor], task: EncodedTas
     if task.entry.name in pack.tasks:
         raise ValueError(f"task {task.entry.name!r} is already in {path}")
     old = [container.read_task(path, pack.header, t.name) for t in pack.header.tasks]
-    header = PackHeader(pack.header.base_fingerprint, pack.header.tensors,
-                        pack.header.tasks + (task.entry,))
+    header = _header(pack.header.base_fingerprint, pack.header.tensors, pack.header.tasks + (task.entry,))
     container.write_pack(path, header, [p for p, _, _ in old] + [task.payloads],
                          [s for _, s, _ in old] + [task.scales], [c for _, _, c in old] + [task.codebook])
+    return header
+
+
+def _relayout(payload: bytes, spec: TensorSpec, encoding: str, bits: int, nnz: int, layout: str) -> tuple[str, bytes]:
+    """One stored tensor re-encoded in ``layout`` (``"auto"``: the smallest), bit-exact in content."""
+    if encoding == DENSE:
+        return encoding, payload
+    mask, values = _decode_codes(payload, spec, encoding, bits, nnz, positions=False)
+    lay = choose_layout(mask, bits, layout)
+    return (f"{lay.name}-q" if encoding in QUANTISED else lay.name), lay.encode(mask, values, bits)
+
+
+def repack(path: str, out: str | None = None, layout: str = AUTO) -> PackHeader:
+    """Rewrite every switch of a pack in another layout (default: per tensor the smallest), losslessly:
+    masks, value codes, scales and codebooks are unchanged, only their bytes. Writes ``out`` (default:
+    ``path`` itself) atomically; each task's checksum is verified on read and recomputed on write."""
+    check_layout_choice(layout)
+    pack = SwitchPack(path)
+    entries, payloads, scales, books = [], [], [], []
+    for entry in pack.header.tasks:
+        old, task_scales, book = container.read_task(path, pack.header, entry.name)
+        bits = entry.tensor_bits if entry.tensor_bits is not None else (entry.bits,) * len(old)
+        jobs = zip(old, pack.header.tensors, entry.encodings, bits, entry.nnz)
+        with ThreadPoolExecutor(_THREADS) as pool:
+            rows = list(pool.map(lambda a: _relayout(*a, layout), jobs))
+        new = [p for _, p in rows]
+        entries.append(replace(entry, layout=layout, encodings=tuple(e for e, _ in rows),
+                               nbytes=tuple(len(p) for p in new),
+                               checksum=container.payload_checksum(new, task_scales, book)))
+        payloads.append(new)
+        scales.append(task_scales)
+        books.append(book)
+    header = _header(pack.header.base_fingerprint, pack.header.tensors, entries)
+    container.write_pack(out or path, header, payloads, scales, books)
     return header

@@ -3,7 +3,8 @@
 Everything is built from small integer formulas, no random numbers, so re-running this script
 writes the same bytes. Run it from the repository root only when the format changes on purpose:
 
-    python -m tests.data.make_golden            # rewrites tests/data/golden.tsw
+    python -m tests.data.make_golden               # rewrites tests/data/golden.tsw (format version 1)
+    python -m tests.data.make_golden --version 2   # rewrites tests/data/golden-v2.tsw
 
 then update the pinned sha256 and the expected literals in tests/test_pack.py.
 
@@ -12,7 +13,10 @@ The pack covers three float tensors of a toy base model (``fc.weight`` (2, 4), `
 
 - ``a``: SASS layout, alpha 0.5;
 - ``b``: bitmap layout, alpha 0.25, ``fc.bias`` kept as a dense float16 copy (``dense_pattern``).
+
+The version-2 pack adds a third task, ``c``: task ``a``'s vector in the ``golomb`` layout at alpha 0.5.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,6 +28,7 @@ from tswitch.core.task_vector import TaskVector
 from tswitch.pack import create_pack, encode_task, tensor_specs
 
 GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden.tsw")
+GOLDEN_V2 = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden-v2.tsw")
 
 
 def base_model() -> dict[str, torch.Tensor]:
@@ -56,8 +61,8 @@ def finetuned(base: dict[str, torch.Tensor], tau: dict[str, torch.Tensor]) -> di
     return out
 
 
-def build(path: str) -> None:
-    """Write the golden pack to ``path``."""
+def build(path: str, version: int = 1) -> None:
+    """Write the golden pack of format ``version`` to ``path``."""
     base = base_model()
     specs = tensor_specs(base)
     taus = {name: TaskVector.from_state_dicts(base, finetuned(base, tau)) for name, tau in task_vectors().items()}
@@ -65,14 +70,17 @@ def build(path: str) -> None:
         encode_task("a", taus["a"], specs, alpha=0.5, layout="sass"),
         encode_task("b", taus["b"], specs, alpha=0.25, layout="bitmap", dense_pattern=r"\.bias$"),
     ]
+    if version == 2:
+        tasks.append(encode_task("c", taus["a"], specs, alpha=0.5, layout="golomb"))
     create_pack(path, base, tasks)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=GOLDEN, help="where to write the pack (default: %(default)s)")
+    parser.add_argument("--version", type=int, choices=[1, 2], default=1, help="format version of the pack")
+    parser.add_argument("--out", default=None, help="where to write the pack (default: golden.tsw / golden-v2.tsw)")
     args = parser.parse_args(argv)
-    build(args.out)
+    build(args.out or (GOLDEN if args.version == 1 else GOLDEN_V2), args.version)
 
 
 if __name__ == "__main__":

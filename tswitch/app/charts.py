@@ -2,9 +2,10 @@
 
 Titles and axis names come from :mod:`.text`; every number comes from the caller.
 """
+
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import plotly.graph_objects as go
 from plotly.colors import qualitative
@@ -16,8 +17,13 @@ HEIGHT = 340
 
 
 def _layout(fig: go.Figure, title: str, height: int = HEIGHT, **kwargs) -> go.Figure:
-    fig.update_layout(title=dict(text=title, x=0.01, font=dict(size=14)), template="plotly_white",
-                      height=height, margin=dict(l=60, r=20, t=50, b=50), **kwargs)
+    fig.update_layout(
+        title=dict(text=title, x=0.01, font=dict(size=14)),
+        template="plotly_white",
+        height=height,
+        margin=dict(l=60, r=20, t=50, b=50),
+        **kwargs,
+    )
     return fig
 
 
@@ -29,20 +35,36 @@ def weights_bar(weights: Mapping[str, float], k: int, routed: str) -> go.Figure:
     """Auto-Switch's task weights ``votes / C`` (T-Switch Eq. 8), the routed task outlined."""
     tasks = list(weights)
     colours = task_colours(tasks)
-    fig = go.Figure(go.Bar(
-        x=tasks, y=[weights[t] for t in tasks], marker_color=[colours[t] for t in tasks],
-        marker_line_width=[3 if t == routed else 0 for t in tasks], marker_line_color="black",
-        text=[text.VOTES_TEXT.format(votes=round(weights[t] * k), k=k) for t in tasks], textposition="auto"))
+    fig = go.Figure(
+        go.Bar(
+            x=tasks,
+            y=[weights[t] for t in tasks],
+            marker_color=[colours[t] for t in tasks],
+            marker_line_width=[3 if t == routed else 0 for t in tasks],
+            marker_line_color="black",
+            text=[text.VOTES_TEXT.format(votes=round(weights[t] * k), k=k) for t in tasks],
+            textposition="auto",
+        )
+    )
     fig.update_yaxes(range=[0, 1], title=text.WEIGHTS_AXIS)
     return _layout(fig, text.WEIGHTS, height=300)
 
 
 def comparison_heatmap(models: Sequence[str], labels: Sequence[str], probs: Sequence[Sequence[float]]) -> go.Figure:
     """Rows: models; columns: the routed task's labels; cells: probability."""
-    fig = go.Figure(go.Heatmap(
-        z=probs, x=list(labels), y=list(models), zmin=0, zmax=1, colorscale="Blues",
-        text=[[f"{p:.2f}" for p in row] for row in probs], texttemplate="%{text}",
-        colorbar=dict(title=text.PROBABILITY)))
+    fig = go.Figure(
+        go.Heatmap(
+            z=probs,
+            x=list(labels),
+            y=list(models),
+            zmin=0,
+            zmax=1,
+            colorscale="Blues",
+            text=[[f"{p:.2f}" for p in row] for row in probs],
+            texttemplate="%{text}",
+            colorbar=dict(title=text.PROBABILITY),
+        )
+    )
     fig.update_yaxes(autorange="reversed")
     return _layout(fig, text.COMPARISON, height=max(220, 60 + 34 * len(models)))
 
@@ -54,36 +76,67 @@ def storage_scatter(points: Sequence[dict], pretrained_accuracy: float | None) -
     fig = go.Figure()
     shown = sorted((p for p in points if p["bytes"] > 0), key=lambda p: (p["bytes"], p["accuracy"]))
     # neighbours along the storage axis alternate their labels above and below, so they rarely collide
-    fig.add_trace(go.Scatter(
-        x=[p["bytes"] for p in shown], y=[p["accuracy"] for p in shown], mode="markers+text",
-        text=[p["label"] for p in shown], showlegend=False,
-        textposition=["top center" if i % 2 == 0 else "bottom center" for i in range(len(shown))],
-        marker=dict(size=[14 if p["pareto"] else 9 for p in shown],
-                    symbol=["star" if p["pareto"] else "circle" for p in shown],
-                    color=[PALETTE[1] if p["pareto"] else PALETTE[0] for p in shown]),
-        hovertemplate="%{text}<br>%{x:,.0f} B<br>%{y:.2%}<extra></extra>"))
+    fig.add_trace(
+        go.Scatter(
+            x=[p["bytes"] for p in shown],
+            y=[p["accuracy"] for p in shown],
+            mode="markers+text",
+            text=[p["label"] for p in shown],
+            showlegend=False,
+            textposition=["top center" if i % 2 == 0 else "bottom center" for i in range(len(shown))],
+            marker=dict(
+                size=[14 if p["pareto"] else 9 for p in shown],
+                symbol=["star" if p["pareto"] else "circle" for p in shown],
+                color=[PALETTE[1] if p["pareto"] else PALETTE[0] for p in shown],
+            ),
+            hovertemplate="%{text}<br>%{x:,.0f} B<br>%{y:.2%}<extra></extra>",
+        )
+    )
     front = sorted((p for p in shown if p["pareto"]), key=lambda p: p["bytes"])
     if front:
-        fig.add_trace(go.Scatter(x=[p["bytes"] for p in front], y=[p["accuracy"] for p in front],
-                                 mode="lines", line=dict(shape="hv", dash="dot", color=PALETTE[1]),
-                                 name=text.PARETO, hoverinfo="skip"))
+        fig.add_trace(
+            go.Scatter(
+                x=[p["bytes"] for p in front],
+                y=[p["accuracy"] for p in front],
+                mode="lines",
+                line=dict(shape="hv", dash="dot", color=PALETTE[1]),
+                name=text.PARETO,
+                hoverinfo="skip",
+            )
+        )
     if pretrained_accuracy is not None:
-        fig.add_hline(y=pretrained_accuracy, line_dash="dash", line_color="grey",
-                      annotation_text=text.PRETRAINED_LINE.format(acc=pretrained_accuracy))
+        fig.add_hline(
+            y=pretrained_accuracy,
+            line_dash="dash",
+            line_color="grey",
+            annotation_text=text.PRETRAINED_LINE.format(acc=pretrained_accuracy),
+        )
     fig.update_xaxes(type="log", title=text.STORAGE_AXIS)
     fig.update_yaxes(title=text.ACCURACY_AXIS, tickformat=".0%")
     return _layout(fig, text.STORAGE_TITLE, height=420, legend=dict(orientation="h", y=-0.25))
 
 
-def lines(series: Mapping[str, tuple[Sequence[float], Sequence[float]]], title: str, x_title: str,
-          y_title: str = text.ACCURACY_AXIS, marker_x: float | None = None,
-          marker_label: str | None = None, dashed: Sequence[str] = ()) -> go.Figure:
+def lines(
+    series: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    title: str,
+    x_title: str,
+    y_title: str = text.ACCURACY_AXIS,
+    marker_x: float | None = None,
+    marker_label: str | None = None,
+    dashed: Sequence[str] = (),
+) -> go.Figure:
     """One line per ``name -> (xs, ys)``; an optional vertical marker at ``marker_x``."""
     fig = go.Figure()
     for i, (name, (xs, ys)) in enumerate(series.items()):
-        fig.add_trace(go.Scatter(x=list(xs), y=list(ys), mode="lines+markers", name=name,
-                                 line=dict(color=PALETTE[i % len(PALETTE)],
-                                           dash="dot" if name in dashed else "solid")))
+        fig.add_trace(
+            go.Scatter(
+                x=list(xs),
+                y=list(ys),
+                mode="lines+markers",
+                name=name,
+                line=dict(color=PALETTE[i % len(PALETTE)], dash="dot" if name in dashed else "solid"),
+            )
+        )
     if marker_x is not None:
         fig.add_vline(x=marker_x, line_dash="dash", line_color="grey", annotation_text=marker_label or "")
     fig.update_xaxes(title=x_title)
@@ -91,29 +144,58 @@ def lines(series: Mapping[str, tuple[Sequence[float], Sequence[float]]], title: 
     return _layout(fig, title, legend=dict(orientation="h", y=-0.3))
 
 
-def tensor_heatmap(values: Sequence[Sequence[float | None]], tasks: Sequence[str], tensors: Sequence[str],
-                   title: str, colour_title: str, hover: Sequence[Sequence[str]] | None = None,
-                   colorscale: str = "Viridis") -> go.Figure:
+def tensor_heatmap(
+    values: Sequence[Sequence[float | None]],
+    tasks: Sequence[str],
+    tensors: Sequence[str],
+    title: str,
+    colour_title: str,
+    hover: Sequence[Sequence[str]] | None = None,
+    colorscale: str = "Viridis",
+) -> go.Figure:
     """``values[task][tensor]``; tensors along x (names on hover), tasks along y. ``None`` cells
     (e.g. tensors stored dense) stay blank."""
-    fig = go.Figure(go.Heatmap(
-        z=values, x=list(range(len(tensors))), y=list(tasks), colorscale=colorscale,
-        customdata=[list(tensors) for _ in tasks] if hover is None else
-        [[f"{n}<br>{h}" for n, h in zip(tensors, row)] for row in hover],
-        hovertemplate="%{y}<br>%{customdata}<br>%{z:.4g}<extra></extra>", colorbar=dict(title=colour_title)))
+    fig = go.Figure(
+        go.Heatmap(
+            z=values,
+            x=list(range(len(tensors))),
+            y=list(tasks),
+            colorscale=colorscale,
+            customdata=[list(tensors) for _ in tasks]
+            if hover is None
+            else [[f"{n}<br>{h}" for n, h in zip(tensors, row)] for row in hover],
+            hovertemplate="%{y}<br>%{customdata}<br>%{z:.4g}<extra></extra>",
+            colorbar=dict(title=colour_title),
+        )
+    )
     fig.update_xaxes(title=text.TENSOR_AXIS)
     return _layout(fig, title, height=max(220, 120 + 40 * len(tasks)))
 
 
-def eq16_scatter(measured: Sequence[int], predicted: Sequence[int], names: Sequence[str]) -> go.Figure:
-    """Measured SASS payload bytes against Eq. 16, one point per (tensor, task), log-log, with y = x."""
-    fig = go.Figure(go.Scatter(x=list(predicted), y=list(measured), mode="markers", text=list(names),
-                               hovertemplate="%{text}<br>Eq. 16 %{x:,} B<br>measured %{y:,} B<extra></extra>",
-                               showlegend=False))
+def eq16_scatter(
+    measured: Sequence[int], predicted: Sequence[int], names: Sequence[str], encodings: Sequence[str] | None = None
+) -> go.Figure:
+    """Stored payload bytes against SASS (Eq. 16), one point per (tensor, task), log-log, with y = x,
+    one colour per stored encoding."""
+    encodings = list(encodings) if encodings is not None else ["sass"] * len(measured)
+    fig = go.Figure()
+    for enc in sorted(set(encodings)):
+        pick = [i for i, e in enumerate(encodings) if e == enc]
+        fig.add_trace(
+            go.Scatter(
+                x=[predicted[i] for i in pick],
+                y=[measured[i] for i in pick],
+                mode="markers",
+                name=enc,
+                text=[names[i] for i in pick],
+                hovertemplate="%{text}<br>Eq. 16 %{x:,} B<br>stored %{y:,} B<extra>" + enc + "</extra>",
+            )
+        )
     if predicted:
         lo, hi = max(1, min(min(predicted), min(measured))), max(max(predicted), max(measured))
-        fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="y = x",
-                                 line=dict(dash="dash", color="grey")))
+        fig.add_trace(
+            go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="y = x", line=dict(dash="dash", color="grey"))
+        )
     fig.update_xaxes(type="log", title=text.EQ16_PREDICTED)
     fig.update_yaxes(type="log", title=text.EQ16_MEASURED)
     return _layout(fig, text.EQ16_TITLE)
@@ -122,8 +204,13 @@ def eq16_scatter(measured: Sequence[int], predicted: Sequence[int], names: Seque
 def mask_heatmap(values, title: str, signed: bool) -> go.Figure:
     """A 2-D array as an image: kept fraction in [0, 1], or signs in {-1, 0, +1}."""
     if signed:
-        trace = go.Heatmap(z=values, zmin=-1, zmax=1, colorscale=[[0, "#c0392b"], [0.5, "#f4f4f4"], [1, "#2471a3"]],
-                           colorbar=dict(title=text.SIGN, tickvals=[-1, 0, 1]))
+        trace = go.Heatmap(
+            z=values,
+            zmin=-1,
+            zmax=1,
+            colorscale=[[0, "#c0392b"], [0.5, "#f4f4f4"], [1, "#2471a3"]],
+            colorbar=dict(title=text.SIGN, tickvals=[-1, 0, 1]),
+        )
     else:
         trace = go.Heatmap(z=values, zmin=0, colorscale="Greys", colorbar=dict(title=text.KEPT_FRACTION))
     fig = go.Figure(trace)

@@ -4,6 +4,7 @@ Method explanations and paper links come from the merge registry (``tswitch.merg
 methods the registry does not hold (the pre-trained and fine-tuned references) are described here,
 and ``REGISTRY_NAME`` says which registry entry describes a ``results.json`` method name.
 """
+
 from __future__ import annotations
 
 TITLE = "tswitch: binary task switches"
@@ -14,8 +15,10 @@ exemplars (*Auto-Switch*). Pick a suite, then try it, compare it with other merg
 inside its switches."""
 SUITE = "Suite"
 NO_SUITES = "(none: build one with demos/build_suite.py or set TSWITCH_SUITES)"
-NO_SUITES_PAGE = ("No suite found: build one with `python demos/build_suite.py --suite text-minilm`, or point "
-                  "`TSWITCH_SUITES` at a suite folder.")
+NO_SUITES_PAGE = (
+    "No suite found: build one with `python demos/build_suite.py --suite text-minilm`, or point "
+    "`TSWITCH_SUITES` at a suite folder."
+)
 
 # -- tabs -------------------------------------------------------------------------------------------
 TAB_TRY = "Try it"
@@ -23,8 +26,10 @@ TAB_COMPARE = "Compare"
 TAB_INSIDE = "Inside a switch"
 
 # -- Try it -----------------------------------------------------------------------------------------
-TRY_INTRO = ("Type a sentence or upload an image (or click an example). The *C* nearest exemplars vote "
-             "for the task switches; the backbone runs with those switches turned on.")
+TRY_INTRO = (
+    "Type a sentence or upload an image (or click an example). The *C* nearest exemplars vote "
+    "for the task switches; the backbone runs with those switches turned on."
+)
 METHOD = "Router"
 METHOD_LABELS = {"auto-switch": "Auto-Switch", "auto-flexswitch": "Auto-FlexSwitch"}
 K = "C: nearest exemplars that vote"
@@ -64,8 +69,10 @@ INTERNAL = "internal error ({kind}); the server log has the details"
 LOADING = "loading {suite}: {part}"
 
 # -- Compare ----------------------------------------------------------------------------------------
-COMPARE_INTRO = ("Storage each method adds on top of the one pre-trained backbone, against average test "
-                 "accuracy. The Pareto front (no method is both smaller and better) is marked.")
+COMPARE_INTRO = (
+    "Storage each method adds on top of the one pre-trained backbone, against average test "
+    "accuracy. The Pareto front (no method is both smaller and better) is marked."
+)
 STORAGE_TITLE = "Storage vs accuracy"
 STORAGE_AXIS = "extra storage beyond the backbone (bytes, log scale)"
 ACCURACY_AXIS = "average accuracy"
@@ -99,23 +106,34 @@ METHOD_NOTES = {
     "t-switch": "Oracle task id: turn on that task's switch (Eq. 7).",
     "auto-switch": "k-NN exemplar votes pick the switch weights per input (Eq. 8).",
     "flexswitch": "Oracle task id with switches whose sparsity (LGS, journal Eq. 6-11), bit-widths (BAS, "
-                  "Eq. 12-15) and scale were learned on 100 exemplars, stored with SASS (Eq. 16-17).",
+    "Eq. 12-15) and scale were learned on 100 exemplars, stored with SASS (Eq. 16-17).",
     "auto-flexswitch": "FlexSwitch routed by k-NN over per-task K-means centres in a learned low-rank space "
-                       "(journal Eq. 18-19).",
+    "(journal Eq. 18-19).",
 }
 ENTRIES = {"auto-switch": "exemplars", "auto-flexswitch": "K-means centres"}
 METHOD_NAMES = {
-    "pretrained": "Pre-trained", "individual": "Individual fine-tunes", "weight_average": "Weight averaging",
-    "task_arithmetic": "Task arithmetic", "ties": "TIES", "dare": "DARE", "dare_ties": "DARE-TIES",
-    "emr_merging": "EMR-Merging", "tall_masks": "TALL masks", "t-switch": "T-Switch",
-    "auto-switch": "Auto-Switch", "flexswitch": "FlexSwitch", "auto-flexswitch": "Auto-FlexSwitch",
+    "pretrained": "Pre-trained",
+    "individual": "Individual fine-tunes",
+    "weight_average": "Weight averaging",
+    "task_arithmetic": "Task arithmetic",
+    "ties": "TIES",
+    "dare": "DARE",
+    "dare_ties": "DARE-TIES",
+    "emr_merging": "EMR-Merging",
+    "tall_masks": "TALL masks",
+    "t-switch": "T-Switch",
+    "auto-switch": "Auto-Switch",
+    "flexswitch": "FlexSwitch",
+    "auto-flexswitch": "Auto-FlexSwitch",
 }
 
 # -- Inside a switch --------------------------------------------------------------------------------
-INSIDE_INTRO = ("What a switch pack stores, read from the suite's `switches.tsw`: per tensor and task the "
-                "fraction of entries kept (density) and the switch's scale; the pulse experiment that "
-                "motivates keeping only large entries; bytes against journal Eq. 16; and one tensor's mask. "
-                "Suites with a FlexSwitch run also show its learned density and bit-width per tensor.")
+INSIDE_INTRO = (
+    "What a switch pack stores, read from the suite's `switches.tsw`: per tensor and task the "
+    "fraction of entries kept (density) and the switch's scale; the pulse experiment that "
+    "motivates keeping only large entries; bytes against journal Eq. 16; and one tensor's mask. "
+    "Suites with a FlexSwitch run also show its learned density and bit-width per tensor."
+)
 DENSITY_TITLE = "Density (kept / entries) per tensor and task; blank: stored dense"
 SCALE_TITLE = "Scale per tensor and task (log10)"
 BITS_TITLE = "Bits per kept entry per tensor and task"
@@ -124,24 +142,34 @@ TASK_AXIS = "task"
 DENSE_NOTE = "stored dense (float16)"
 PULSE_TITLE = "Pulse experiment: which entries of a task vector matter"
 PULSE_AXIS = "α (fraction of each task vector dropped)"
-PULSE_LABELS = {"keep_high": "keep the largest (P-Spar)", "keep_low": "keep the smallest",
-                "random": "keep random (rescaled)", "b_approx": "keep the largest, binarised (B-Approx)"}
+PULSE_LABELS = {
+    "keep_high": "keep the largest (P-Spar)",
+    "keep_low": "keep the smallest",
+    "random": "keep random (rescaled)",
+    "b_approx": "keep the largest, binarised (B-Approx)",
+}
 PULSE_MISSING = "This suite's results hold no pulse experiment."
 PSPAR_TITLE = "Eq. 4 merge of sparsified task vectors: P-Discard vs DARE's random drop"
 PSPAR_LABELS = {"p-discard": "P-Discard (drop the smallest)", "dare-random": "DARE (drop at random)"}
-EQ16_TITLE = "SASS bytes per tensor: measured vs journal Eq. 16"
-EQ16_MEASURED = "measured payload bytes"
-EQ16_PREDICTED = "Eq. 16 bytes"
-EQ16_SUMMARY = ("**{tasks} task(s), {tensors} SASS tensors:** measured {measured:,} B, Eq. 16 {eq16:,} B "
-                "(ratio {ratio:.4f}); a float32 task vector is {fp32:,} B, the switches take "
-                "{bits:.3f} bits per parameter on average.")
-EQ16_NONE = "This pack stores no SASS tensor."
+EQ16_TITLE = "Switch bytes per tensor: stored vs SASS (journal Eq. 16)"
+EQ16_MEASURED = "stored payload bytes"
+EQ16_PREDICTED = "SASS bytes (Eq. 16)"
+EQ16_SUMMARY = (
+    "**{tasks} task(s), {tensors} switch tensors, stored as {layouts}:** {measured:,} B with scales, "
+    "against {eq16:,} B in SASS (journal Eq. 16): **{saved:.1%} smaller**, and {over_bound:+.2%} from the "
+    "entropy bound ({bound:,} B, each tensor's mask at its own density). A float32 task vector is {fp32:,} B; "
+    "the switches take {bits:.3f} bits per parameter on average. Points under the dashed line are tensors "
+    "a layout stores in fewer bytes than SASS."
+)
+EQ16_NONE = "This pack stores no switch tensor."
 MASK_TASK = "Task"
 MASK_TENSOR = "Tensor (2-D or more)"
 MASK_TITLE = "kept fraction per {bh}×{bw} block of the {h}×{w} view"
 MASK_CROP_TITLE = "top-left {h}×{w} entries: +1 / −1 / not kept"
-MASK_SUMMARY = ("**{tensor}** for **{task}**: shape {shape}, {kept:,} of {numel:,} entries kept "
-                "({density:.2%}), {positive:.1%} of them positive, scale {scale:.3g}.")
+MASK_SUMMARY = (
+    "**{tensor}** for **{task}**: shape {shape}, {kept:,} of {numel:,} entries kept "
+    "({density:.2%}), {positive:.1%} of them positive, scale {scale:.3g}."
+)
 MASK_DENSE = "**{tensor}** for **{task}** is stored dense (float16): it has no mask."
 KEPT_FRACTION = "kept fraction"
 SIGN = "sign"

@@ -3,6 +3,7 @@
 Every number comes from the suite's ``results.json`` and ``switches.tsw`` (through
 :mod:`.catalogue`, cached); explanations and paper links come from the merge registry.
 """
+
 from __future__ import annotations
 
 import math
@@ -18,9 +19,16 @@ MASK_CROP = 64  # entries per side of the full-resolution corner
 # -- Compare --------------------------------------------------------------------------------------
 def pareto(points: list[dict]) -> set[str]:
     """Names of the points no other point dominates (no more bytes, no less accuracy, one strictly)."""
-    return {p["name"] for p in points
-            if not any(q["bytes"] <= p["bytes"] and q["accuracy"] >= p["accuracy"]
-                       and (q["bytes"], q["accuracy"]) != (p["bytes"], p["accuracy"]) for q in points)}
+    return {
+        p["name"]
+        for p in points
+        if not any(
+            q["bytes"] <= p["bytes"]
+            and q["accuracy"] >= p["accuracy"]
+            and (q["bytes"], q["accuracy"]) != (p["bytes"], p["accuracy"])
+            for q in points
+        )
+    }
 
 
 def method_label(name: str) -> str:
@@ -28,8 +36,11 @@ def method_label(name: str) -> str:
 
 
 def storage_points(results: dict) -> list[dict]:
-    points = [{"name": m, "label": method_label(m), "bytes": int(r["extra_bytes"]), "accuracy": float(r["average"])}
-              for m, r in results["methods"].items() if "extra_bytes" in r and "average" in r]
+    points = [
+        {"name": m, "label": method_label(m), "bytes": int(r["extra_bytes"]), "accuracy": float(r["average"])}
+        for m, r in results["methods"].items()
+        if "extra_bytes" in r and "average" in r
+    ]
     front = pareto(points)
     return [{**p, "pareto": p["name"] in front} for p in points]
 
@@ -40,9 +51,15 @@ def per_task_table(results: dict) -> tuple[list[str], list[list]]:
     rows = []
     for m, r in results["methods"].items():
         routing = r.get("routing_accuracy")
-        rows.append([method_label(m)] + [round(100 * r["per_task"][t], 1) for t in tasks]
-                    + [round(100 * r["average"], 1), round(r.get("extra_bytes", 0) / 1e6, 3),
-                       None if routing is None else round(100 * routing, 1)])
+        rows.append(
+            [method_label(m)]
+            + [round(100 * r["per_task"][t], 1) for t in tasks]
+            + [
+                round(100 * r["average"], 1),
+                round(r.get("extra_bytes", 0) / 1e6, 3),
+                None if routing is None else round(100 * routing, 1),
+            ]
+        )
     return [text.METHOD_COL, *tasks, text.AVERAGE, text.EXTRA_MB, text.ROUTING], rows
 
 
@@ -99,14 +116,21 @@ def compare_view(suite: str):
     grid = alpha_grid(results)
     choice = results.get("choice", {})
     option = choice.get("dense_option") if choice.get("dense_option") in grid else next(iter(grid), None)
-    alphas = [a for a, _ in grid.get(option, [])]
-    slider = (gr.update(minimum=min(alphas), maximum=max(alphas), value=choice.get("alpha", alphas[0]), visible=True)
-              if alphas else gr.update(visible=False))
+    alphas = [a for a, _ in grid[option]] if option is not None else []  # (option is a key of grid)
+    slider = (
+        gr.update(minimum=min(alphas), maximum=max(alphas), value=choice.get("alpha", alphas[0]), visible=True)
+        if alphas
+        else gr.update(visible=False)
+    )
     flex = flex_markdown(results)
-    return (charts.storage_scatter(storage_points(results), pretrained),
-            gr.update(value={"headers": headers, "data": rows}),
-            methods_markdown(results), gr.update(value=flex, visible=bool(flex)),
-            gr.update(choices=list(grid), value=option, visible=len(grid) > 1), slider)
+    return (
+        charts.storage_scatter(storage_points(results), pretrained),
+        gr.update(value={"headers": headers, "data": rows}),
+        methods_markdown(results),
+        gr.update(value=flex, visible=bool(flex)),
+        gr.update(choices=list(grid), value=option, visible=len(grid) > 1),
+        slider,
+    )
 
 
 def alpha_view(suite: str, option: str, alpha: float):
@@ -120,17 +144,32 @@ def alpha_view(suite: str, option: str, alpha: float):
         return None, ""
     pairs = grid[option]
     rows = results["alpha_grid"][option]
-    series = {text.SPLIT_LINE.format(method=method_label(m), split=split):
-              ([a for a, _ in pairs], [rows[key][m][split]["average"] for _, key in pairs])
-              for m in ("t-switch", "auto-switch") for split in ("test", "val")}
+    series = {
+        text.SPLIT_LINE.format(method=method_label(m), split=split): (
+            [a for a, _ in pairs],
+            [rows[key][m][split]["average"] for _, key in pairs],
+        )
+        for m in ("t-switch", "auto-switch")
+        for split in ("test", "val")
+    }
     picked, key = min(pairs, key=lambda p: abs(p[0] - float(alpha if alpha is not None else p[0])))
     chosen = results.get("choice", {})
-    fig = charts.lines(series, text.ALPHA_TITLE, text.ALPHA_AXIS, marker_x=picked,
-                       marker_label=text.ALPHA_CHOSEN if (chosen.get("alpha") == picked
-                                                          and chosen.get("dense_option") == option) else None,
-                       dashed=[n for n in series if n.endswith("(val)")])
-    summary = text.ALPHA_SELECTED.format(alpha=key, option=option, ts=rows[key]["t-switch"]["test"]["average"],
-                                         auto=rows[key]["auto-switch"]["test"]["average"])
+    fig = charts.lines(
+        series,
+        text.ALPHA_TITLE,
+        text.ALPHA_AXIS,
+        marker_x=picked,
+        marker_label=text.ALPHA_CHOSEN
+        if (chosen.get("alpha") == picked and chosen.get("dense_option") == option)
+        else None,
+        dashed=[n for n in series if n.endswith("(val)")],
+    )
+    summary = text.ALPHA_SELECTED.format(
+        alpha=key,
+        option=option,
+        ts=rows[key]["t-switch"]["test"]["average"],
+        auto=rows[key]["auto-switch"]["test"]["average"],
+    )
     return fig, summary
 
 
@@ -151,35 +190,58 @@ def _matrices(suite: str):
             d_row.append(None if dense else cell["nnz"] / max(1, spec["numel"]))
             s_row.append(None if dense or scales[i, j] <= 0 else math.log10(float(scales[i, j])))
             b_row.append(None if dense else widths[j])
-            h_row.append(text.DENSE_NOTE if dense else f"{cell['encoding']}, {cell['nnz']:,} / {spec['numel']:,} kept, "
-                                                       f"scale {float(scales[i, j]):.3g}")
-        density.append(d_row), scale.append(s_row), bits.append(b_row), hover.append(h_row)
+            h_row.append(
+                text.DENSE_NOTE
+                if dense
+                else f"{cell['encoding']}, {cell['nnz']:,} / {spec['numel']:,} kept, scale {float(scales[i, j]):.3g}"
+            )
+        density.append(d_row)
+        scale.append(s_row)
+        bits.append(b_row)
+        hover.append(h_row)
     return tasks, names, density, scale, bits, hover
 
 
 def _curves(block: dict, labels: dict) -> dict:
-    return {labels.get(name, name): ([float(a) for a in sorted(rows, key=float)],
-                                     [rows[a]["average"] for a in sorted(rows, key=float)])
-            for name, rows in block.items()}
+    return {
+        labels.get(name, name): (
+            [float(a) for a in sorted(rows, key=float)],
+            [rows[a]["average"] for a in sorted(rows, key=float)],
+        )
+        for name, rows in block.items()
+    }
 
 
 def eq16_view(suite: str):
-    """Measured SASS bytes against Eq. 16 for every (tensor, task): ``(figure, markdown)``."""
+    """Stored switch bytes against SASS (journal Eq. 16) and the entropy bound, per (tensor, task):
+    ``(figure, markdown)``. All numbers come from the pack's header (:func:`tswitch.report.pack_report`)."""
     report = catalogue.pack_report(suite)
-    measured, predicted, names = [], [], []
+    measured, predicted, names, encodings = [], [], [], []
     for spec in report["tensors"]:
         for cell in spec["tasks"]:
             if "eq16_bytes" in cell:
-                measured.append(cell["bytes"]), predicted.append(cell["eq16_bytes"])
+                measured.append(cell["bytes"])
+                predicted.append(cell["eq16_bytes"])
                 names.append(f"{spec['name']} ({cell['task']})")
+                encodings.append(cell["encoding"])
     if not measured:
         return None, text.EQ16_NONE
-    bits = sum(t["bits_per_param"] for t in report["tasks"]) / len(report["tasks"])
-    summary = text.EQ16_SUMMARY.format(tasks=len(report["tasks"]), tensors=len(measured) // len(report["tasks"]),
-                                       measured=sum(measured), eq16=sum(predicted),
-                                       ratio=sum(measured) / max(1, sum(predicted)),
-                                       fp32=report["float32_bytes_per_task"], bits=bits)
-    return charts.eq16_scatter(measured, predicted, names), summary
+    tasks = report["tasks"]
+    bits = sum(t["bits_per_param"] for t in tasks) / len(tasks)
+    stored, eq16, bound = (sum(t[k] for t in tasks) for k in ("bytes", "eq16_bytes", "bound_bytes"))
+    summary = text.EQ16_SUMMARY.format(
+        tasks=len(tasks),
+        tensors=len(measured) // len(tasks),
+        measured=stored,
+        eq16=eq16,
+        saved=1 - stored / max(1, eq16),
+        bound=bound,
+        over_bound=stored / max(1, bound) - 1,
+        fp32=report["float32_bytes_per_task"],
+        bits=bits,
+        layouts=", ".join(sorted({e for t in tasks for e in t["bytes_by_encoding"]})),
+    )
+    return charts.eq16_scatter(measured, predicted, names, encodings), summary
 
 
 def inside_view(suite: str, progress=None):
@@ -198,8 +260,9 @@ def inside_view(suite: str, progress=None):
     if learned is not None:
         f_tasks, f_names, f_density, f_bits = learned
         bits_fig = charts.tensor_heatmap(f_bits, f_tasks, f_names, text.FLEX_BITS_TITLE, "bits")
-        flex_density_fig = charts.tensor_heatmap(f_density, f_tasks, f_names, text.FLEX_DENSITY_TITLE,
-                                                 text.KEPT_FRACTION)
+        flex_density_fig = charts.tensor_heatmap(
+            f_density, f_tasks, f_names, text.FLEX_DENSITY_TITLE, text.KEPT_FRACTION
+        )
     else:
         bits_fig = charts.tensor_heatmap(bits, tasks, names, text.BITS_TITLE, "bits", hover) if flexible else None
         flex_density_fig = None
@@ -210,15 +273,18 @@ def inside_view(suite: str, progress=None):
     eq16_fig, eq16_md = eq16_view(suite)
     shapes = {s["name"]: s["shape"] for s in catalogue.pack_report(suite)["tensors"]}
     matrices = [n for n in names if len(shapes[n]) >= 2]  # default: one from mid-network
-    return (charts.tensor_heatmap(density, tasks, names, text.DENSITY_TITLE, text.KEPT_FRACTION, hover),
-            charts.tensor_heatmap(scale, tasks, names, text.SCALE_TITLE, "log10", hover, colorscale="Cividis"),
-            gr.update(value=bits_fig, visible=bits_fig is not None),
-            gr.update(value=flex_density_fig, visible=flex_density_fig is not None),
-            gr.update(value=pulse_fig, visible=pulse_fig is not None),
-            gr.update(value=pspar_fig, visible=pspar_fig is not None),
-            eq16_fig, eq16_md,
-            gr.update(choices=tasks, value=tasks[0] if tasks else None),
-            gr.update(choices=matrices, value=matrices[len(matrices) // 2] if matrices else None))
+    return (
+        charts.tensor_heatmap(density, tasks, names, text.DENSITY_TITLE, text.KEPT_FRACTION, hover),
+        charts.tensor_heatmap(scale, tasks, names, text.SCALE_TITLE, "log10", hover, colorscale="Cividis"),
+        gr.update(value=bits_fig, visible=bits_fig is not None),
+        gr.update(value=flex_density_fig, visible=flex_density_fig is not None),
+        gr.update(value=pulse_fig, visible=pulse_fig is not None),
+        gr.update(value=pspar_fig, visible=pspar_fig is not None),
+        eq16_fig,
+        eq16_md,
+        gr.update(choices=tasks, value=tasks[0] if tasks else None),
+        gr.update(choices=matrices, value=matrices[len(matrices) // 2] if matrices else None),
+    )
 
 
 def _block_mean(values, side: int):
@@ -252,10 +318,18 @@ def mask_view(suite: str, task: str, tensor: str):
     blocks, bh, bw = _block_mean(mask.float(), MASK_SIDE)
     crop = signed[:MASK_CROP, :MASK_CROP]
     nnz = int(mask.sum())
-    summary = text.MASK_SUMMARY.format(tensor=tensor, task=task, shape=tuple(item.shape), kept=nnz,
-                                       numel=mask.numel(), density=nnz / max(1, mask.numel()),
-                                       positive=int((signed > 0).sum()) / max(1, nnz), scale=item.scale)
-    return (charts.mask_heatmap(blocks.tolist(), text.MASK_TITLE.format(bh=bh, bw=bw, h=h, w=w), signed=False),
-            charts.mask_heatmap(crop.tolist(), text.MASK_CROP_TITLE.format(h=crop.shape[0], w=crop.shape[1]),
-                                signed=True),
-            summary)
+    summary = text.MASK_SUMMARY.format(
+        tensor=tensor,
+        task=task,
+        shape=tuple(item.shape),
+        kept=nnz,
+        numel=mask.numel(),
+        density=nnz / max(1, mask.numel()),
+        positive=int((signed > 0).sum()) / max(1, nnz),
+        scale=item.scale,
+    )
+    return (
+        charts.mask_heatmap(blocks.tolist(), text.MASK_TITLE.format(bh=bh, bw=bw, h=h, w=w), signed=False),
+        charts.mask_heatmap(crop.tolist(), text.MASK_CROP_TITLE.format(h=crop.shape[0], w=crop.shape[1]), signed=True),
+        summary,
+    )

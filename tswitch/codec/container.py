@@ -9,15 +9,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import stat
-import tempfile
 from dataclasses import asdict, dataclass, field
 from typing import Mapping
 
 import numpy as np
 
 FORMAT_NAME = "tswitch"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest version this reader knows (2 added the golomb layout)
 METADATA_KEY = "tswitch"
 
 
@@ -281,18 +281,19 @@ def write_pack(path: str, header: PackHeader, payloads: list[list[bytes]], scale
     atomic_write_bytes(path, blob)
 
 
-def read_all_payloads(path: str, header: PackHeader) -> tuple[list[list[bytes]], list[np.ndarray]]:
-    """Every task's payloads (verified), e.g. to rewrite the pack with one more task."""
-    pairs = [read_task_payloads(path, header, t.name) for t in header.tasks]
-    return [p for p, _ in pairs], [s for _, s in pairs]
-
-
 def atomic_write_bytes(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
+    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``.
+
+    A new file gets the mode ``open(path, "w")`` would give it (the kernel applies the umask to
+    ``os.open``'s 0o666, so the process umask is never read or changed); a replaced file keeps its mode."""
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".part", dir=folder)
+    tmp = os.path.join(folder, f".tmp-{secrets.token_hex(8)}.part")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
-        os.fchmod(fd, _file_mode(path))  # mkstemp makes 0600 files; give the usual mode instead
+        try:
+            os.fchmod(fd, stat.S_IMODE(os.stat(path).st_mode))
+        except FileNotFoundError:
+            pass
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -302,13 +303,3 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-
-
-def _file_mode(path: str) -> int:
-    """The mode a replaced file keeps, or that ``open(path, "w")`` would give a new one (umask)."""
-    try:
-        return stat.S_IMODE(os.stat(path).st_mode)
-    except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask

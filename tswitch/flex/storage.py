@@ -26,7 +26,7 @@ import torch
 
 from ..codec import container
 from ..codec.container import CODEBOOK_FIELDS, TaskEntry, TensorSpec
-from ..codec.layouts import get_layout
+from ..codec.layouts import AUTO, check_layout_choice, choose_layout
 from ..codec.sass import sass_bits
 from ..core.binary import switch_scale
 from ..pack import DENSE, QUANTISED, EncodedTask
@@ -38,20 +38,21 @@ DENSE_BITS = 16  # tensor_bits of a dense-f16 tensor inside a quantised task (it
 
 def _encode_one(t: FlexTensor, tau: torch.Tensor, layout: str) -> tuple[str, bytes, float, int, tuple[float, float]]:
     """``(encoding, payload, scale, bits, codebook row)`` of one module."""
-    lay = get_layout(layout)
     flat = tau.detach().reshape(-1).float()
     mask = t.mask.reshape(-1)
     kept = flat[mask]
     if t.bits is None:  # LGS only: B-Approx of softplus(kappa) · tau ⊙ M_hard (journal Eq. 3)
         scale = t.scale * switch_scale(flat, mask)
-        return layout, lay.encode(mask.numpy(), (kept > 0).numpy(), POLARITY_BITS), scale, POLARITY_BITS, (0.0, 0.0)
+        lay = choose_layout(mask.numpy(), POLARITY_BITS, layout)
+        return lay.name, lay.encode(mask.numpy(), (kept > 0).numpy(), POLARITY_BITS), scale, POLARITY_BITS, (0.0, 0.0)
     book = t.codebook
     codes = book.codes(kept)
-    return f"{layout}-q", lay.encode(mask.numpy(), codes.numpy(), book.bits), t.scale, book.bits, (book.lo, book.step)
+    lay = choose_layout(mask.numpy(), book.bits, layout)
+    return f"{lay.name}-q", lay.encode(mask.numpy(), codes.numpy(), book.bits), t.scale, book.bits, (book.lo, book.step)
 
 
 def encode_flex_task(result: FlexResult, tau: Mapping[str, torch.Tensor], specs: Sequence[TensorSpec],
-                     layout: str = "sass", labels: Sequence[str] | None = None,
+                     layout: str = AUTO, labels: Sequence[str] | None = None,
                      name: str | None = None, dense_pattern: str | None = None) -> EncodedTask:
     """One task's learned switches as a pack entry (``create_pack``/``add_task`` take it).
 
@@ -59,7 +60,8 @@ def encode_flex_task(result: FlexResult, tau: Mapping[str, torch.Tensor], specs:
         result: the task's :class:`FlexResult`.
         tau: its full-precision task vector (the values the codes quantise).
         specs: the pack's tensors, in pack order (:func:`tswitch.pack.tensor_specs` of the base).
-        layout: ``"sass"`` (journal §III-C4) or ``"bitmap"`` (the "Indep" scheme).
+        layout: ``"sass"`` (journal §III-C4), ``"bitmap"`` (the "Indep" scheme), ``"golomb"``, or
+            ``"auto"`` (per tensor the smallest of them, docs/FORMAT.md §3).
         labels: class names of the task's head.
         name: the task's name in the pack (default: ``result.task``).
         dense_pattern: tensors whose name matches this regex are stored as dense float16
@@ -70,8 +72,7 @@ def encode_flex_task(result: FlexResult, tau: Mapping[str, torch.Tensor], specs:
     Raises:
         ValueError: the result or ``tau`` lacks a tensor of ``specs``, or shapes differ.
     """
-    if layout not in QUANTISED.values():
-        raise ValueError(f"layout must be one of {', '.join(sorted(QUANTISED.values()))}, got {layout!r}")
+    check_layout_choice(layout)
     by_name = {t.name: t for t in result.tensors}
     dense_re = re.compile(dense_pattern) if dense_pattern else None
     rows, nnz = [], []
@@ -124,12 +125,12 @@ def storage_breakdown(entry: TaskEntry, specs: Sequence[TensorSpec]) -> dict:
     Returns:
         ``{"payload_bytes", "eq16_bytes", "dense_bytes", "scale_bytes", "codebook_bytes", "total_bytes"}``
         (``dense_bytes``: the part of the payloads stored ``dense-f16``);
-        ``eq16_bytes`` sums ``ceil(Eq16 / 8)`` over the SASS-encoded tensors (measured ``nnz``),
-        and equals the SASS tensors' payload bytes.
+        ``eq16_bytes`` sums ``ceil(Eq16 / 8)`` over the switch tensors (measured ``nnz``): what
+        their payloads would take in the ``sass`` layout, whatever layout they are stored in.
     """
     eq16 = 0
     for j, spec in enumerate(specs):
-        if entry.encodings[j] in ("sass", "sass-q"):
+        if entry.encodings[j] != DENSE:
             b = entry.tensor_bits[j] if entry.tensor_bits is not None else entry.bits
             eq16 += -(-sass_bits(spec.numel, entry.nnz[j], b) // 8)
     codebook = CODEBOOK_FIELDS * 4 * len(specs) if entry.tensor_bits is not None else 0
