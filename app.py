@@ -3,6 +3,7 @@
 Every suite under ``assets/`` is served, plus the folders in ``$TSWITCH_SUITES`` (and ``--suites``).
 Host and port default to ``$GRADIO_SERVER_NAME`` / ``$GRADIO_SERVER_PORT``, else 127.0.0.1:7860.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -14,8 +15,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
     parser.add_argument("--suites", default="", help="extra suite folders, os.pathsep-separated")
-    parser.add_argument("--concurrency", type=int, default=int(os.environ.get("TSWITCH_CONCURRENCY", "2")),
-                        help="requests run at a time (default 2)")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=int(os.environ.get("TSWITCH_CONCURRENCY", "2")),
+        help="requests run at a time (default 2)",
+    )
     args = parser.parse_args(argv)
     if args.suites:
         os.environ["TSWITCH_SUITES"] = os.pathsep.join(filter(None, [os.environ.get("TSWITCH_SUITES"), args.suites]))

@@ -14,6 +14,7 @@ Warm-up sends every example once (loading the suite and filling the merged-weigh
 numbers are steady-state serving latency. Targets on CPU: p50 <= 250 ms text, <= 300 ms image.
 Measured numbers only.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -83,8 +84,10 @@ def main() -> int:
     port = free_port()
     demo.launch(prevent_thread_lock=True, quiet=True, **launch_options("127.0.0.1", port))
     client = Client(f"http://127.0.0.1:{port}/", verbose=False)
-    print(f"torch {torch.__version__}, {args.threads} thread(s), {platform.processor() or platform.machine()}, "
-          f"device {'cuda' if torch.cuda.is_available() else 'cpu'}")
+    print(
+        f"torch {torch.__version__}, {args.threads} thread(s), {platform.processor() or platform.machine()}, "
+        f"device {'cuda' if torch.cuda.is_available() else 'cpu'}"
+    )
     print(f"{'suite':<24}{'path':<12}{'n':>5}{'p50 ms':>9}{'p95 ms':>9}{'mean ms':>9}{'target p50':>12}")
     try:
         for modality, name in chosen.items():
@@ -92,20 +95,28 @@ def main() -> int:
             k = catalogue.get(name).default_k
 
             def local(x, name=name, modality=modality, k=k):
-                return callbacks.predict(name, x if modality == "text" else None,
-                                         None if modality == "text" else x, "auto-switch", k)
+                return callbacks.predict(
+                    name, x if modality == "text" else None, None if modality == "text" else x, "auto-switch", k
+                )
 
             def remote(x, name=name, modality=modality, k=k):
-                return client.predict(name, x if modality == "text" else None,
-                                      None if modality == "text" else handle_file(x), "auto-switch", k,
-                                      api_name="/predict")
+                return client.predict(
+                    name,
+                    x if modality == "text" else None,
+                    None if modality == "text" else handle_file(x),
+                    "auto-switch",
+                    k,
+                    api_name="/predict",
+                )
 
             for path, call in (("in-process", local), ("HTTP", remote)):
                 time_calls(call, examples, len(examples))  # warm-up: load, fill the merge cache
                 times = time_calls(call, examples, args.requests)
-                print(f"{name:<24}{path:<12}{len(times):>5}{percentile(times, 50):>9.1f}"
-                      f"{percentile(times, 95):>9.1f}{statistics.fmean(times):>9.1f}"
-                      f"{TARGET_P50_MS[modality]:>10} ms")
+                print(
+                    f"{name:<24}{path:<12}{len(times):>5}{percentile(times, 50):>9.1f}"
+                    f"{percentile(times, 95):>9.1f}{statistics.fmean(times):>9.1f}"
+                    f"{TARGET_P50_MS[modality]:>10} ms"
+                )
     finally:
         demo.close()
     return 0

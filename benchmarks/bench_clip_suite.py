@@ -7,6 +7,7 @@ Times ``adapter.features(batch, merged_weights)`` -- the forward every method of
 for each available device (cpu, and cuda when present) and each of float32 / bfloat16 / float16,
 and prints measured images per second. Nothing is claimed for a device that is not present.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,8 +24,14 @@ def tiny_clip(folder: str, image_size: int) -> str:
     import transformers
 
     torch.manual_seed(0)
-    config = transformers.CLIPVisionConfig(image_size=image_size, patch_size=32, hidden_size=256,
-                                           intermediate_size=1024, num_hidden_layers=4, num_attention_heads=4)
+    config = transformers.CLIPVisionConfig(
+        image_size=image_size,
+        patch_size=32,
+        hidden_size=256,
+        intermediate_size=1024,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+    )
     transformers.CLIPVisionModel(config).save_pretrained(folder, safe_serialization=True)
     return folder
 
@@ -52,10 +59,14 @@ def main() -> int:
     tmp = tempfile.mkdtemp(prefix="tswitch-bench-")
     source = args.model or tiny_clip(tmp, args.image_size)
     rng = np.random.default_rng(0)
-    images = [Image.fromarray(rng.integers(0, 256, (args.image_size, args.image_size, 3), dtype=np.uint8))
-              for _ in range(args.batch_size)]
-    print(f"model {args.model or 'tiny random CLIP ViT (4 x 256)'}, batch {args.batch_size}, "
-          f"{args.batches} timed batches, torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
+    images = [
+        Image.fromarray(rng.integers(0, 256, (args.image_size, args.image_size, 3), dtype=np.uint8))
+        for _ in range(args.batch_size)
+    ]
+    print(
+        f"model {args.model or 'tiny random CLIP ViT (4 x 256)'}, batch {args.batch_size}, "
+        f"{args.batches} timed batches, torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
+    )
     print(f"{'device':8s} {'dtype':9s} {'images/s':>10s} {'ms/batch':>9s}")
     for device in devices:
         for dtype in args.dtypes:

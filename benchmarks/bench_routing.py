@@ -10,6 +10,7 @@ routing every test query with each router (``router.route``: normalise, project 
 one, search, vote) is printed per query, with each router's stored bytes, multiply-adds per query
 and its routing accuracy on those queries. Measured numbers only.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,13 +56,19 @@ def main() -> int:
         feats.append(f)
         truth += [task] * f.shape[0]
     queries = torch.cat(feats)
-    routers = {"auto-switch (k-NN over exemplars)": suite.router,
-               "auto-flexswitch (low-rank, centres)": suite.flex_router}
-    print(f"suite {suite.name}: {queries.shape[0]} test queries of dim {queries.shape[1]}; "
-          f"torch threads {torch.get_num_threads()}; {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} cpus")
-    print(f"{'router':<38}{'entries':>8}{'bytes':>10}{'MACs/query':>12}{'routing acc':>12}"
-          + "".join(f"{'us/query @' + str(b):>16}" for b in args.batch))
+    routers = {
+        "auto-switch (k-NN over exemplars)": suite.router,
+        "auto-flexswitch (low-rank, centres)": suite.flex_router,
+    }
+    print(
+        f"suite {suite.name}: {queries.shape[0]} test queries of dim {queries.shape[1]}; "
+        f"torch threads {torch.get_num_threads()}; {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cpus"
+    )
+    print(
+        f"{'router':<38}{'entries':>8}{'bytes':>10}{'MACs/query':>12}{'routing acc':>12}"
+        + "".join(f"{'us/query @' + str(b):>16}" for b in args.batch)
+    )
     for name, router in routers.items():
         routed = router.route(queries, k=router.k)
         acc = sum(router.task_names[int(t)] == want for t, want in zip(routed.routed_task, truth)) / len(truth)

@@ -8,6 +8,7 @@ example inputs in turn until the time is up; a request still running then gets `
 seconds more, so the test is bounded. Reports requests, errors (exceptions, timeouts and
 ``{"error": ...}`` answers), throughput and latency percentiles. Measured numbers only.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,10 +34,20 @@ def start_app(startup: float = 180.0) -> tuple[subprocess.Popen, str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "HF_HUB_OFFLINE": "1",
-           "TRANSFORMERS_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
-    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "app.py"), "--port", str(port)], cwd=ROOT,
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "GRADIO_ANALYTICS_ENABLED": "False",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "app.py"), "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + startup
     while time.monotonic() < deadline and proc.poll() is None:
@@ -73,8 +84,11 @@ def main() -> int:
     latencies, errors, lock = [], [], threading.Lock()
     try:
         warm = Client(url, verbose=False)
-        args_of = (lambda x: (suite, x, None, "auto-switch", info.default_k)) if info.modality == "text" else \
-                  (lambda x: (suite, None, handle_file(x), "auto-switch", info.default_k))
+        args_of = (
+            (lambda x: (suite, x, None, "auto-switch", info.default_k))
+            if info.modality == "text"
+            else (lambda x: (suite, None, handle_file(x), "auto-switch", info.default_k))
+        )
         for x in examples:  # warm-up: the suite loads, the merge cache fills
             warm.predict(*args_of(x), api_name="/predict")
 
@@ -109,8 +123,10 @@ def main() -> int:
     print(f"{args.clients} clients x {args.seconds:g} s on {suite} ({info.modality}), {url}")
     print(f"requests {done}, errors {len(errors)}, throughput {len(latencies) / elapsed:.1f}/s")
     if latencies:
-        print(f"latency ms: p50 {percentile(latencies, 50):.0f}  p95 {percentile(latencies, 95):.0f}  "
-              f"p99 {percentile(latencies, 99):.0f}  max {max(latencies):.0f}  mean {statistics.fmean(latencies):.0f}")
+        print(
+            f"latency ms: p50 {percentile(latencies, 50):.0f}  p95 {percentile(latencies, 95):.0f}  "
+            f"p99 {percentile(latencies, 99):.0f}  max {max(latencies):.0f}  mean {statistics.fmean(latencies):.0f}"
+        )
     for message in sorted(set(errors))[:5]:
         print(f"error: {message}")
     return 1 if errors else 0

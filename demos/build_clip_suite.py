@@ -6,6 +6,7 @@
 Zero-shot heads from each task's class names and templates; see README "Real checkpoints" and
 ``tswitch.suites.checkpoints``.
 """
+
 import os
 import sys
 

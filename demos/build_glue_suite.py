@@ -5,6 +5,7 @@
 
 Each task keeps its fine-tuned classification head; see README "Real checkpoints".
 """
+
 import os
 import sys
 

@@ -1,9 +1,10 @@
 """Build an offline suite: fine-tune, compress, route, evaluate every method, write assets/NAME/.
 
-    python demos/build_suite.py --suite text-minilm          # ~30 min on 2 CPU cores
-    python demos/build_suite.py --suite vision-effnet
-    python demos/build_suite.py --suite text-minilm --smoke --out /tmp/smoke   # CI: a minute or two
+python demos/build_suite.py --suite text-minilm          # ~30 min on 2 CPU cores
+python demos/build_suite.py --suite vision-effnet
+python demos/build_suite.py --suite text-minilm --smoke --out /tmp/smoke   # CI: a minute or two
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,8 +24,12 @@ def main() -> int:
     parser.add_argument("--suite", required=True, choices=sorted(SUITES))
     parser.add_argument("--out", help="output folder (default: assets/NAME)")
     parser.add_argument("--smoke", action="store_true", help="tiny subsets and a few steps (CI)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads (1 avoids OpenMP oversubscription when other jobs share the cores)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (1 avoids OpenMP oversubscription when other jobs share the cores)",
+    )
     args = parser.parse_args()
     if args.threads:
         import torch
@@ -42,8 +47,10 @@ def main() -> int:
     print(f"\n{'method':<18}{'average':>9}{'extra MB':>11}  routing")
     for name, r in m.items():
         routing = r.get("routing_accuracy")
-        print(f"{name:<18}{r['average']:>9.4f}{r['extra_bytes'] / 1e6:>11.2f}  "
-              f"{'' if routing is None else f'{routing:.4f}'}")
+        print(
+            f"{name:<18}{r['average']:>9.4f}{r['extra_bytes'] / 1e6:>11.2f}  "
+            f"{'' if routing is None else f'{routing:.4f}'}"
+        )
     print(f"wrote {out} in {results['provenance']['seconds']:.0f} s")
     return 0
 

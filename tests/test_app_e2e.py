@@ -3,6 +3,7 @@
 :func:`serve` starts the app as the README says to (a subprocess running ``app.py``); the browser
 tests reuse it.
 """
+
 from __future__ import annotations
 
 import os
@@ -16,7 +17,6 @@ import urllib.request
 from contextlib import contextmanager
 
 import pytest
-
 from test_app import ROOT, app_suites
 
 pytestmark = pytest.mark.slow
@@ -37,10 +37,21 @@ def serve(timeout: float = 180.0):
     app_suites()  # builds smoke suites if none exist, and points $TSWITCH_SUITES at them
     port = free_port()
     log = tempfile.NamedTemporaryFile("w+", prefix="tswitch-app-", suffix=".log", delete=False)
-    env = {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
-           "TRANSFORMERS_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
-    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "app.py"), "--host", "127.0.0.1",
-                             "--port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    env = {
+        **os.environ,
+        "PYTHONPATH": ROOT,
+        "OMP_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "GRADIO_ANALYTICS_ENABLED": "False",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "app.py"), "--host", "127.0.0.1", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}/"
     try:
         deadline = time.monotonic() + timeout
@@ -152,8 +163,11 @@ def test_concurrent_clients(server):
         try:
             c = Client(server, verbose=False)
             for j in range(3):
-                results.append(c.predict(suites["text"], f"sentence {i} {j} about football", None,
-                                         "auto-switch", 3, api_name="/predict"))
+                results.append(
+                    c.predict(
+                        suites["text"], f"sentence {i} {j} about football", None, "auto-switch", 3, api_name="/predict"
+                    )
+                )
         except Exception as exc:  # collected and reported below
             errors.append(repr(exc))
 

@@ -6,22 +6,31 @@ other two tabs draw their charts. The text-suite result is saved as a screenshot
 ``$TSWITCH_SCREENSHOT`` when set (``TSWITCH_SCREENSHOT=assets/screenshot.png`` refreshes the README's),
 else into the test's temporary folder.
 """
+
 from __future__ import annotations
 
 import os
 
 import pytest
-
 from test_app import app_suites
 from test_app_e2e import serve, server_log
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 TIMEOUT_MS = 180_000  # the first request of a suite loads its backbone
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow,
-              pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is missing (apt-get install chromium)")]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is missing (apt-get install chromium)"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +63,10 @@ def run_example(page, table: str) -> None:
     before = status(page)
     page.locator(f"#{table} tbody tr").first.click()
     try:
-        page.wait_for_function("(before) => { const s = document.querySelector('#status').innerText;"
-                               " return s.trim() && s !== before; }", arg=before)
+        page.wait_for_function(
+            "(before) => { const s = document.querySelector('#status').innerText; return s.trim() && s !== before; }",
+            arg=before,
+        )
         for selector in ("#weights-plot .js-plotly-plot", "#neighbours table", "#compare-plot .js-plotly-plot"):
             page.wait_for_selector(selector)
     except Exception as exc:

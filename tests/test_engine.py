@@ -4,6 +4,7 @@ The adapter here is a stand-in for the real ones in tswitch.models: an MLP with 
 (so buffers are part of the task vectors), run through torch.func.functional_call on replicas
 from a ModulePool, as the adapter interface prescribes.
 """
+
 from __future__ import annotations
 
 import threading
@@ -34,8 +35,9 @@ class ToyAdapter(ModelAdapter):
 
     def __init__(self, dim_in: int = 6, hidden: int = 16, dim_out: int = 8, seed: int = 0, pool: int = 2):
         torch.manual_seed(seed)
-        self.module = nn.Sequential(nn.Linear(dim_in, hidden), nn.BatchNorm1d(hidden), nn.ReLU(),
-                                    nn.Linear(hidden, dim_out))
+        self.module = nn.Sequential(
+            nn.Linear(dim_in, hidden), nn.BatchNorm1d(hidden), nn.ReLU(), nn.Linear(hidden, dim_out)
+        )
         with torch.no_grad():  # running statistics that matter in eval mode
             self.module[1].running_mean.normal_()
             self.module[1].running_var.uniform_(0.5, 2.0)
@@ -58,15 +60,21 @@ class ToyAdapter(ModelAdapter):
 def task_vectors(adapter: ToyAdapter, seed: int = 1) -> dict[str, TaskVector]:
     g = torch.Generator().manual_seed(seed)
     base = adapter.state_dict()
-    return {t: TaskVector({k: 0.1 * torch.randn(v.shape, generator=g) for k, v in base.items()
-                           if torch.is_floating_point(v)}) for t in TASKS}
+    return {
+        t: TaskVector(
+            {k: 0.1 * torch.randn(v.shape, generator=g) for k, v in base.items() if torch.is_floating_point(v)}
+        )
+        for t in TASKS
+    }
 
 
 def heads(adapter: ToyAdapter, seed: int = 2) -> dict[str, Head]:
     g = torch.Generator().manual_seed(seed)
     d = adapter.features(adapter.preprocess([[0.0] * adapter.dim_in])).shape[1]
-    return {t: Head(torch.randn(c, d, generator=g), torch.randn(c, generator=g), tuple(map(str, range(c))))
-            for t, c in zip(TASKS, (3, 10, 2))}
+    return {
+        t: Head(torch.randn(c, d, generator=g), torch.randn(c, generator=g), tuple(map(str, range(c))))
+        for t, c in zip(TASKS, (3, 10, 2))
+    }
 
 
 def switches_of(tvs: dict[str, TaskVector]):
@@ -140,9 +148,11 @@ def test_signed_lut_matches_bits():
 def test_packed_memory_is_under_an_eighth_of_dense():
     adapter = ToyAdapter(dim_in=32, hidden=128, dim_out=64)
     packed = PackedSwitches.from_switches(switches_of(task_vectors(adapter)))
-    stored = sum(e.mask.numel() * e.mask.element_size() + e.positive.numel() * e.positive.element_size()
-                 + 4  # the float32 scale
-                 for items in packed.entries.values() for e in items.values())
+    stored = sum(
+        e.mask.numel() * e.mask.element_size() + e.positive.numel() * e.positive.element_size() + 4  # the float32 scale
+        for items in packed.entries.values()
+        for e in items.values()
+    )
     dense = sum(4 * v.numel() for tv in task_vectors(adapter).values() for v in tv.vector.values())
     assert packed.nbytes() == stored and packed.dense_nbytes() == dense
     assert 8 * stored < dense
@@ -152,8 +162,9 @@ def test_packed_memory_is_under_an_eighth_of_dense():
 
 
 # -- merged weights ----------------------------------------------------------------------------
-@pytest.mark.parametrize("weights", [[0.3, 0.0, 0.7], [0.5, 0.25, 0.25], [1.0, 1.0, 1.0], [0.0, 0.0, 0.0],
-                                     [-0.4, 0.0, 1.2]])
+@pytest.mark.parametrize(
+    "weights", [[0.3, 0.0, 0.7], [0.5, 0.25, 0.25], [1.0, 1.0, 1.0], [0.0, 0.0, 0.0], [-0.4, 0.0, 1.2]]
+)
 def test_merged_weights_equal_slow_reference(setup, weights):
     adapter, base, switches, _ = setup
     merged = make_engine(setup).merged_weights(weights)
@@ -184,22 +195,34 @@ def test_dense_entries(setup):
     adapter, base, switches, hs = setup
     g = torch.Generator().manual_seed(5)
     # biases kept dense (float16-representable values, so float16 storage is exact)
-    dense = {t: {n: (0.1 * torch.randn(sw.shape, generator=g)).half().float() if n.endswith("bias") else sw
-                 for n, sw in switches[t].items()} for t in TASKS}
+    dense = {
+        t: {
+            n: (0.1 * torch.randn(sw.shape, generator=g)).half().float() if n.endswith("bias") else sw
+            for n, sw in switches[t].items()
+        }
+        for t in TASKS
+    }
     packed = PackedSwitches.from_switches(dense)
     assert packed.entries["cars"]["0.bias"].values.dtype == torch.float16
     engine = DynamicMergeEngine(adapter, base, packed, hs)
     w = [0.5, 0.0, 0.5]
-    expected = {n: v if not torch.is_floating_point(v) else
-                v + sum(wk * (d[n] if isinstance(d[n], torch.Tensor) else d[n].reconstruct())
-                        for wk, d in zip(w, (dense[t] for t in TASKS)))
-                for n, v in base.items()}
+    expected = {
+        n: v
+        if not torch.is_floating_point(v)
+        else v
+        + sum(
+            wk * (d[n] if isinstance(d[n], torch.Tensor) else d[n].reconstruct())
+            for wk, d in zip(w, (dense[t] for t in TASKS))
+        )
+        for n, v in base.items()
+    }
     assert_states_close(engine.merged_weights(w), expected)
 
 
 def test_from_pack_matches_from_switches(setup, tmp_path):
     adapter, base, switches, hs = setup
     from tswitch.pack import tensor_specs
+
     tvs = task_vectors(adapter)
     specs = tensor_specs(base)
     path = str(tmp_path / "toy.tsw")
@@ -246,8 +269,9 @@ def test_validation(setup):
     with pytest.raises(ValueError, match="no head"):
         DynamicMergeEngine(adapter, base, PackedSwitches.from_switches(switches), {"cars": hs["cars"]})
     with pytest.raises(ValueError, match="lacks"):
-        DynamicMergeEngine(adapter, {k: v for k, v in base.items() if k != "0.weight"},
-                           PackedSwitches.from_switches(switches), hs)
+        DynamicMergeEngine(
+            adapter, {k: v for k, v in base.items() if k != "0.weight"}, PackedSwitches.from_switches(switches), hs
+        )
     with pytest.raises(ValueError, match="cache_size"):
         make_engine(setup, cache_size=-1)
 
@@ -290,8 +314,10 @@ def test_concurrent_misses_on_one_key_merge_once(setup):
 
     engine._merge = counted
     out = [None] * 8
-    threads = [threading.Thread(target=lambda i=i: out.__setitem__(i, engine.merged_weights([0.5, 0.5, 0.0])))
-               for i in range(8)]
+    threads = [
+        threading.Thread(target=lambda i=i: out.__setitem__(i, engine.merged_weights([0.5, 0.5, 0.0])))
+        for i in range(8)
+    ]
     for t in threads:
         t.start()
     while engine.cache_info().hits + engine.cache_info().misses < 8:
@@ -304,8 +330,9 @@ def test_concurrent_misses_on_one_key_merge_once(setup):
 
 
 # -- batched forwards --------------------------------------------------------------------------
-MIXED_WEIGHTS = torch.tensor([[1.0, 0, 0], [0, 0.7, 0.3], [1.0, 0, 0], [0, 0, 1.0], [0, 0.7, 0.3],
-                              [0.2, 0.4, 0.4], [0, 0, 1.0]])
+MIXED_WEIGHTS = torch.tensor(
+    [[1.0, 0, 0], [0, 0.7, 0.3], [1.0, 0, 0], [0, 0, 1.0], [0, 0.7, 0.3], [0.2, 0.4, 0.4], [0, 0, 1.0]]
+)
 
 
 def test_grouping_equals_one_by_one(setup):
@@ -315,13 +342,17 @@ def test_grouping_equals_one_by_one(setup):
     out = engine.run(x, MIXED_WEIGHTS)
     assert out.groups == 4 and out.features.shape == (7, 8)
     for i, w in enumerate(MIXED_WEIGHTS):
-        one = engine.run({"x": x["x"][i:i + 1]}, w[None])
+        one = engine.run({"x": x["x"][i : i + 1]}, w[None])
         torch.testing.assert_close(out.features[i], one.features[0], atol=1e-6, rtol=0)
-        slow = adapter.features({"x": x["x"][i:i + 1]}, slow_merge(base, switches, w.tolist()))
+        slow = adapter.features({"x": x["x"][i : i + 1]}, slow_merge(base, switches, w.tolist()))
         torch.testing.assert_close(out.features[i], slow[0], atol=1e-5, rtol=0)
         for t in TASKS:
             torch.testing.assert_close(out.logits[t][i], hs[t](slow)[0], atol=1e-4, rtol=0)
-    assert {t: tuple(v.shape) for t, v in out.logits.items()} == {"cars": (7, 3), "digits": (7, 10), "sentiment": (7, 2)}
+    assert {t: tuple(v.shape) for t, v in out.logits.items()} == {
+        "cars": (7, 3),
+        "digits": (7, 10),
+        "sentiment": (7, 2),
+    }
     assert out.routed_task.tolist() == [0, 1, 0, 2, 1, 1, 2]  # argmax; the tie in row 5 goes to the first
     for i, p in enumerate(out.probs_routed):
         torch.testing.assert_close(p, torch.softmax(out.logits[TASKS[out.routed_task[i]]][i], -1))
@@ -330,8 +361,9 @@ def test_grouping_equals_one_by_one(setup):
 
 def test_routed_task_override(setup):
     engine = make_engine(setup)
-    out = engine.run({"x": torch.randn(2, 6)}, torch.tensor([[0.5, 0.5, 0], [0.5, 0.5, 0]]),
-                     routed_task=torch.tensor([1, 0]))
+    out = engine.run(
+        {"x": torch.randn(2, 6)}, torch.tensor([[0.5, 0.5, 0], [0.5, 0.5, 0]]), routed_task=torch.tensor([1, 0])
+    )
     assert out.routed_task.tolist() == [1, 0] and out.probs_routed[0].numel() == 10
     with pytest.raises(ValueError, match="routed_task"):
         engine.run({"x": torch.randn(1, 6)}, torch.tensor([[1.0, 0, 0]]), routed_task=torch.tensor([3]))
@@ -345,8 +377,9 @@ def clustered_router(adapter, g: torch.Generator) -> KNNRouter:
     feats = adapter.route_features({"x": exemplars})
     # the router lists the tasks in another order than the engine: columns must be matched by name
     order = [2, 0, 1]
-    return KNNRouter(feats, torch.tensor([order.index(t) for t in range(3)]).repeat_interleave(20),
-                     [TASKS[i] for i in order], k=5)
+    return KNNRouter(
+        feats, torch.tensor([order.index(t) for t in range(3)]).repeat_interleave(20), [TASKS[i] for i in order], k=5
+    )
 
 
 def test_auto_switch_routes_a_mixed_batch(setup):

@@ -1,6 +1,7 @@
 """Auto-FlexSwitch routing (journal Eq. 18-19): K-means centres, the neighbour objective against a
 slow reference, its decrease on two overlapping clusters, the router's votes, persistence, and
 its use by the dynamic-merge engine."""
+
 from __future__ import annotations
 
 import math
@@ -9,8 +10,7 @@ import pytest
 import torch
 
 from tswitch.routing import KNNRouter
-from tswitch.routing.flex import (AutoFlexConfig, LowRankRouter, fit_projection, kmeans, neighbour_loss,
-                                  pca_projection)
+from tswitch.routing.flex import AutoFlexConfig, LowRankRouter, fit_projection, kmeans, neighbour_loss, pca_projection
 
 
 def overlapping_clusters(n: int = 120, dim: int = 12, seed: int = 0):
@@ -26,8 +26,12 @@ def overlapping_clusters(n: int = 120, dim: int = 12, seed: int = 0):
 # -- K-means --------------------------------------------------------------------------------------
 def test_kmeans_is_deterministic_and_lowers_the_inertia():
     g = torch.Generator().manual_seed(0)
-    x = torch.cat([torch.randn(30, 3, generator=g) + c for c in (torch.tensor([5.0, 0, 0]), torch.zeros(3),
-                                                                 torch.tensor([0, -5.0, 0]))])
+    x = torch.cat(
+        [
+            torch.randn(30, 3, generator=g) + c
+            for c in (torch.tensor([5.0, 0, 0]), torch.zeros(3), torch.tensor([0, -5.0, 0]))
+        ]
+    )
     a, b = kmeans(x, 3, seed=1), kmeans(x, 3, seed=1)
     assert torch.equal(a, b) and a.shape == (3, 3)
     found = sorted(tuple(round(float(v)) for v in c) for c in a)
@@ -74,7 +78,8 @@ def test_eq19_is_zero_when_every_neighbour_is_of_the_right_task_and_scale_free()
     p, xs, cs = torch.randn(3, 6, generator=g), torch.randn(8, 6, generator=g), torch.randn(5, 6, generator=g)
     ids, cids = torch.arange(8) % 2, torch.arange(5) % 2
     assert float(neighbour_loss(7.0 * p, xs, ids, cs, cids, 3)) == pytest.approx(
-        float(neighbour_loss(p, xs, ids, cs, cids, 3)), rel=1e-5)
+        float(neighbour_loss(p, xs, ids, cs, cids, 3)), rel=1e-5
+    )
 
 
 def test_eq19_without_a_same_task_neighbour_is_finite_and_pushes_them_away():
@@ -98,8 +103,7 @@ def test_eq19_loss_decreases_on_two_overlapping_clusters():
     assert losses[-1] < 0.5 * losses[0], (losses[0], losses[-1])
     # the learned metric separates what Euclidean neighbours mix
     plain = KNNRouter(centres, centre_ids, ["a", "b"], k=10, metric="l2").route(x)
-    learned = LowRankRouter(projection, centres @ projection.T, centre_ids, ["a", "b"], k=10,
-                            normalize=False).route(x)
+    learned = LowRankRouter(projection, centres @ projection.T, centre_ids, ["a", "b"], k=10, normalize=False).route(x)
     acc = lambda r: float((r.routed_task == ids).float().mean())
     assert acc(learned) > acc(plain) + 0.1, (acc(plain), acc(learned))
 
@@ -224,10 +228,13 @@ def test_auto_switch_runs_with_the_low_rank_router(fitted):
     adapter = LinearAdapter(x.shape[1])
     base = adapter.state_dict()
     g = torch.Generator().manual_seed(0)
-    switches = {t: {k: b_approx(0.1 * torch.randn(v.shape, generator=g), 0.7) for k, v in base.items()}
-                for t in ("b", "a")}  # engine order differs from the router's
+    switches = {
+        t: {k: b_approx(0.1 * torch.randn(v.shape, generator=g), 0.7) for k, v in base.items()} for t in ("b", "a")
+    }  # engine order differs from the router's
     heads = {t: Head(torch.randn(2, 8, generator=g), torch.zeros(2), ("0", "1")) for t in ("a", "b")}
     engine = DynamicMergeEngine(adapter, base, PackedSwitches.from_switches(switches), heads)
     out, route = AutoSwitch(engine, router).predict({"x": x[:6]})
     assert out.weights.shape == (6, 2) and torch.equal(route.routed_task, router.route(x[:6]).routed_task)
-    assert [out.tasks[i] for i in out.routed_task.tolist()] == [router.task_names[i] for i in route.routed_task.tolist()]
+    assert [out.tasks[i] for i in out.routed_task.tolist()] == [
+        router.task_names[i] for i in route.routed_task.tolist()
+    ]

@@ -1,4 +1,5 @@
 """Merge methods against hand-computed toy examples, plus registry and validation checks."""
+
 from __future__ import annotations
 
 import math
@@ -9,10 +10,23 @@ import torch
 
 from tswitch.core.binary import TSwitch, b_approx
 from tswitch.core.task_vector import TaskVector
-from tswitch.merging import (dare, dare_ties, emr_components, emr_merging, get_method,
-                             list_methods, norm_rescaled_average, pspar_merge,
-                             sparse_task_arithmetic, tall_mask_components, tall_masks,
-                             task_arithmetic, ties, tswitch_merge, weight_average)
+from tswitch.merging import (
+    dare,
+    dare_ties,
+    emr_components,
+    emr_merging,
+    get_method,
+    list_methods,
+    norm_rescaled_average,
+    pspar_merge,
+    sparse_task_arithmetic,
+    tall_mask_components,
+    tall_masks,
+    task_arithmetic,
+    ties,
+    tswitch_merge,
+    weight_average,
+)
 
 
 def tv(**tensors) -> TaskVector:
@@ -83,8 +97,7 @@ def test_task_arithmetic():
     # 0.3 * (T1 + T2) = 0.3 * [3, -1, 2, -3, 6]
     assert_tv(task_arithmetic([tv(**T1), tv(**T2)]), dict(w=[0.9, -0.3, 0.6, -0.9, 1.8]))
     # 0.5 * (T1 + T2 + T3) = 0.5 * [2, -2, 4, -2, 1]
-    assert_tv(task_arithmetic([tv(**T1), tv(**T2), tv(**T3)], lam=0.5),
-              dict(w=[1.0, -1.0, 2.0, -1.0, 0.5]))
+    assert_tv(task_arithmetic([tv(**T1), tv(**T2), tv(**T3)], lam=0.5), dict(w=[1.0, -1.0, 2.0, -1.0, 0.5]))
 
 
 def test_ties_hand_computed():
@@ -97,8 +110,7 @@ def test_ties_hand_computed():
     merged = ties([tv(**T1), tv(**T2), tv(**T3)], density=0.4)
     assert_tv(merged, dict(w=[2.0, 0.0, 2.5, -3.0, -5.0]))
     # lam scales the result
-    assert_tv(ties([tv(**T1), tv(**T2), tv(**T3)], density=0.4, lam=0.5),
-              dict(w=[1.0, 0.0, 1.25, -1.5, -2.5]))
+    assert_tv(ties([tv(**T1), tv(**T2), tv(**T3)], density=0.4, lam=0.5), dict(w=[1.0, 0.0, 1.25, -1.5, -2.5]))
 
 
 def test_ties_sign_election_is_by_mass_not_count():
@@ -236,8 +248,7 @@ def test_emr_hand_computed():
 
 def test_emr_rescaler_preserves_l1_mass():
     g = torch.Generator().manual_seed(5)
-    tasks = [TaskVector({"x": torch.randn(3, 7, generator=g), "y": torch.randn(11, generator=g)})
-             for _ in range(4)]
+    tasks = [TaskVector({"x": torch.randn(3, 7, generator=g), "y": torch.randn(11, generator=g)}) for _ in range(4)]
     for task, delta in zip(tasks, emr_merging(tasks)):
         l1 = lambda t: sum(float(v.abs().sum()) for v in t.vector.values())  # noqa: E731
         assert l1(delta) == pytest.approx(l1(task), rel=1e-5)
@@ -286,30 +297,35 @@ def test_tswitch_merge_one_hot_is_the_reconstruction():
 
 
 # -- validation --------------------------------------------------------------------------------
-@pytest.mark.parametrize("call, message", [
-    (lambda ts: ties(ts, density=0.0), r"density must be in \(0, 1\], got 0.0"),
-    (lambda ts: ties(ts, density=1.5), r"density must be in \(0, 1\], got 1.5"),
-    (lambda ts: ties(ts, density=float("nan")), "density must be in"),
-    (lambda ts: ties(ts, scope="layer"), "scope must be one of"),
-    (lambda ts: ties(ts, lam=float("inf")), "lam must be a finite number"),
-    (lambda ts: dare(ts, drop=1.0), r"drop must be in \[0, 1\), got 1.0"),
-    (lambda ts: dare(ts, drop=-0.1), r"drop must be in \[0, 1\)"),
-    (lambda ts: dare(ts, consensus="count"), "consensus must be one of"),
-    (lambda ts: task_arithmetic(ts, lam=float("nan")), "lam must be a finite number"),
-    (lambda ts: pspar_merge(ts, alpha=1.0), r"alpha must be in \[0, 1\)"),
-    (lambda ts: pspar_merge(ts, mode="middle"), "mode must be one of"),
-    (lambda ts: tall_masks(ts, lam=-1.0), "lam must be >= 0"),
-    (lambda ts: sparse_task_arithmetic(ts, weights=[1.0]), "got 1 weights for 2 task vectors"),
-    (lambda ts: sparse_task_arithmetic(ts, sparsify="top"), "sparsify must be one of"),
-    (lambda ts: norm_rescaled_average(ts, ts[:1]), "got 1 sparsified vectors for 2"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda ts: ties(ts, density=0.0), r"density must be in \(0, 1\], got 0.0"),
+        (lambda ts: ties(ts, density=1.5), r"density must be in \(0, 1\], got 1.5"),
+        (lambda ts: ties(ts, density=float("nan")), "density must be in"),
+        (lambda ts: ties(ts, scope="layer"), "scope must be one of"),
+        (lambda ts: ties(ts, lam=float("inf")), "lam must be a finite number"),
+        (lambda ts: dare(ts, drop=1.0), r"drop must be in \[0, 1\), got 1.0"),
+        (lambda ts: dare(ts, drop=-0.1), r"drop must be in \[0, 1\)"),
+        (lambda ts: dare(ts, consensus="count"), "consensus must be one of"),
+        (lambda ts: task_arithmetic(ts, lam=float("nan")), "lam must be a finite number"),
+        (lambda ts: pspar_merge(ts, alpha=1.0), r"alpha must be in \[0, 1\)"),
+        (lambda ts: pspar_merge(ts, mode="middle"), "mode must be one of"),
+        (lambda ts: tall_masks(ts, lam=-1.0), "lam must be >= 0"),
+        (lambda ts: sparse_task_arithmetic(ts, weights=[1.0]), "got 1 weights for 2 task vectors"),
+        (lambda ts: sparse_task_arithmetic(ts, sparsify="top"), "sparsify must be one of"),
+        (lambda ts: norm_rescaled_average(ts, ts[:1]), "got 1 sparsified vectors for 2"),
+    ],
+)
 def test_hyper_parameter_errors(call, message):
     with pytest.raises(ValueError, match=message):
         call([tv(**T1), tv(**T2)])
 
 
-@pytest.mark.parametrize("method", ["weight_average", "task_arithmetic", "ties", "dare",
-                                    "dare_ties", "pspar_merge", "emr_merging", "tall_masks"])
+@pytest.mark.parametrize(
+    "method",
+    ["weight_average", "task_arithmetic", "ties", "dare", "dare_ties", "pspar_merge", "emr_merging", "tall_masks"],
+)
 def test_task_vector_list_is_checked(method):
     fn = get_method(method).fn
     with pytest.raises(ValueError, match="at least one task vector"):

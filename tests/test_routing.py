@@ -1,5 +1,6 @@
 """The Auto-Switch k-NN router (T-Switch Eq. 8) on hand-computed 2-D examples, per-sample routing
 of mixed batches, validation, and the safetensors round trip."""
+
 from __future__ import annotations
 
 import json
@@ -15,13 +16,15 @@ from tswitch.routing import KNNRouter, diagnostics
 TASKS = ["a", "b", "c"]
 
 # Five exemplars in the plane (task in the comment); distances below are worked by hand.
-EXEMPLARS = torch.tensor([
-    [0.0, 0.0],   # 0: a
-    [1.0, 0.0],   # 1: a
-    [0.0, 2.0],   # 2: b
-    [3.0, 0.0],   # 3: b
-    [0.0, -4.0],  # 4: c
-])
+EXEMPLARS = torch.tensor(
+    [
+        [0.0, 0.0],  # 0: a
+        [1.0, 0.0],  # 1: a
+        [0.0, 2.0],  # 2: b
+        [3.0, 0.0],  # 3: b
+        [0.0, -4.0],  # 4: c
+    ]
+)
 TASK_IDS = torch.tensor([0, 0, 1, 1, 2])
 
 
@@ -139,18 +142,21 @@ def test_k_bounds_accepted():
     assert r.votes.tolist() == [[2, 2, 1]]
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(features=torch.zeros(5)), "features must be"),
-    (dict(features=torch.zeros(5, 2, dtype=torch.long)), "features must be"),
-    (dict(features=torch.zeros(0, 2), task_ids=torch.zeros(0, dtype=torch.long)), "at least one exemplar"),
-    (dict(features=torch.full((5, 2), float("nan"))), "NaN"),
-    (dict(task_ids=torch.tensor([0, 0, 1, 1, 3])), r"task_ids must lie in \[0, 3\)"),
-    (dict(task_ids=torch.tensor([0, 0, 1, 1])), "task_ids must be"),
-    (dict(task_ids=TASK_IDS.int()), "task_ids must be"),
-    (dict(task_names=["a", "a", "c"]), "distinct"),
-    (dict(task_names=["a", "", "c"]), "distinct"),
-    (dict(metric="manhattan"), "valid: cosine, l2"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(features=torch.zeros(5)), "features must be"),
+        (dict(features=torch.zeros(5, 2, dtype=torch.long)), "features must be"),
+        (dict(features=torch.zeros(0, 2), task_ids=torch.zeros(0, dtype=torch.long)), "at least one exemplar"),
+        (dict(features=torch.full((5, 2), float("nan"))), "NaN"),
+        (dict(task_ids=torch.tensor([0, 0, 1, 1, 3])), r"task_ids must lie in \[0, 3\)"),
+        (dict(task_ids=torch.tensor([0, 0, 1, 1])), "task_ids must be"),
+        (dict(task_ids=TASK_IDS.int()), "task_ids must be"),
+        (dict(task_names=["a", "a", "c"]), "distinct"),
+        (dict(task_names=["a", "", "c"]), "distinct"),
+        (dict(metric="manhattan"), "valid: cosine, l2"),
+    ],
+)
 def test_constructor_validation(kwargs, match):
     args = dict(features=EXEMPLARS, task_ids=TASK_IDS, task_names=TASKS, k=1)
     args.update(kwargs)
@@ -200,9 +206,15 @@ def test_load_corrupt_files(tmp_path):
     for name, data in cases.items():
         (tmp_path / name).write_bytes(data)
     save_file({"features": torch.zeros(2, 2)}, str(tmp_path / "no-metadata"))
-    save_file({"features": torch.zeros(2, 2), "task_ids": torch.zeros(2, dtype=torch.long)},
-              str(tmp_path / "bad-k"), metadata={"tswitch_router": json.dumps(
-                  {"format": "tswitch-knn-router", "version": 1, "task_names": ["a"], "k": 9, "metric": "l2"})})
+    save_file(
+        {"features": torch.zeros(2, 2), "task_ids": torch.zeros(2, dtype=torch.long)},
+        str(tmp_path / "bad-k"),
+        metadata={
+            "tswitch_router": json.dumps(
+                {"format": "tswitch-knn-router", "version": 1, "task_names": ["a"], "k": 9, "metric": "l2"}
+            )
+        },
+    )
     for name in [*cases, "no-metadata", "bad-k"]:
         with pytest.raises(ValueError, match="corrupt or invalid router file") as info:
             KNNRouter.load(str(tmp_path / name))

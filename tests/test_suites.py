@@ -1,5 +1,6 @@
 """Suites: a smoke build through the real code path, reproducibility of its switch-based numbers
 from the written files, the CLI over it, and the committed suites routing their own examples."""
+
 from __future__ import annotations
 
 import json
@@ -28,12 +29,29 @@ def smoke_text(tmp_path_factory):
 
 def test_smoke_build_writes_every_file(smoke_text):
     out, results = smoke_text
-    for name in ("manifest.json", "switches.tsw", "heads.safetensors", "router.safetensors",
-                 "exemplars.json", "splits.json", "results.json"):
+    for name in (
+        "manifest.json",
+        "switches.tsw",
+        "heads.safetensors",
+        "router.safetensors",
+        "exemplars.json",
+        "splits.json",
+        "results.json",
+    ):
         assert os.path.isfile(os.path.join(out, name)), name
     written = json.load(open(os.path.join(out, "results.json")))
-    assert set(written["methods"]) >= {"pretrained", "individual", "weight_average", "task_arithmetic", "ties",
-                                       "dare", "emr_merging", "tall_masks", "t-switch", "auto-switch"}
+    assert set(written["methods"]) >= {
+        "pretrained",
+        "individual",
+        "weight_average",
+        "task_arithmetic",
+        "ties",
+        "dare",
+        "emr_merging",
+        "tall_masks",
+        "t-switch",
+        "auto-switch",
+    }
     for method in written["methods"].values():
         assert 0.0 <= method["average"] <= 1.0 and method["extra_bytes"] >= 0
     assert 0.0 <= written["methods"]["auto-switch"]["routing_accuracy"] <= 1.0
@@ -62,12 +80,14 @@ def test_route_cli_and_errors(smoke_text, capsys):
     assert set(result) == {"routed_task", "weights", "neighbours", "prediction"}
     assert len(result["neighbours"]) == 3 and abs(sum(result["weights"].values()) - 1) < 1e-6
     assert len(result["prediction"]) <= 5
-    for argv, needle in ((["route", "--suite", out, "--text", ""], "empty"),
-                         (["route", "--suite", out, "--text", "x", "-k", "0"], "-k"),
-                         (["route", "--suite", out, "--image", "nope.png"], "takes text"),
-                         (["route", "--suite", "no-such-suite", "--text", "x"], "unknown suite"),
-                         (["eval", "--suite", out, "--method", "ties"], "cannot be recomputed"),
-                         (["eval", "--suite", out, "--method", "t-switch", "--alpha", "0.123"], "holds switches")):
+    for argv, needle in (
+        (["route", "--suite", out, "--text", ""], "empty"),
+        (["route", "--suite", out, "--text", "x", "-k", "0"], "-k"),
+        (["route", "--suite", out, "--image", "nope.png"], "takes text"),
+        (["route", "--suite", "no-such-suite", "--text", "x"], "unknown suite"),
+        (["eval", "--suite", out, "--method", "ties"], "cannot be recomputed"),
+        (["eval", "--suite", out, "--method", "t-switch", "--alpha", "0.123"], "holds switches"),
+    ):
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert needle in err and err.count("\n") == 1, err
@@ -107,8 +127,12 @@ def test_flex_runs_collect_into_results_and_are_served(smoke_text, tmp_path, cap
     assert main(["route", "--suite", out, "--text", "hello", "--method", "auto-flexswitch"]) == 2
     assert "no FlexSwitch pack" in capsys.readouterr().err
     for extra in ([], ["--mode", "lgs"], ["--mode", "bas", "--alpha", "0.7"]):
-        assert main(["flex", "--suite", out, "--steps", "2", "--exemplars", "8", "--eval", "none",
-                     "--threads", "1", *extra]) == 0, extra
+        assert (
+            main(
+                ["flex", "--suite", out, "--steps", "2", "--exemplars", "8", "--eval", "none", "--threads", "1", *extra]
+            )
+            == 0
+        ), extra
     capsys.readouterr()
     assert main(["flex", "--suite", out, "--collect", "--eval", "test"]) == 0
     printed = capsys.readouterr().out
@@ -118,8 +142,13 @@ def test_flex_runs_collect_into_results_and_are_served(smoke_text, tmp_path, cap
     manifest = json.load(open(os.path.join(out, "manifest.json")))
     flex = results["flex"]
     assert set(flex["runs"]) == {"flex-kl", "flex-lgs-kl", "flex-bas0.7-kl"} and flex["main"] == "flex-kl"
-    assert [r["row"] for r in flex["ablation"]] == ["Auto-Switch", "+ LGS", "+ BAS", "+ LGS + BAS",
-                                                    "Auto-FlexSwitch (+ low-rank router)"]
+    assert [r["row"] for r in flex["ablation"]] == [
+        "Auto-Switch",
+        "+ LGS",
+        "+ BAS",
+        "+ LGS + BAS",
+        "Auto-FlexSwitch (+ low-rank router)",
+    ]
     main_run = flex["runs"]["flex-kl"]
     packed = sum(t.total_bytes for t in Suite(out).flex_pack.header.tasks)
     assert main_run["bytes"] == packed == results["methods"]["flexswitch"]["extra_bytes"]
@@ -127,8 +156,10 @@ def test_flex_runs_collect_into_results_and_are_served(smoke_text, tmp_path, cap
     low, knn = flex["routing"]["low_rank"], flex["routing"]["knn"]
     assert low["macs_per_query"] == low["rank"] * low["dim"] + low["entries"] * low["rank"]
     assert knn["macs_per_query"] == knn["entries"] * knn["dim"] and knn["entries"] == 16  # 2 tasks x 8 exemplars
-    assert manifest["flex"] == {"pack": "flex-kl.tsw",
-                                "router": {"file": "router-flex.safetensors", "k": manifest["flex"]["router"]["k"]}}
+    assert manifest["flex"] == {
+        "pack": "flex-kl.tsw",
+        "router": {"file": "router-flex.safetensors", "k": manifest["flex"]["router"]["k"]},
+    }
     assert set(flex["modules"]) == set(manifest["tasks"][i]["name"] for i in range(len(manifest["tasks"])))
     assert all(m["bits"] in (1, 2, 4, 8) for ms in flex["modules"].values() for m in ms)
     # the T-Switch suite files are untouched apart from the added blocks

@@ -1,2 +1,3 @@
 """tswitch: binary task switches (T-Switch, Auto-Switch, FlexSwitch) for model merging."""
+
 __version__ = "0.1.0"

@@ -4,6 +4,7 @@ Images are opened with Pillow under an explicit pixel budget (decompression bomb
 before they are decoded) and fully decoded here, so a truncated file fails now rather than inside a
 model forward. Text must be non-empty and is capped in length.
 """
+
 from __future__ import annotations
 
 import io

@@ -5,6 +5,7 @@ or more ``*.safetensors`` shards (``model.safetensors`` or ``model-00001-of-0000
 index). Pickled checkpoints are refused here; see the real-checkpoint builders for the explicit,
 opt-in legacy path.
 """
+
 from __future__ import annotations
 
 import glob

@@ -8,6 +8,7 @@
 
 Importing this package imports nothing heavy: no gradio, no torch, no suite is read.
 """
+
 from __future__ import annotations
 
 

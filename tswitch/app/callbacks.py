@@ -8,6 +8,7 @@ Inputs arrive unprocessed (the events use ``preprocess=False``) so that the app,
 decoder, judges uploads: an image is ``None``, a path, bytes, a PIL image or gradio's file dict
 (``{"path": ...}``), and :func:`tswitch.inputs.load_image` decodes it under a pixel budget.
 """
+
 from __future__ import annotations
 
 import base64
@@ -100,7 +101,7 @@ def predict(suite, text_value, image_value, method, k, progress=None) -> dict:
 def snippet(value: str) -> str:
     """``value`` on one line, cut to ``SNIPPET`` characters."""
     value = " ".join(value.split())
-    return value if len(value) <= SNIPPET else value[:SNIPPET - 1] + "…"
+    return value if len(value) <= SNIPPET else value[: SNIPPET - 1] + "…"
 
 
 def neighbours_html(suite: str, neighbours: list[dict]) -> str:
@@ -113,14 +114,19 @@ def neighbours_html(suite: str, neighbours: list[dict]) -> str:
         if index is None and n.get("centre") is not None:  # Auto-FlexSwitch votes with K-means centres
             cell = html.escape(text.CENTRE.format(centre=n["centre"], task=n["task"]))
         elif item.get("thumb"):
-            cell = f'<img alt="exemplar {n["exemplar"]}" style="height:40px" src="data:image/png;base64,{item["thumb"]}">'
+            cell = (
+                f'<img alt="exemplar {n["exemplar"]}" style="height:40px" src="data:image/png;base64,{item["thumb"]}">'
+            )
         else:
             cell = html.escape(snippet(n.get("exemplar_preview") or item.get("text") or ""))
-        rows.append(f"<tr><td>{rank}</td><td>{html.escape(n['task'])}</td><td>{n['distance']:.4f}</td>"
-                    f"<td>{cell}</td></tr>")
+        rows.append(
+            f"<tr><td>{rank}</td><td>{html.escape(n['task'])}</td><td>{n['distance']:.4f}</td><td>{cell}</td></tr>"
+        )
     head = "".join(f"<th style='text-align:left'>{h}</th>" for h in text.NEIGHBOUR_HEADERS)
-    return (f"<div style='max-height:360px;overflow-y:auto'><table style='width:100%'>"
-            f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>")
+    return (
+        f"<div style='max-height:360px;overflow-y:auto'><table style='width:100%'>"
+        f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
+    )
 
 
 def show_result(result: dict):
@@ -132,10 +138,20 @@ def show_result(result: dict):
         return text.ERROR.format(message=message) if message else "", None, None, ""
     task, k = result["routed_task"], result["k"]
     label, prob = next(iter(result["prediction"].items()))
-    status = text.ROUTED.format(task=task, votes=round(result["weights"][task] * k), k=k, label=label, prob=prob,
-                                entries=text.ENTRIES.get(result.get("method"), "exemplars"))
-    return (status, charts.weights_bar(result["weights"], k, task), result["prediction"],
-            neighbours_html(result["suite"], result["neighbours"]))
+    status = text.ROUTED.format(
+        task=task,
+        votes=round(result["weights"][task] * k),
+        k=k,
+        label=label,
+        prob=prob,
+        entries=text.ENTRIES.get(result.get("method"), "exemplars"),
+    )
+    return (
+        status,
+        charts.weights_bar(result["weights"], k, task),
+        result["prediction"],
+        neighbours_html(result["suite"], result["neighbours"]),
+    )
 
 
 def cleared() -> tuple:
@@ -160,8 +176,9 @@ def compare_models(result: dict, text_value, image_value):
     tasks = list(engine.tasks)
     merged = [result["weights"].get(t, 0.0) for t in tasks]
     weights = torch.cat([torch.tensor([merged]), torch.zeros(1, len(tasks)), torch.eye(len(tasks))])
-    names = ([text.MODEL_MERGED.format(method=text.METHOD_LABELS[result["method"]]), text.MODEL_PRETRAINED]
-             + [text.MODEL_SINGLE.format(task=t) for t in tasks])
+    names = [text.MODEL_MERGED.format(method=text.METHOD_LABELS[result["method"]]), text.MODEL_PRETRAINED] + [
+        text.MODEL_SINGLE.format(task=t) for t in tasks
+    ]
     routed = tasks.index(result["routed_task"])
     batch = suite.adapter.preprocess([item] * len(names))
     output = engine.run(batch, weights, routed_task=torch.full((len(names),), routed))
@@ -169,8 +186,15 @@ def compare_models(result: dict, text_value, image_value):
     labels = suite.heads[result["routed_task"]].labels
     keep = probs.amax(0).argsort(descending=True)[:COMPARE_LABELS].sort().values
     figure = charts.comparison_heatmap(names, [labels[i] for i in keep], probs[:, keep].tolist())
-    rows = [[name, ", ".join(f"{t} {w:g}" for t, w in zip(tasks, row.tolist()) if w) or "—",
-             labels[int(p.argmax())], round(float(p.max()), 4)] for name, row, p in zip(names, weights, probs)]
+    rows = [
+        [
+            name,
+            ", ".join(f"{t} {w:g}" for t, w in zip(tasks, row.tolist()) if w) or "—",
+            labels[int(p.argmax())],
+            round(float(p.max()), 4),
+        ]
+        for name, row, p in zip(names, weights, probs)
+    ]
     return figure, rows
 
 
@@ -197,8 +221,11 @@ def suite_controls(suite: str):
     is_text = info.modality == "text"
     examples = info.examples()
     return (
-        gr.update(choices=[(text.METHOD_LABELS[m], m) for m in info.methods], value=info.methods[0],
-                  visible=len(info.methods) > 1),
+        gr.update(
+            choices=[(text.METHOD_LABELS[m], m) for m in info.methods],
+            value=info.methods[0],
+            visible=len(info.methods) > 1,
+        ),
         # a slider needs minimum < maximum; check_k still refuses C beyond the exemplars
         gr.update(maximum=max(2, catalogue.max_k(info.name)), value=min(info.default_k, catalogue.max_k(info.name))),
         # the inputs keep their values: this also runs at page load, maybe after an example was picked

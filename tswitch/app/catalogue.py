@@ -6,6 +6,7 @@ Every suite under ``assets/`` is served, plus every folder listed in ``$TSWITCH_
 must treat the returned dicts, arrays and :class:`~tswitch.suites.suite.Suite` objects as read-only.
 Heavy parts (the backbone, switches, router) load on first use, once, under a per-suite lock.
 """
+
 from __future__ import annotations
 
 import json
@@ -13,7 +14,7 @@ import logging
 import os
 import threading
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 
 from . import text
 
@@ -125,7 +126,7 @@ _READY: set[str] = set()
 _LOAD_STEPS = ("adapter", "heads", "pack", "router", "exemplars", "engine", "auto_switch")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _suite(path: str):
     from ..suites.suite import Suite
 
@@ -155,13 +156,13 @@ def runtime(name: str, progress=None):
 
 
 # -- suite files, each read once -----------------------------------------------------------------
-@lru_cache(maxsize=None)
+@cache
 def results(name: str) -> dict:
     with open(get(name).file("results.json"), encoding="utf-8") as f:
         return json.load(f)
 
 
-@lru_cache(maxsize=None)
+@cache
 def exemplars(name: str) -> list[dict]:
     with open(get(name).file("exemplars.json"), encoding="utf-8") as f:
         return json.load(f)
@@ -176,13 +177,13 @@ def max_k(name: str, method: str = "auto-switch") -> int:
     return max(1, min(MAX_K, len(exemplars(name))))
 
 
-@lru_cache(maxsize=None)
+@cache
 def pack_path(name: str) -> str:
     info = get(name)
     return info.file(info.manifest["pack"])
 
 
-@lru_cache(maxsize=None)
+@cache
 def pack_header(name: str):
     """The pack's :class:`~tswitch.codec.container.PackHeader` (metadata only)."""
     from ..codec.container import read_header
@@ -190,7 +191,7 @@ def pack_header(name: str):
     return read_header(pack_path(name))
 
 
-@lru_cache(maxsize=None)
+@cache
 def pack_report(name: str) -> dict:
     """``tswitch inspect``'s report of the suite's pack (header only)."""
     from ..pack import SwitchPack
@@ -199,7 +200,7 @@ def pack_report(name: str) -> dict:
     return report(SwitchPack(pack_path(name)))
 
 
-@lru_cache(maxsize=None)
+@cache
 def task_scales(name: str):
     """``(tasks, tensors)`` float32 array of every stored switch scale."""
     import numpy as np
@@ -221,8 +222,15 @@ def stored_tensor(name: str, task: str, tensor: str):
     index = [s.name for s in header.tensors].index(tensor)
     entry = header.tasks[header.task_index(task)]
     payload, scale, codebook = read_tensor_payload(path, header, task, index)
-    return decode_tensor(payload, header.tensors[index], entry.encodings[index], tensor_bits(entry)[index],
-                         scale, entry.nnz[index], codebook)
+    return decode_tensor(
+        payload,
+        header.tensors[index],
+        entry.encodings[index],
+        tensor_bits(entry)[index],
+        scale,
+        entry.nnz[index],
+        codebook,
+    )
 
 
 def tensor_bits(entry) -> list[int]:
@@ -233,7 +241,6 @@ def tensor_bits(entry) -> list[int]:
 
 def clear_caches() -> None:
     """Forget every cached suite (tests; after suites change on disk)."""
-    for fn in (catalogue, _suite, results, exemplars, pack_path, pack_header, pack_report, task_scales,
-               stored_tensor):
+    for fn in (catalogue, _suite, results, exemplars, pack_path, pack_header, pack_report, task_scales, stored_tensor):
         fn.cache_clear()
     _READY.clear()

@@ -5,6 +5,7 @@ this module only places components and connects events. Try-it events take their
 unprocessed (``preprocess=False``) so uploads are judged by :mod:`tswitch.inputs`, not by gradio's
 image decoder. The one public endpoint is ``predict``; every other event is private.
 """
+
 from __future__ import annotations
 
 import os
@@ -50,23 +51,51 @@ def _try_tab(info):
     examples = info.examples() if info else []
     with gr.Row():
         with gr.Column(scale=2):
-            c["method"] = gr.Radio([(text.METHOD_LABELS[m], m) for m in methods], value=methods[0],
-                                   label=text.METHOD, visible=len(methods) > 1)
+            c["method"] = gr.Radio(
+                [(text.METHOD_LABELS[m], m) for m in methods],
+                value=methods[0],
+                label=text.METHOD,
+                visible=len(methods) > 1,
+            )
             top = catalogue.max_k(info.name) if info else 1
             c["k"] = gr.Slider(1, max(2, top), step=1, value=min(info.default_k, top) if info else 1, label=text.K)
-            c["text"] = gr.Textbox(label=text.TEXT_INPUT, placeholder=text.TEXT_PLACEHOLDER, lines=4, max_lines=8,
-                                   visible=is_text, elem_id="text-input")
-            c["image"] = gr.Image(label=text.IMAGE_INPUT, type="filepath", sources=["upload", "clipboard"],
-                                  height=220, visible=not is_text, elem_id="image-input")
+            c["text"] = gr.Textbox(
+                label=text.TEXT_INPUT,
+                placeholder=text.TEXT_PLACEHOLDER,
+                lines=4,
+                max_lines=8,
+                visible=is_text,
+                elem_id="text-input",
+            )
+            c["image"] = gr.Image(
+                label=text.IMAGE_INPUT,
+                type="filepath",
+                sources=["upload", "clipboard"],
+                height=220,
+                visible=not is_text,
+                elem_id="image-input",
+            )
             c["run"] = gr.Button(text.RUN, variant="primary", elem_id="run")
             c["text_examples"] = gr.Dataset(
-                components=["textbox", "textbox"], headers=text.EXAMPLE_HEADERS, type="index", label=text.EXAMPLES,
+                components=["textbox", "textbox"],
+                headers=text.EXAMPLE_HEADERS,
+                type="index",
+                label=text.EXAMPLES,
                 samples=[[t, callbacks.snippet(e)] for t, e in examples] if is_text else [["", ""]],
-                samples_per_page=12, visible=is_text, elem_id="text-examples")
+                samples_per_page=12,
+                visible=is_text,
+                elem_id="text-examples",
+            )
             c["image_examples"] = gr.Dataset(
-                components=["textbox", "image"], headers=text.EXAMPLE_HEADERS, type="index", label=text.EXAMPLES,
+                components=["textbox", "image"],
+                headers=text.EXAMPLE_HEADERS,
+                type="index",
+                label=text.EXAMPLES,
                 samples=[[t, e] for t, e in examples] if not is_text else [["", None]],
-                samples_per_page=12, visible=not is_text, elem_id="image-examples")
+                samples_per_page=12,
+                visible=not is_text,
+                elem_id="image-examples",
+            )
         with gr.Column(scale=3):
             c["status"] = gr.Markdown(elem_id="status")
             with gr.Row():
@@ -78,8 +107,9 @@ def _try_tab(info):
                 c["neighbours"] = gr.HTML(elem_id="neighbours")
             with gr.Accordion(text.RAW, open=False):
                 c["raw"] = gr.JSON(label=text.RAW, elem_id="raw")
-            c["history_table"] = gr.Dataframe(headers=text.HISTORY_HEADERS, label=text.HISTORY,
-                                              interactive=False, wrap=True)
+            c["history_table"] = gr.Dataframe(
+                headers=text.HISTORY_HEADERS, label=text.HISTORY, interactive=False, wrap=True
+            )
     return c
 
 
@@ -104,8 +134,9 @@ def _inside_tab():
     c["density"] = gr.Plot(label=text.DENSITY_TITLE, show_label=False, elem_id="density-plot")
     c["scale"] = gr.Plot(label=text.SCALE_TITLE, show_label=False)
     c["bits"] = gr.Plot(label=text.BITS_TITLE, show_label=False, visible=False, elem_id="bits-plot")
-    c["flex_density"] = gr.Plot(label=text.FLEX_DENSITY_TITLE, show_label=False, visible=False,
-                                elem_id="flex-density-plot")
+    c["flex_density"] = gr.Plot(
+        label=text.FLEX_DENSITY_TITLE, show_label=False, visible=False, elem_id="flex-density-plot"
+    )
     with gr.Row():
         c["pulse"] = gr.Plot(label=text.PULSE_TITLE, show_label=False)
         c["pspar"] = gr.Plot(label=text.PSPAR_TITLE, show_label=False)
@@ -145,18 +176,40 @@ def build_demo(concurrency_limit: int = CONCURRENCY, max_queue: int = MAX_QUEUE)
         shown = [t["status"], t["weights"], t["prediction"], t["neighbours"]]
 
         def then_show(event):
-            (event.success(callbacks.show_result, t["raw"], shown, api_visibility="private")
-             .then(callbacks.remember, [history, t["raw"], t["text"], t["image"]], [history, t["history_table"]],
-                   preprocess=False, api_visibility="private")
-             .then(callbacks.compare_models, [t["raw"], t["text"], t["image"]], [t["compare_plot"], t["compare_table"]],
-                   preprocess=False, api_visibility="private"))
+            (
+                event.success(callbacks.show_result, t["raw"], shown, api_visibility="private")
+                .then(
+                    callbacks.remember,
+                    [history, t["raw"], t["text"], t["image"]],
+                    [history, t["history_table"]],
+                    preprocess=False,
+                    api_visibility="private",
+                )
+                .then(
+                    callbacks.compare_models,
+                    [t["raw"], t["text"], t["image"]],
+                    [t["compare_plot"], t["compare_table"]],
+                    preprocess=False,
+                    api_visibility="private",
+                )
+            )
 
-        then_show(gr.on([t["run"].click, t["text"].submit, t["image"].upload], predict, inputs, t["raw"],
-                        api_name="predict", preprocess=False))
+        then_show(
+            gr.on(
+                [t["run"].click, t["text"].submit, t["image"].upload],
+                predict,
+                inputs,
+                t["raw"],
+                api_name="predict",
+                preprocess=False,
+            )
+        )
         for examples in (t["text_examples"], t["image_examples"]):
-            then_show(examples.click(callbacks.example_input, [suite, examples], [t["text"], t["image"]],
-                                     api_visibility="private")
-                      .then(predict, inputs, t["raw"], preprocess=False, api_visibility="private"))
+            then_show(
+                examples.click(
+                    callbacks.example_input, [suite, examples], [t["text"], t["image"]], api_visibility="private"
+                ).then(predict, inputs, t["raw"], preprocess=False, api_visibility="private")
+            )
 
         # -- a suite is chosen (and at page load): every view follows it ---------------------------
         cleared = [t["raw"], t["compare_plot"], t["compare_table"]] + shown[1:]
@@ -166,19 +219,53 @@ def build_demo(concurrency_limit: int = CONCURRENCY, max_queue: int = MAX_QUEUE)
         gr.on([demo.load, suite.change], callbacks.suite_controls, suite, controls, **follow)
         gr.on([suite.change], callbacks.cleared, None, cleared, **follow)
         alpha_inputs = [suite, cmp["option"], cmp["alpha"]]
-        (gr.on([demo.load, suite.change], views.compare_view, suite,
-               [cmp["storage"], cmp["table"], cmp["methods"], cmp["flex"], cmp["option"], cmp["alpha"]], **follow)
-         .then(views.alpha_view, alpha_inputs, [cmp["alpha_plot"], cmp["alpha_md"]], api_visibility="private"))
-        gr.on([cmp["option"].input, cmp["alpha"].release], views.alpha_view, alpha_inputs,
-              [cmp["alpha_plot"], cmp["alpha_md"]], api_visibility="private")
+        (
+            gr.on(
+                [demo.load, suite.change],
+                views.compare_view,
+                suite,
+                [cmp["storage"], cmp["table"], cmp["methods"], cmp["flex"], cmp["option"], cmp["alpha"]],
+                **follow,
+            ).then(views.alpha_view, alpha_inputs, [cmp["alpha_plot"], cmp["alpha_md"]], api_visibility="private")
+        )
+        gr.on(
+            [cmp["option"].input, cmp["alpha"].release],
+            views.alpha_view,
+            alpha_inputs,
+            [cmp["alpha_plot"], cmp["alpha_md"]],
+            api_visibility="private",
+        )
         mask_inputs, mask_outputs = [suite, ins["task"], ins["tensor"]], [ins["mask"], ins["mask_crop"], ins["mask_md"]]
-        (gr.on([demo.load, suite.change], _inside, suite,
-               [ins[k] for k in ("density", "scale", "bits", "flex_density", "pulse", "pspar", "eq16", "eq16_md",
-                           "task", "tensor")],
-               **follow)
-         .then(views.mask_view, mask_inputs, mask_outputs, api_visibility="private"))
-        gr.on([ins["task"].input, ins["tensor"].input], views.mask_view, mask_inputs, mask_outputs,
-              api_visibility="private")
+        (
+            gr.on(
+                [demo.load, suite.change],
+                _inside,
+                suite,
+                [
+                    ins[k]
+                    for k in (
+                        "density",
+                        "scale",
+                        "bits",
+                        "flex_density",
+                        "pulse",
+                        "pspar",
+                        "eq16",
+                        "eq16_md",
+                        "task",
+                        "tensor",
+                    )
+                ],
+                **follow,
+            ).then(views.mask_view, mask_inputs, mask_outputs, api_visibility="private")
+        )
+        gr.on(
+            [ins["task"].input, ins["tensor"].input],
+            views.mask_view,
+            mask_inputs,
+            mask_outputs,
+            api_visibility="private",
+        )
     demo.queue(default_concurrency_limit=concurrency_limit, max_size=max_queue)
     return demo
 
@@ -186,5 +273,10 @@ def build_demo(concurrency_limit: int = CONCURRENCY, max_queue: int = MAX_QUEUE)
 def launch_options(host: str = "127.0.0.1", port: int = 7860, **extra) -> dict:
     """Keyword arguments of ``demo.launch``: address, the suites' folders (example images are
     served from them), and the upload size limit of :mod:`tswitch.inputs`."""
-    return {"server_name": host, "server_port": port, "max_file_size": MAX_IMAGE_BYTES,
-            "allowed_paths": [s.path for s in catalogue.catalogue().values()], **extra}
+    return {
+        "server_name": host,
+        "server_port": port,
+        "max_file_size": MAX_IMAGE_BYTES,
+        "allowed_paths": [s.path for s in catalogue.catalogue().values()],
+        **extra,
+    }

@@ -9,6 +9,7 @@ T-Switch paper §3.3-3.4, Eq. 5-7 (journal Eq. 3-4). A tensor ``tau`` becomes
 
 and is reconstructed as ``scale · mask ⊙ sign`` (Eq. 7 with the all-ones vector ``U``).
 """
+
 from __future__ import annotations
 
 import math

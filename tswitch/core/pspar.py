@@ -14,6 +14,7 @@ The fast path selects the thresholds with a two-level radix select on the IEEE-7
 ``|tau|`` (positive floats order like their int32 bit patterns), which costs a few passes over the
 tensor instead of a sort or ``torch.kthvalue`` (~25M values/s here).
 """
+
 from __future__ import annotations
 
 import math
@@ -64,7 +65,7 @@ def _kth_largest_key(cand: torch.Tensor, hist: torch.Tensor, lo_bin: int, k: int
 
 def _pick_bin(hist: torch.Tensor, lo_bin: int, k: int) -> tuple[int, int]:
     """The high-half bin holding the k-th largest key of one sign, and how many keys lie above it."""
-    sub = hist[lo_bin:lo_bin + _BINS // 2]
+    sub = hist[lo_bin : lo_bin + _BINS // 2]
     cum_from_top = sub.flip(0).cumsum(0).flip(0)
     b = int((cum_from_top >= k).nonzero().max())
     above = int(cum_from_top[b + 1]) if b + 1 < sub.numel() else 0
@@ -89,7 +90,7 @@ def pspar_mask(tau: torch.Tensor, alpha: float) -> torch.Tensor:
     hist = torch.bincount(bins, minlength=_BINS)
     hist[_BINS // 2] -= int(torch.count_nonzero(keys == 0))  # +0.0 is never kept
     hist[0] -= int(torch.count_nonzero(keys == _INT32_MIN))  # nor is -0.0
-    n_neg, n_pos = int(hist[:_BINS // 2].sum()), int(hist[_BINS // 2:].sum())
+    n_neg, n_pos = int(hist[: _BINS // 2].sum()), int(hist[_BINS // 2 :].sum())
     k_pos, k_neg = kept_count(n_pos, alpha), kept_count(n_neg, alpha)
     mask = torch.zeros(flat.shape, dtype=torch.bool)
     picks = {}
@@ -107,12 +108,16 @@ def pspar_mask(tau: torch.Tensor, alpha: float) -> torch.Tensor:
         c = cand[(cand > 0)]
         thr = _kth_largest_key(c, hist, _BINS // 2, k_pos)
         mask |= keys >= thr
-        _break_ties(mask, keys, thr, k_pos, int(torch.count_nonzero(c >= thr)) + _count_above(hist, picks["pos"], _BINS))
+        _break_ties(
+            mask, keys, thr, k_pos, int(torch.count_nonzero(c >= thr)) + _count_above(hist, picks["pos"], _BINS)
+        )
     if k_neg:
         c = cand[(cand < 0) & (cand != _INT32_MIN)]
         thr = _kth_largest_key(c, hist, 0, k_neg)
         mask |= (keys >= thr) & (keys < 0)
-        _break_ties(mask, keys, thr, k_neg, int(torch.count_nonzero(c >= thr)) + _count_above(hist, picks["neg"], _BINS // 2))
+        _break_ties(
+            mask, keys, thr, k_neg, int(torch.count_nonzero(c >= thr)) + _count_above(hist, picks["neg"], _BINS // 2)
+        )
     return mask.view(tau.shape)
 
 
@@ -124,18 +129,19 @@ def _select(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def _count_above(hist: torch.Tensor, bin_: int, end: int) -> int:
-    return int(hist[bin_ + 1:end].sum())
+    return int(hist[bin_ + 1 : end].sum())
 
 
 def _break_ties(mask: torch.Tensor, keys: torch.Tensor, thr: int, k: int, kept: int) -> None:
     """Keep exactly ``k`` of this sign: unkeep the last-positioned entries equal to ``thr``."""
     if kept > k:  # rare: ties at the threshold; keep the lowest positions
         ties = torch.nonzero(keys == thr).squeeze(1)
-        mask[ties[ties.numel() - (kept - k):]] = False
+        mask[ties[ties.numel() - (kept - k) :]] = False
 
 
-def pulse_mask(tau: torch.Tensor, alpha: float, mode: str = "low",
-               generator: torch.Generator | None = None) -> torch.Tensor:
+def pulse_mask(
+    tau: torch.Tensor, alpha: float, mode: str = "low", generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Masks of the pulse experiment (T-Switch §3.2 / Fig. 3; journal Fig. 1).
 
     ``mode``:

@@ -7,9 +7,10 @@ Every floating tensor present in both state dicts is part of the vector, buffers
 (BatchNorm running statistics change during fine-tuning and are part of a task's state);
 integer buffers (``num_batches_tracked``, position ids) are skipped.
 """
+
 from __future__ import annotations
 
-from typing import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 import torch
 
@@ -21,8 +22,9 @@ def is_task_tensor(tensor: torch.Tensor) -> bool:
     return torch.is_floating_point(tensor)
 
 
-def check_same_layout(reference: StateDict, other: StateDict, *, what: str = "state dict",
-                      only_floating: bool = True) -> None:
+def check_same_layout(
+    reference: StateDict, other: StateDict, *, what: str = "state dict", only_floating: bool = True
+) -> None:
     """Raise ``ValueError`` naming every missing/extra name and every shape mismatch.
 
     Args:
@@ -37,7 +39,8 @@ def check_same_layout(reference: StateDict, other: StateDict, *, what: str = "st
     extra = sorted(set(oth) - set(ref))
     shapes = sorted(
         f"{k}: {tuple(ref[k].shape)} vs {tuple(oth[k].shape)}"
-        for k in set(ref) & set(oth) if ref[k].shape != oth[k].shape
+        for k in set(ref) & set(oth)
+        if ref[k].shape != oth[k].shape
     )
     problems = []
     if missing:
@@ -65,7 +68,7 @@ class TaskVector:
         self.vector: dict[str, torch.Tensor] = dict(vector)
 
     @classmethod
-    def from_state_dicts(cls, pretrained: StateDict, finetuned: StateDict) -> "TaskVector":
+    def from_state_dicts(cls, pretrained: StateDict, finetuned: StateDict) -> TaskVector:
         """``tau = theta_ft - theta_0`` over every floating tensor of the pre-trained model.
 
         Raises:
@@ -101,7 +104,7 @@ class TaskVector:
         return sum(t.numel() for t in self.vector.values())
 
     # -- algebra ----------------------------------------------------------------------------
-    def _zip(self, other: "TaskVector") -> Iterable[tuple[str, torch.Tensor, torch.Tensor]]:
+    def _zip(self, other: TaskVector) -> Iterable[tuple[str, torch.Tensor, torch.Tensor]]:
         check_same_layout(self.vector, other.vector, what="other task vector")
         return ((k, v, other.vector[k]) for k, v in self.vector.items())
 
@@ -114,22 +117,22 @@ class TaskVector:
 
     __radd__ = __add__
 
-    def __neg__(self) -> "TaskVector":
+    def __neg__(self) -> TaskVector:
         return TaskVector({k: -v for k, v in self.vector.items()})
 
-    def __sub__(self, other: "TaskVector") -> "TaskVector":
+    def __sub__(self, other: TaskVector) -> TaskVector:
         if not isinstance(other, TaskVector):
             return NotImplemented
         return TaskVector({k: a - b for k, a, b in self._zip(other)})
 
-    def __mul__(self, coef: float) -> "TaskVector":
+    def __mul__(self, coef: float) -> TaskVector:
         if not isinstance(coef, (int, float)):
             return NotImplemented
         return TaskVector({k: coef * v for k, v in self.vector.items()})
 
     __rmul__ = __mul__
 
-    def map(self, fn) -> "TaskVector":
+    def map(self, fn) -> TaskVector:
         """Apply ``fn(name, tensor) -> tensor`` to every entry."""
         return TaskVector({k: fn(k, v) for k, v in self.vector.items()})
 
@@ -145,8 +148,11 @@ class TaskVector:
         missing = sorted(set(self.vector) - set(base))
         if missing:
             raise ValueError(f"base model lacks tensors of the task vector: {_short(missing)}")
-        shapes = sorted(f"{k}: {tuple(base[k].shape)} vs {tuple(v.shape)}"
-                        for k, v in self.vector.items() if base[k].shape != v.shape)
+        shapes = sorted(
+            f"{k}: {tuple(base[k].shape)} vs {tuple(v.shape)}"
+            for k, v in self.vector.items()
+            if base[k].shape != v.shape
+        )
         if shapes:
             raise ValueError(f"shape mismatch: {_short(shapes)}")
         out = {}

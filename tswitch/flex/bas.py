@@ -15,9 +15,10 @@ and after training each module keeps the width of its largest logit (Eq. 15). ``
 quantised tensors are computed once (:func:`quantized_stack`) and gradients reach ``w`` through
 the mixture weights alone — no straight-through estimator is needed.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

@@ -2,6 +2,7 @@
 
 Defaults are the journal's; each attribute's docstring quotes the sentence it comes from.
 """
+
 from __future__ import annotations
 
 import math

@@ -22,6 +22,7 @@ divides 0 by 0) contributes exactly 1 on its entries — kept, like the largest 
 other sign, which ``t < v max`` always keeps.
 Pure tensor math: the logits are 0-d tensors, gradients flow to them and to nothing else.
 """
+
 from __future__ import annotations
 
 import math
@@ -44,8 +45,14 @@ def thresholds(s_pos: torch.Tensor, s_neg: torch.Tensor, rng: SignedRange) -> tu
     return rng.pos_min + phi(s_pos) * rng.pos_span, rng.neg_min + phi(s_neg) * rng.neg_span
 
 
-def soft_gate(tau: torch.Tensor, s_pos: torch.Tensor, s_neg: torch.Tensor, rng: SignedRange,
-              rho: float, nonzero: torch.Tensor | None = None) -> torch.Tensor:
+def soft_gate(
+    tau: torch.Tensor,
+    s_pos: torch.Tensor,
+    s_neg: torch.Tensor,
+    rng: SignedRange,
+    rho: float,
+    nonzero: torch.Tensor | None = None,
+) -> torch.Tensor:
     """The soft gate ``M`` of Eq. 7 (without the scale ``softplus(kappa)``), same shape as ``tau``.
 
     Args:
@@ -60,11 +67,13 @@ def soft_gate(tau: torch.Tensor, s_pos: torch.Tensor, s_neg: torch.Tensor, rng: 
         return torch.zeros_like(tau)
     gate = torch.zeros((), dtype=tau.dtype, device=tau.device)
     if rng.pos_count:
-        gate = gate + (torch.sigmoid((tau - t_pos) / (rho * rng.pos_span)) if rng.pos_span > 0
-                       else (tau > 0).to(tau.dtype))
+        gate = gate + (
+            torch.sigmoid((tau - t_pos) / (rho * rng.pos_span)) if rng.pos_span > 0 else (tau > 0).to(tau.dtype)
+        )
     if rng.neg_count:
-        gate = gate + (torch.sigmoid((-t_neg - tau) / (rho * rng.neg_span)) if rng.neg_span > 0
-                       else (tau < 0).to(tau.dtype))
+        gate = gate + (
+            torch.sigmoid((-t_neg - tau) / (rho * rng.neg_span)) if rng.neg_span > 0 else (tau < 0).to(tau.dtype)
+        )
     if rng.pos_count + rng.neg_count == tau.numel():  # no zero entry: skip a pass over the tensor
         return gate
     if nonzero is None:
@@ -72,8 +81,9 @@ def soft_gate(tau: torch.Tensor, s_pos: torch.Tensor, s_neg: torch.Tensor, rng: 
     return torch.where(nonzero, gate, torch.zeros((), dtype=tau.dtype, device=tau.device))
 
 
-def hard_mask(tau: torch.Tensor, s_pos: torch.Tensor, s_neg: torch.Tensor, rng: SignedRange,
-              rho: float) -> torch.Tensor:
+def hard_mask(
+    tau: torch.Tensor, s_pos: torch.Tensor, s_neg: torch.Tensor, rng: SignedRange, rho: float
+) -> torch.Tensor:
     """``M_hard = 1(M > 0.5)`` (after Eq. 11), a bool tensor of ``tau``'s shape."""
     with torch.no_grad():
         return soft_gate(tau, s_pos, s_neg, rng, rho) > 0.5

@@ -13,10 +13,11 @@ backbone's features. KL needs logits; MSE follows the journal (logits); CKA comp
 default (a linear CKA over 2-5 logits measures little — docs/FLEXSWITCH.md, A9) and can be switched
 to logits. ``default_lambda`` and ``lambda_grid`` are the journal's Tab. I / Tab. III settings.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -28,7 +29,7 @@ def kl_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float = K
     """Eq. 9 for ``(B, C)`` logits: ``T^2 / B · sum_i sum_j q_ij log(q_ij / p_ij)``."""
     log_q = torch.log_softmax(teacher.detach() / temperature, dim=-1)
     log_p = torch.log_softmax(student / temperature, dim=-1)
-    return temperature ** 2 * (log_q.exp() * (log_q - log_p)).sum(-1).mean()
+    return temperature**2 * (log_q.exp() * (log_q - log_p)).sum(-1).mean()
 
 
 def mse_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
@@ -77,10 +78,12 @@ class PerformanceLoss:
 
 LOSSES: dict[str, PerformanceLoss] = {
     "kl": PerformanceLoss("kl", "Eq. 9", kl_loss, "logits", ("logits",), 0.3, (0.1, 0.3, 0.5, 0.7, 0.9)),
-    "mse": PerformanceLoss("mse", "Eq. 10", mse_loss, "logits", ("logits", "features"), 0.05,
-                           (0.01, 0.05, 0.09, 0.13, 0.17)),
-    "cka": PerformanceLoss("cka", "Eq. 11", cka_loss, "features", ("features", "logits"), 3.0,
-                           (1.0, 3.0, 5.0, 7.0, 9.0)),
+    "mse": PerformanceLoss(
+        "mse", "Eq. 10", mse_loss, "logits", ("logits", "features"), 0.05, (0.01, 0.05, 0.09, 0.13, 0.17)
+    ),
+    "cka": PerformanceLoss(
+        "cka", "Eq. 11", cka_loss, "features", ("features", "logits"), 3.0, (1.0, 3.0, 5.0, 7.0, 9.0)
+    ),
 }
 
 

@@ -15,6 +15,7 @@ bin's centre (error up to 1.5 steps); the clamp to ``[0, 2**b - 1]`` used here i
 which ``Q`` is the mid-point quantiser its ``+ 0.5`` implies, with error at most ``step / 2``
 (docs/FLEXSWITCH.md, A7). Pure tensor math: no I/O, nothing of tswitch imported.
 """
+
 from __future__ import annotations
 
 import math
@@ -55,9 +56,13 @@ def signed_range(tau: torch.Tensor) -> SignedRange:
     flat = tau.detach().reshape(-1).float()
     pos, neg = flat[flat > 0], -flat[flat < 0]
     return SignedRange(
-        pos_min=float(pos.min()) if pos.numel() else 0.0, pos_max=float(pos.max()) if pos.numel() else 0.0,
-        neg_min=float(neg.min()) if neg.numel() else 0.0, neg_max=float(neg.max()) if neg.numel() else 0.0,
-        pos_count=int(pos.numel()), neg_count=int(neg.numel()))
+        pos_min=float(pos.min()) if pos.numel() else 0.0,
+        pos_max=float(pos.max()) if pos.numel() else 0.0,
+        neg_min=float(neg.min()) if neg.numel() else 0.0,
+        neg_max=float(neg.max()) if neg.numel() else 0.0,
+        pos_count=int(pos.numel()),
+        neg_count=int(neg.numel()),
+    )
 
 
 @dataclass(frozen=True)
@@ -79,7 +84,7 @@ class Codebook:
             raise ValueError(f"codebook needs a finite lo and a step >= 0, got {self.lo}, {self.step}")
 
     @classmethod
-    def of(cls, rng: SignedRange, bits: int) -> "Codebook":
+    def of(cls, rng: SignedRange, bits: int) -> Codebook:
         """The Eq. 13 quantiser of a tensor with magnitude ranges ``rng`` at ``bits`` bits."""
         lo = _f32(-rng.neg_max)
         step = _f32((rng.pos_max + rng.neg_max) / (1 << bits))

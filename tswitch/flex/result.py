@@ -1,4 +1,5 @@
 """What a FlexSwitch run learns: per-module hard masks, widths and scales (journal Eq. 15)."""
+
 from __future__ import annotations
 
 import math
@@ -8,6 +9,7 @@ import torch
 
 from .config import FlexConfig
 from .quant import Codebook, SignedRange
+
 
 @dataclass(frozen=True)
 class FlexTensor:
@@ -93,6 +95,15 @@ class FlexResult:
 
     def modules(self) -> list[dict]:
         """JSON-ready per-module table: learned density, bit-width and scale."""
-        return [{"name": t.name, "numel": t.numel, "density": t.density, "bits": t.bits, "scale": t.scale,
-                 "probs": list(t.probs), "thresholds": list(t.thresholds) if t.thresholds else None}
-                for t in self.tensors]
+        return [
+            {
+                "name": t.name,
+                "numel": t.numel,
+                "density": t.density,
+                "bits": t.bits,
+                "scale": t.scale,
+                "probs": list(t.probs),
+                "thresholds": list(t.thresholds) if t.thresholds else None,
+            }
+            for t in self.tensors
+        ]

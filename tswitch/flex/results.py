@@ -15,19 +15,20 @@ run). :func:`write` stores it, adds ``flexswitch`` / ``auto-flexswitch`` to the 
 names the main pack and router in the manifest (``manifest["flex"]``), which is what makes the app
 and :class:`tswitch.suites.suite.Suite` serve Auto-FlexSwitch.
 """
+
 from __future__ import annotations
 
 import glob
 import json
 import os
-from typing import Callable
-
+from collections.abc import Callable
 
 from ..codec.container import atomic_write_bytes
 
 
 def _json(path: str, obj) -> None:  # as tswitch.suites.write writes a suite's JSON files
     atomic_write_bytes(path, (json.dumps(obj, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
+
 
 Log = Callable[[str], None]
 MAIN_STEM = "flex-kl"
@@ -46,7 +47,7 @@ def run_reports(path: str) -> dict[str, dict]:
     """Stem -> report of every finished run in the suite folder (a ``.json`` with its ``.tsw``)."""
     out = {}
     for report in sorted(glob.glob(os.path.join(path, "flex-*.json"))):
-        stem = os.path.basename(report)[:-len(".json")]
+        stem = os.path.basename(report)[: -len(".json")]
         if os.path.isfile(os.path.join(path, f"{stem}.tsw")):
             with open(report, encoding="utf-8") as f:
                 out[stem] = json.load(f)
@@ -59,8 +60,10 @@ def _ablation_stem(prefix: str, loss: str, runs: dict[str, dict]) -> str | None:
         stem = f"flex-{loss}"
         return stem if stem in runs else None
     if prefix == "flex-bas":
-        found = sorted((s for s in runs if s.startswith("flex-bas") and s.endswith(f"-{loss}")),
-                       key=lambda s: s != f"flex-bas0.7-{loss}")
+        found = sorted(
+            (s for s in runs if s.startswith("flex-bas") and s.endswith(f"-{loss}")),
+            key=lambda s: s != f"flex-bas0.7-{loss}",
+        )
         return found[0] if found else None
     stem = f"{prefix}{loss}"
     return stem if stem in runs else None
@@ -82,12 +85,12 @@ def evaluate_run(suite, stem: str, sets, routers: dict, log: Log = print, known:
     pack.check_base(suite.adapter.state_dict())
     names = [t.name for t in pack.header.tasks]
     heads = {t: suite.heads[t] for t in names}
-    engine = DynamicMergeEngine(suite.adapter, suite.adapter.state_dict(), PackedSwitches.from_pack(pack), heads,
-                                cache_size=len(names) + 1)
+    engine = DynamicMergeEngine(
+        suite.adapter, suite.adapter.state_dict(), PackedSwitches.from_pack(pack), heads, cache_size=len(names) + 1
+    )
     # each task under its own switch (one-hot weights), as T-Switch Eq. 7 is evaluated
     oracle = known.get("flexswitch") or evaluate_tswitch(engine, {t: sets[t] for t in names}, pack.header)
-    out = {"bytes": switch_bytes(pack.header),
-           "flexswitch": {k: oracle[k] for k in ("per_task", "average")}}
+    out = {"bytes": switch_bytes(pack.header), "flexswitch": {k: oracle[k] for k in ("per_task", "average")}}
     log(f"[{stem}] FlexSwitch {out['flexswitch']['average']:.4f}, {out['bytes']:,} B")
     if set(names) == set(suite.task_names):
         for key, router in routers.items():
@@ -100,34 +103,60 @@ def evaluate_run(suite, stem: str, sets, routers: dict, log: Log = print, known:
 def _run_entry(report: dict, evaluated: dict) -> dict:
     cfg = report["config"]
     tasks = report["tasks"]
-    return {"mode": cfg["mode"], "loss": cfg["loss"], "lambda": cfg["lam"], "steps": cfg["steps"],
-            "alpha": cfg["alpha"] if cfg["mode"] == "bas" else None,
-            "exemplars": report.get("exemplars_per_task"), "threads": report.get("threads"),
-            "bytes": evaluated["bytes"],
-            "eq16_bytes": sum(t["storage"]["eq16_bytes"] for t in tasks.values()),
-            "dense_bytes": sum(t["storage"].get("dense_bytes", 0) for t in tasks.values()),
-            "seconds": {t: r["seconds"] for t, r in tasks.items()},
-            "seconds_per_step": {t: r["seconds_per_step"] for t, r in tasks.items()},
-            "density": {t: r["density"] for t, r in tasks.items()},
-            "mean_bits": {t: r["mean_bits"] for t, r in tasks.items()},
-            **{k: v for k, v in evaluated.items() if k != "bytes"}}
+    return {
+        "mode": cfg["mode"],
+        "loss": cfg["loss"],
+        "lambda": cfg["lam"],
+        "steps": cfg["steps"],
+        "alpha": cfg["alpha"] if cfg["mode"] == "bas" else None,
+        "exemplars": report.get("exemplars_per_task"),
+        "threads": report.get("threads"),
+        "bytes": evaluated["bytes"],
+        "eq16_bytes": sum(t["storage"]["eq16_bytes"] for t in tasks.values()),
+        "dense_bytes": sum(t["storage"].get("dense_bytes", 0) for t in tasks.values()),
+        "seconds": {t: r["seconds"] for t, r in tasks.items()},
+        "seconds_per_step": {t: r["seconds_per_step"] for t, r in tasks.items()},
+        "density": {t: r["density"] for t, r in tasks.items()},
+        "mean_bits": {t: r["mean_bits"] for t, r in tasks.items()},
+        **{k: v for k, v in evaluated.items() if k != "bytes"},
+    }
 
 
-def build_block(suite, runs: dict[str, dict], evaluated: dict[str, dict], split: str, main: str = MAIN_STEM,
-                router_report: dict | None = None) -> dict:
+def build_block(
+    suite,
+    runs: dict[str, dict],
+    evaluated: dict[str, dict],
+    split: str,
+    main: str = MAIN_STEM,
+    router_report: dict | None = None,
+) -> dict:
     """The ``flex`` block of ``results.json`` from the runs' reports and their evaluations."""
     results = suite.results()
     entries = {stem: _run_entry(runs[stem], evaluated[stem]) for stem in evaluated}
     grid = results.get("alpha_grid", {})
     option = results.get("choice", {}).get("dense_option")
     ref = grid.get(option, {}).get(REFERENCE_ALPHA, {}).get("t-switch", {}).get(split)
-    reference = {"alpha": float(REFERENCE_ALPHA), "dense_option": option, "bytes": ref["extra_bytes"],
-                 "average": ref["average"]} if ref else None
+    reference = (
+        {
+            "alpha": float(REFERENCE_ALPHA),
+            "dense_option": option,
+            "bytes": ref["extra_bytes"],
+            "average": ref["average"],
+        }
+        if ref
+        else None
+    )
     auto = results["methods"].get("auto-switch", {})
     knn_bytes = auto.get("extra_bytes", 0) - results["methods"].get("t-switch", {}).get("extra_bytes", 0)
     knn = suite.router
-    routing = {"knn": {"bytes": int(knn_bytes), "entries": knn.num_exemplars, "dim": knn.dim,
-                       "macs_per_query": int(knn.num_exemplars * knn.dim)}}
+    routing = {
+        "knn": {
+            "bytes": int(knn_bytes),
+            "entries": knn.num_exemplars,
+            "dim": knn.dim,
+            "macs_per_query": int(knn.num_exemplars * knn.dim),
+        }
+    }
     if router_report is not None:
         routing["low_rank"] = router_report
     loss = entries[main]["loss"] if main in entries else "kl"
@@ -135,30 +164,51 @@ def build_block(suite, runs: dict[str, dict], evaluated: dict[str, dict], split:
     for label, prefix, router in ABLATION:
         if prefix is None:
             if auto:
-                ablation.append({"row": label, "run": None, "router": "knn", "average": auto["average"],
-                                 "routing_accuracy": auto.get("routing_accuracy"),
-                                 "switch_bytes": results["methods"]["t-switch"]["extra_bytes"],
-                                 "router_bytes": routing["knn"]["bytes"]})
+                ablation.append(
+                    {
+                        "row": label,
+                        "run": None,
+                        "router": "knn",
+                        "average": auto["average"],
+                        "routing_accuracy": auto.get("routing_accuracy"),
+                        "switch_bytes": results["methods"]["t-switch"]["extra_bytes"],
+                        "router_bytes": routing["knn"]["bytes"],
+                    }
+                )
             continue
         stem = _ablation_stem(prefix, loss, entries)
         if stem is None or router not in entries[stem]:
             continue
-        ablation.append({"row": label, "run": stem, "router": router, "average": entries[stem][router]["average"],
-                         "routing_accuracy": entries[stem][router]["routing_accuracy"],
-                         "switch_bytes": entries[stem]["bytes"],
-                         "router_bytes": routing.get(router, {}).get("bytes")})
-    block = {"split": split, "main": main if main in entries else None, "runs": entries, "ablation": ablation,
-             "reference_tswitch": reference, "routing": routing}
+        ablation.append(
+            {
+                "row": label,
+                "run": stem,
+                "router": router,
+                "average": entries[stem][router]["average"],
+                "routing_accuracy": entries[stem][router]["routing_accuracy"],
+                "switch_bytes": entries[stem]["bytes"],
+                "router_bytes": routing.get(router, {}).get("bytes"),
+            }
+        )
+    block = {
+        "split": split,
+        "main": main if main in entries else None,
+        "runs": entries,
+        "ablation": ablation,
+        "reference_tswitch": reference,
+        "routing": routing,
+    }
     if main in runs:
-        block["modules"] = {t: [{k: m[k] for k in ("name", "numel", "density", "bits", "scale")} for m in r["modules"]]
-                            for t, r in runs[main]["tasks"].items()}
+        block["modules"] = {
+            t: [{k: m[k] for k in ("name", "numel", "density", "bits", "scale")} for m in r["modules"]]
+            for t, r in runs[main]["tasks"].items()
+        }
         if reference:
             block["bytes_vs_reference"] = entries[main]["bytes"] / reference["bytes"] if main in entries else None
     return block
 
 
-def collect(suite, split: str = "test", main: str = MAIN_STEM, limit: int | None = None,
-            log: Log = print) -> dict:
+def collect(suite, split: str = "test", main: str = MAIN_STEM, limit: int | None = None, log: Log = print) -> dict:
     """Evaluate every run in the suite folder and return the ``flex`` block (:func:`build_block`).
 
     The main run (``flex-kl`` by default) is also routed by the Auto-FlexSwitch router
@@ -168,8 +218,10 @@ def collect(suite, split: str = "test", main: str = MAIN_STEM, limit: int | None
 
     runs = run_reports(suite.path)
     if not runs:
-        raise FileNotFoundError(f"no FlexSwitch runs (flex-*.json + .tsw) in {suite.path}; "
-                                f"run python -m tswitch flex --suite {suite.name} first")
+        raise FileNotFoundError(
+            f"no FlexSwitch runs (flex-*.json + .tsw) in {suite.path}; "
+            f"run python -m tswitch flex --suite {suite.name} first"
+        )
     low_rank = LowRankRouter.load(suite.file(ROUTER_FILE)) if os.path.isfile(suite.file(ROUTER_FILE)) else None
     sets = suite.eval_sets(split, limit)
     evaluated = {}
@@ -182,11 +234,16 @@ def collect(suite, split: str = "test", main: str = MAIN_STEM, limit: int | None
     router_report = None
     if low_rank is not None:
         fitted = runs.get(main, {}).get("router", {})
-        router_report = {"file": ROUTER_FILE, "bytes": low_rank.nbytes, "rank": low_rank.rank,
-                         "entries": low_rank.num_exemplars, "dim": low_rank.dim,
-                         "macs_per_query": int(low_rank.macs_per_query()),
-                         "fit_seconds": fitted.get("seconds"),
-                         "eq19_loss": [fitted["loss"][0], fitted["loss"][-1]] if fitted.get("loss") else None}
+        router_report = {
+            "file": ROUTER_FILE,
+            "bytes": low_rank.nbytes,
+            "rank": low_rank.rank,
+            "entries": low_rank.num_exemplars,
+            "dim": low_rank.dim,
+            "macs_per_query": int(low_rank.macs_per_query()),
+            "fit_seconds": fitted.get("seconds"),
+            "eq19_loss": [fitted["loss"][0], fitted["loss"][-1]] if fitted.get("loss") else None,
+        }
     return build_block(suite, runs, evaluated, split, main, router_report)
 
 
@@ -202,15 +259,20 @@ def write(suite, block: dict) -> None:
     manifest.pop("flex", None)
     if main:
         run = block["runs"][main]
-        methods["flexswitch"] = {**run["flexswitch"], "extra_bytes": run["bytes"],
-                                 "hyper": {"loss": run["loss"], "lambda": run["lambda"], "steps": run["steps"]}}
+        methods["flexswitch"] = {
+            **run["flexswitch"],
+            "extra_bytes": run["bytes"],
+            "hyper": {"loss": run["loss"], "lambda": run["lambda"], "steps": run["steps"]},
+        }
         if "low_rank" in run:
             from ..routing.flex import LowRankRouter
 
             k = LowRankRouter.load(suite.file(ROUTER_FILE)).k
-            methods["auto-flexswitch"] = {**run["low_rank"],
-                                          "extra_bytes": run["bytes"] + block["routing"]["low_rank"]["bytes"],
-                                          "hyper": {"k": k}}
+            methods["auto-flexswitch"] = {
+                **run["low_rank"],
+                "extra_bytes": run["bytes"] + block["routing"]["low_rank"]["bytes"],
+                "hyper": {"k": k},
+            }
             manifest["flex"] = {"pack": f"{main}.tsw", "router": {"file": ROUTER_FILE, "k": k}}
     results["methods"] = methods
     _json(suite.file("results.json"), results)
@@ -220,21 +282,29 @@ def write(suite, block: dict) -> None:
 
 def summary_lines(block: dict) -> list[str]:
     """The collected runs and the Tab. XI ablation as text (``python -m tswitch flex --collect``)."""
-    lines = [f"{'run':<24}{'FlexSwitch':>11}{'routed':>8}{'routing':>9}{'bytes':>13}",]
+    lines = [
+        f"{'run':<24}{'FlexSwitch':>11}{'routed':>8}{'routing':>9}{'bytes':>13}",
+    ]
     for stem, run in block["runs"].items():
         routed = run.get("knn") or {}
-        lines.append(f"{stem:<24}{run['flexswitch']['average']:>11.4f}"
-                     + (f"{routed['average']:>8.4f}{routed['routing_accuracy']:>9.4f}" if routed else f"{'-':>8}{'-':>9}")
-                     + f"{run['bytes']:>13,}")
+        lines.append(
+            f"{stem:<24}{run['flexswitch']['average']:>11.4f}"
+            + (f"{routed['average']:>8.4f}{routed['routing_accuracy']:>9.4f}" if routed else f"{'-':>8}{'-':>9}")
+            + f"{run['bytes']:>13,}"
+        )
     ref = block.get("reference_tswitch")
     if ref and block.get("bytes_vs_reference") is not None:
-        lines.append(f"{block['main']}: {100 * block['bytes_vs_reference']:.1f}% of T-Switch's bytes at alpha "
-                     f"{ref['alpha']:g} ({ref['bytes']:,} B, average {ref['average']:.4f})")
+        lines.append(
+            f"{block['main']}: {100 * block['bytes_vs_reference']:.1f}% of T-Switch's bytes at alpha "
+            f"{ref['alpha']:g} ({ref['bytes']:,} B, average {ref['average']:.4f})"
+        )
     if block["ablation"]:
         lines.append("Tab. XI ablation (" + block["split"] + "):")
         for row in block["ablation"]:
-            lines.append(f"  {row['row']:<40}{row['average']:.4f}  routing {row['routing_accuracy']:.4f}  "
-                         f"{row['switch_bytes']:,} B + router {row['router_bytes'] or 0:,} B")
+            lines.append(
+                f"  {row['row']:<40}{row['average']:.4f}  routing {row['routing_accuracy']:.4f}  "
+                f"{row['switch_bytes']:,} B + router {row['router_bytes'] or 0:,} B"
+            )
     return lines
 
 
@@ -245,36 +315,54 @@ def _pct(value) -> str:
 def markdown(block: dict) -> str:
     """The ``flex`` block as Markdown: the runs, the Tab. XI ablation, storage against T-Switch at
     alpha 0.7 and the routing cost (the app's *Compare* view and the README)."""
-    lines = [f"**FlexSwitch runs** ({block['split']} split; each learned on "
-             f"{next(iter(block['runs'].values())).get('exemplars') or 100} exemplars per task)", "",
-             "| run | loss | λ | steps | FlexSwitch | routed (k-NN) | routing | bytes | s/step |",
-             "|---" * 9 + "|"]
+    lines = [
+        f"**FlexSwitch runs** ({block['split']} split; each learned on "
+        f"{next(iter(block['runs'].values())).get('exemplars') or 100} exemplars per task)",
+        "",
+        "| run | loss | λ | steps | FlexSwitch | routed (k-NN) | routing | bytes | s/step |",
+        "|---" * 9 + "|",
+    ]
     for stem, run in block["runs"].items():
         routed = run.get("knn") or {}
         sps = run.get("seconds_per_step") or {}
         loss = run["loss"] + (f", BAS on P-Spar α {run['alpha']:g}" if run.get("alpha") else "")
-        lines.append(f"| `{stem}` | {loss} | {run['lambda']:g} | {run['steps']} | "
-                     f"{_pct(run['flexswitch']['average'])} | {_pct(routed.get('average'))} | "
-                     f"{_pct(routed.get('routing_accuracy'))} | {run['bytes']:,} | "
-                     f"{sum(sps.values()) / max(1, len(sps)):.2f} |")
+        lines.append(
+            f"| `{stem}` | {loss} | {run['lambda']:g} | {run['steps']} | "
+            f"{_pct(run['flexswitch']['average'])} | {_pct(routed.get('average'))} | "
+            f"{_pct(routed.get('routing_accuracy'))} | {run['bytes']:,} | "
+            f"{sum(sps.values()) / max(1, len(sps)):.2f} |"
+        )
     ref = block.get("reference_tswitch")
     if ref and block.get("bytes_vs_reference") is not None:
-        lines += ["", f"The main run (`{block['main']}`) takes **{_pct(block['bytes_vs_reference'])}** of the bytes "
-                      f"of T-Switch at α = {ref['alpha']:g} ({ref['bytes']:,} B, {_pct(ref['average'])}); the "
-                      f"journal's target is ≤ 30% at equal or better accuracy."]
+        lines += [
+            "",
+            f"The main run (`{block['main']}`) takes **{_pct(block['bytes_vs_reference'])}** of the bytes "
+            f"of T-Switch at α = {ref['alpha']:g} ({ref['bytes']:,} B, {_pct(ref['average'])}); the "
+            f"journal's target is ≤ 30% at equal or better accuracy.",
+        ]
     if block.get("ablation"):
-        lines += ["", "**Component ablation** (journal Tab. XI)", "",
-                  "| configuration | run | average | routing | switch bytes | router bytes |", "|---" * 6 + "|"]
+        lines += [
+            "",
+            "**Component ablation** (journal Tab. XI)",
+            "",
+            "| configuration | run | average | routing | switch bytes | router bytes |",
+            "|---" * 6 + "|",
+        ]
         for row in block["ablation"]:
             router = "—" if row.get("router_bytes") is None else f"{row['router_bytes']:,}"
-            lines.append(f"| {row['row']} | {('`' + row['run'] + '`') if row['run'] else '—'} | "
-                         f"{_pct(row['average'])} | {_pct(row.get('routing_accuracy'))} | "
-                         f"{row['switch_bytes']:,} | {router} |")
+            lines.append(
+                f"| {row['row']} | {('`' + row['run'] + '`') if row['run'] else '—'} | "
+                f"{_pct(row['average'])} | {_pct(row.get('routing_accuracy'))} | "
+                f"{row['switch_bytes']:,} | {router} |"
+            )
     routing = block.get("routing", {})
     if "knn" in routing and "low_rank" in routing:
         knn, low = routing["knn"], routing["low_rank"]
-        lines += ["", f"Routing cost per query: Auto-Switch searches {knn['entries']} exemplars of dimension "
-                      f"{knn['dim']} ({knn['macs_per_query']:,} multiply-adds, {knn['bytes']:,} B stored); "
-                      f"Auto-FlexSwitch projects to rank {low['rank']} and searches {low['entries']} K-means "
-                      f"centres ({low['macs_per_query']:,} multiply-adds, {low['bytes']:,} B stored)."]
+        lines += [
+            "",
+            f"Routing cost per query: Auto-Switch searches {knn['entries']} exemplars of dimension "
+            f"{knn['dim']} ({knn['macs_per_query']:,} multiply-adds, {knn['bytes']:,} B stored); "
+            f"Auto-FlexSwitch projects to rank {low['rank']} and searches {low['entries']} K-means "
+            f"centres ({low['macs_per_query']:,} multiply-adds, {low['bytes']:,} B stored).",
+        ]
     return "\n".join(lines)

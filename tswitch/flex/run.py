@@ -15,14 +15,15 @@ For a suite folder (docs/SUITE.md) this
 
 The suite's own files are not modified.
 """
+
 from __future__ import annotations
 
 import json
 import os
 import re
 import time
+from collections.abc import Callable
 from types import SimpleNamespace
-from typing import Callable
 
 import numpy as np
 import torch
@@ -50,9 +51,17 @@ def _recipe(manifest: dict):
     from ..suites.spec import Recipe
 
     probe, ft = manifest["recipe"]["probe"], manifest["recipe"]["finetune"]
-    return Recipe(probe_steps=probe["steps"], probe_lr=probe["lr"], probe_weight_decay=probe["weight_decay"],
-                  steps=ft["steps"], batch_size=ft["batch_size"], lr=ft["lr"], weight_decay=ft["weight_decay"],
-                  train_bn=ft["train_bn"], seed=ft["seed"])
+    return Recipe(
+        probe_steps=probe["steps"],
+        probe_lr=probe["lr"],
+        probe_weight_decay=probe["weight_decay"],
+        steps=ft["steps"],
+        batch_size=ft["batch_size"],
+        lr=ft["lr"],
+        weight_decay=ft["weight_decay"],
+        train_bn=ft["train_bn"],
+        seed=ft["seed"],
+    )
 
 
 def locate_finetuned(suite) -> dict[str, str]:
@@ -70,20 +79,29 @@ def locate_finetuned(suite) -> dict[str, str]:
     try:
         with open(suite.file("splits.json"), encoding="utf-8") as f:
             splits = json.load(f)
-        spec = SimpleNamespace(adapter=suite.manifest["adapter"]["name"], adapter_args=suite.manifest["adapter"]["args"],
-                               recipe=_recipe(suite.manifest))
+        spec = SimpleNamespace(
+            adapter=suite.manifest["adapter"]["name"],
+            adapter_args=suite.manifest["adapter"]["args"],
+            recipe=_recipe(suite.manifest),
+        )
     except (OSError, KeyError, TypeError, json.JSONDecodeError) as exc:
-        raise FlexRunError(f"suite {suite.name} lacks what locates its fine-tunes ({type(exc).__name__}: {exc})") from None
+        raise FlexRunError(
+            f"suite {suite.name} lacks what locates its fine-tunes ({type(exc).__name__}: {exc})"
+        ) from None
     paths, missing = {}, []
     for task in suite.task_names:
-        path = os.path.join(cache_root(), suite.name, f"{task}-{_recipe_key(spec, task, splits[task]['train'])}.safetensors")
+        path = os.path.join(
+            cache_root(), suite.name, f"{task}-{_recipe_key(spec, task, splits[task]['train'])}.safetensors"
+        )
         if os.path.isfile(path):
             paths[task] = path
         else:
             missing.append(path)
     if missing:
-        raise FlexRunError(f"no cached fine-tune for {len(missing)} task(s) of suite {suite.name}, e.g. {missing[0]}; "
-                           f"rebuild it with demos/build_suite.py --suite {suite.name}")
+        raise FlexRunError(
+            f"no cached fine-tune for {len(missing)} task(s) of suite {suite.name}, e.g. {missing[0]}; "
+            f"rebuild it with demos/build_suite.py --suite {suite.name}"
+        )
     return paths
 
 
@@ -111,12 +129,22 @@ def task_vector(base: dict[str, torch.Tensor], checkpoint: str) -> dict[str, tor
 
     finetuned = load_state_dict(checkpoint)
     floating = {k: v for k, v in base.items() if torch.is_floating_point(v)}
-    return dict(TaskVector.from_state_dicts(floating, {**base, **{k: v for k, v in finetuned.items() if k in base}}).items())
+    return dict(
+        TaskVector.from_state_dicts(floating, {**base, **{k: v for k, v in finetuned.items() if k in base}}).items()
+    )
 
 
-def run_flex(suite, config: FlexConfig, router_config=None, exemplars: int = 100, tasks: list[str] | None = None,
-             eval_split: str | None = "test", eval_limit: int | None = None, log: Log = print,
-             progress=None) -> dict:
+def run_flex(
+    suite,
+    config: FlexConfig,
+    router_config=None,
+    exemplars: int = 100,
+    tasks: list[str] | None = None,
+    eval_split: str | None = "test",
+    eval_limit: int | None = None,
+    log: Log = print,
+    progress=None,
+) -> dict:
     """Train FlexSwitch for every task (or ``tasks``) of ``suite``; write the pack, router and report.
 
     Args:
@@ -147,9 +175,14 @@ def run_flex(suite, config: FlexConfig, router_config=None, exemplars: int = 100
     floating = {k: v for k, v in base.items() if torch.is_floating_point(v)}
     specs = tensor_specs(floating)
     inputs = exemplar_inputs(suite, exemplars)
-    report = {"suite": suite.name, "config": config.to_dict(), "exemplars_per_task": exemplars,
-              "dense_pattern": suite.manifest.get("dense_pattern"),
-              "threads": torch.get_num_threads(), "tasks": {}}
+    report = {
+        "suite": suite.name,
+        "config": config.to_dict(),
+        "exemplars_per_task": exemplars,
+        "dense_pattern": suite.manifest.get("dense_pattern"),
+        "threads": torch.get_num_threads(),
+        "tasks": {},
+    }
     encoded = []
     dense_pattern = suite.manifest.get("dense_pattern")
     dense_re = re.compile(dense_pattern) if dense_pattern else None
@@ -163,8 +196,9 @@ def run_flex(suite, config: FlexConfig, router_config=None, exemplars: int = 100
         def tick(step, stats, bar=bar):
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{stats['loss']:.4f}", per=f"{stats['per']:.4f}",
-                                bits=f"{stats.get('mixed_bits', 0):.2f}")
+                bar.set_postfix(
+                    loss=f"{stats['loss']:.4f}", per=f"{stats['per']:.4f}", bits=f"{stats.get('mixed_bits', 0):.2f}"
+                )
 
         result = train_flex(adapter, start, learned, heads[task], inputs[task], config, task=task, progress=tick)
         if bar is not None:
@@ -172,27 +206,40 @@ def run_flex(suite, config: FlexConfig, router_config=None, exemplars: int = 100
         enc = encode_flex_task(result, tau, specs, labels=heads[task].labels, dense_pattern=dense_pattern)
         encoded.append(enc)
         report["tasks"][task] = {
-            "seconds": round(result.seconds, 2), "seconds_per_step": result.seconds_per_step,
-            "teacher_seconds": round(result.teacher_seconds, 2), "density": result.density,
-            "mean_bits": result.mean_bits, "storage": storage_breakdown(enc.entry, specs),
-            "modules": result.modules(), "history": result.history}
-        log(f"[{task}] density {result.density:.4f}, mean bits {result.mean_bits or 1:.2f}, "
-            f"{enc.entry.total_bytes:,} B, {result.seconds:.0f} s ({result.seconds_per_step:.2f} s/step)")
+            "seconds": round(result.seconds, 2),
+            "seconds_per_step": result.seconds_per_step,
+            "teacher_seconds": round(result.teacher_seconds, 2),
+            "density": result.density,
+            "mean_bits": result.mean_bits,
+            "storage": storage_breakdown(enc.entry, specs),
+            "modules": result.modules(),
+            "history": result.history,
+        }
+        log(
+            f"[{task}] density {result.density:.4f}, mean bits {result.mean_bits or 1:.2f}, "
+            f"{enc.entry.total_bytes:,} B, {result.seconds:.0f} s ({result.seconds_per_step:.2f} s/step)"
+        )
     stem = run_stem(config)
     path = suite.file(f"{stem}.tsw")
     create_pack(path, floating, encoded)
     report["pack"] = {"file": f"{stem}.tsw", "bytes": sum(e.entry.total_bytes for e in encoded)}
     if os.path.isfile(suite.file(suite.manifest.get("pack", "switches.tsw"))):
         tswitch = SwitchPack(suite.file(suite.manifest.get("pack", "switches.tsw")))
-        report["t-switch"] = {"alpha": suite.manifest.get("alpha"),
-                              "bytes": sum(tswitch.task(t).total_bytes for t in names if t in tswitch.tasks)}
+        report["t-switch"] = {
+            "alpha": suite.manifest.get("alpha"),
+            "bytes": sum(tswitch.task(t).total_bytes for t in names if t in tswitch.tasks),
+        }
     router = None
     if tasks is None:
         rc = router_config or AutoFlexConfig(k=int(suite.manifest["router"]["k"]))
         router, router_report = _fit_router(suite, adapter, inputs, rc, log)
         router.save(suite.file(ROUTER_FILE))
-        report["router"] = {"file": ROUTER_FILE, "bytes": router.nbytes, "macs_per_query": router.macs_per_query(),
-                            **router_report}
+        report["router"] = {
+            "file": ROUTER_FILE,
+            "bytes": router.nbytes,
+            "macs_per_query": router.macs_per_query(),
+            **router_report,
+        }
     if eval_split:
         report["eval"] = _evaluate(suite, path, router, names, eval_split, eval_limit, log)
     atomic_write_bytes(suite.file(f"{stem}.json"), (json.dumps(report, indent=1) + "\n").encode())
@@ -205,7 +252,9 @@ def _fit_router(suite, adapter, inputs: dict[str, list], config, log: Log):
 
     feats, ids = [], []
     for i, task in enumerate(suite.task_names):
-        feats.append(extract_features(adapter, inputs[task], route=True, batch_size=suite.manifest.get("eval_batch", 64)))
+        feats.append(
+            extract_features(adapter, inputs[task], route=True, batch_size=suite.manifest.get("eval_batch", 64))
+        )
         ids += [i] * len(inputs[task])
     t0 = time.perf_counter()
     router, report = LowRankRouter.fit(torch.cat(feats), torch.tensor(ids), suite.task_names, config)
@@ -220,7 +269,7 @@ def _evaluate(suite, path: str, router, names: list[str], split: str, limit: int
     from .results import evaluate_run
 
     sets = suite.eval_sets(split, limit)
-    stem = os.path.basename(path)[:-len(".tsw")]
+    stem = os.path.basename(path)[: -len(".tsw")]
     done = evaluate_run(suite, stem, sets, {"low_rank": router}, log)
     out = {"split": split, "limit": limit, "flexswitch": done["flexswitch"]}
     if "low_rank" in done:
@@ -233,19 +282,29 @@ def summary_lines(report: dict) -> list[str]:
     lines = [f"{'task':<22}{'density':>9}{'bits':>6}{'bytes':>12}{'s/step':>8}{'acc':>8}"]
     acc = report.get("eval", {}).get("flexswitch", {}).get("per_task", {})
     for task, r in report["tasks"].items():
-        lines.append(f"{task:<22}{r['density']:>9.4f}{(r['mean_bits'] or 1):>6.2f}{r['storage']['total_bytes']:>12,}"
-                     f"{r['seconds_per_step']:>8.2f}" + (f"{acc[task]:>8.4f}" if task in acc else f"{'-':>8}"))
+        lines.append(
+            f"{task:<22}{r['density']:>9.4f}{(r['mean_bits'] or 1):>6.2f}{r['storage']['total_bytes']:>12,}"
+            f"{r['seconds_per_step']:>8.2f}" + (f"{acc[task]:>8.4f}" if task in acc else f"{'-':>8}")
+        )
     total = report["pack"]["bytes"]
     line = f"FlexSwitch pack {total:,} B ({report['pack']['file']})"
     if report.get("t-switch") and report["t-switch"]["bytes"]:
         line += f" = {100 * total / report['t-switch']['bytes']:.1f}% of T-Switch (alpha {report['t-switch']['alpha']})"
     lines.append(line)
     if "router" in report:
-        lines.append(f"Auto-FlexSwitch router {report['router']['bytes']:,} B ({report['router']['file']}), "
-                     f"{report['router']['macs_per_query']:,} MACs per query")
+        lines.append(
+            f"Auto-FlexSwitch router {report['router']['bytes']:,} B ({report['router']['file']}), "
+            f"{report['router']['macs_per_query']:,} MACs per query"
+        )
     ev = report.get("eval")
     if ev:
-        lines.append(f"{ev['split']}: FlexSwitch {ev['flexswitch']['average']:.4f}"
-                     + (f", Auto-FlexSwitch {ev['auto-flexswitch']['average']:.4f} (routing "
-                        f"{ev['auto-flexswitch']['routing_accuracy']:.4f})" if "auto-flexswitch" in ev else ""))
+        lines.append(
+            f"{ev['split']}: FlexSwitch {ev['flexswitch']['average']:.4f}"
+            + (
+                f", Auto-FlexSwitch {ev['auto-flexswitch']['average']:.4f} (routing "
+                f"{ev['auto-flexswitch']['routing_accuracy']:.4f})"
+                if "auto-flexswitch" in ev
+                else ""
+            )
+        )
     return lines

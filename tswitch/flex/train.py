@@ -16,12 +16,13 @@ Afterwards each module gets its hard mask ``1(M > 0.5)`` at the last temperature
 Eq. 15 and its scale ``softplus(kappa)``: a :class:`FlexResult`, which :mod:`tswitch.flex.storage`
 writes into a ``.tsw`` pack.
 """
+
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -34,8 +35,17 @@ from .losses import get_loss
 from .quant import SignedRange, signed_range
 from .result import FlexResult, FlexTensor
 
-__all__ = ["MODES", "FlexConfig", "FlexResult", "FlexTensor", "temperature", "train_flex",
-           "teacher_outputs", "compressed_delta", "differentiable_batch_norm"]
+__all__ = [
+    "MODES",
+    "FlexConfig",
+    "FlexResult",
+    "FlexTensor",
+    "temperature",
+    "train_flex",
+    "teacher_outputs",
+    "compressed_delta",
+    "differentiable_batch_norm",
+]
 
 # Work on the non-zero entries only when at least this fraction is zero (an embedding's untouched
 # rows): the gate is 0 there by definition, so the result is the same, at a fraction of the cost.
@@ -102,8 +112,9 @@ class _Params(torch.nn.Module):
         return torch.optim.Adam(groups)
 
 
-def compressed_delta(modules: Sequence[_Module], params: _Params, config: FlexConfig, rho: float,
-                     omega: float) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+def compressed_delta(
+    modules: Sequence[_Module], params: _Params, config: FlexConfig, rho: float, omega: float
+) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
     """``tau~`` of every module and the two regularisers (Eq. 8's sparsity, Eq. 14's width).
 
     Returns:
@@ -143,8 +154,7 @@ def differentiable_batch_norm():
     functional = torch.nn.functional
     original = functional.batch_norm
 
-    def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
-                   momentum=0.1, eps=1e-5):
+    def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
         stats = [t for t in (running_mean, running_var) if t is not None]
         if training or not any(t.requires_grad for t in stats) or len(stats) < 2:
             return original(input, running_mean, running_var, weight, bias, training, momentum, eps)
@@ -166,22 +176,39 @@ def _outputs(adapter, head, batch, weights, kind: str, grad: bool) -> torch.Tens
     return head(feats) if kind == "logits" else feats
 
 
-def teacher_outputs(adapter, base: Mapping[str, torch.Tensor], tau: Mapping[str, torch.Tensor], head,
-                    exemplars: Sequence, kind: str, batch_size: int = 32) -> torch.Tensor:
+def teacher_outputs(
+    adapter,
+    base: Mapping[str, torch.Tensor],
+    tau: Mapping[str, torch.Tensor],
+    head,
+    exemplars: Sequence,
+    kind: str,
+    batch_size: int = 32,
+) -> torch.Tensor:
     """The fine-tuned model's ``(N, C)`` logits or ``(N, D)`` features on the exemplars (no grad)."""
-    finetuned = {**{k: v for k, v in base.items() if torch.is_floating_point(v)},
-                 **{k: base[k] + tau[k].to(base[k].dtype) for k in tau}}
+    finetuned = {
+        **{k: v for k, v in base.items() if torch.is_floating_point(v)},
+        **{k: base[k] + tau[k].to(base[k].dtype) for k in tau},
+    }
     chunks = []
     with torch.no_grad():
         for start in range(0, len(exemplars), batch_size):
-            batch = adapter.preprocess(list(exemplars[start:start + batch_size]))
+            batch = adapter.preprocess(list(exemplars[start : start + batch_size]))
             chunks.append(_outputs(adapter, head, batch, finetuned, kind, grad=False).float())
     return torch.cat(chunks)
 
 
-def train_flex(adapter, base: Mapping[str, torch.Tensor], tau: Mapping[str, torch.Tensor], head,
-               exemplars: Sequence, config: FlexConfig = FlexConfig(), task: str = "task",
-               progress: Callable[[int, dict], None] | None = None, log_every: int = 10) -> FlexResult:
+def train_flex(
+    adapter,
+    base: Mapping[str, torch.Tensor],
+    tau: Mapping[str, torch.Tensor],
+    head,
+    exemplars: Sequence,
+    config: FlexConfig = FlexConfig(),
+    task: str = "task",
+    progress: Callable[[int, dict], None] | None = None,
+    log_every: int = 10,
+) -> FlexResult:
     """Learn one task's FlexSwitch (journal Eq. 6-15).
 
     Args:
@@ -223,8 +250,25 @@ def train_flex(adapter, base: Mapping[str, torch.Tensor], tau: Mapping[str, torc
     history = []
     t0 = time.perf_counter()
     with differentiable_batch_norm():
-        _loop(adapter, head, exemplars, modules, params, opt, frozen, untouched, teacher, config, kind, loss_fn,
-              rng, batch_size, history, progress, log_every)
+        _loop(
+            adapter,
+            head,
+            exemplars,
+            modules,
+            params,
+            opt,
+            frozen,
+            untouched,
+            teacher,
+            config,
+            kind,
+            loss_fn,
+            rng,
+            batch_size,
+            history,
+            progress,
+            log_every,
+        )
     seconds = time.perf_counter() - t0
     rho_end = temperature(config.steps - 1, config.rho_init, config.decay, config.decay_every)
     omega_end = temperature(config.steps - 1, config.omega_init, config.decay, config.decay_every)
@@ -232,14 +276,31 @@ def train_flex(adapter, base: Mapping[str, torch.Tensor], tau: Mapping[str, torc
     return FlexResult(task, config, tensors, history, seconds, teacher_seconds, len(exemplars))
 
 
-def _loop(adapter, head, exemplars, modules, params, opt, frozen, untouched, teacher, config, kind, loss_fn,
-          rng, batch_size, history, progress, log_every) -> None:
+def _loop(
+    adapter,
+    head,
+    exemplars,
+    modules,
+    params,
+    opt,
+    frozen,
+    untouched,
+    teacher,
+    config,
+    kind,
+    loss_fn,
+    rng,
+    batch_size,
+    history,
+    progress,
+    log_every,
+) -> None:
     """The optimisation steps of :func:`train_flex` (appends to ``history``)."""
     order, cursor = rng.permutation(len(exemplars)), 0
     for step in range(config.steps):
         if cursor + batch_size > len(order):
             order, cursor = rng.permutation(len(exemplars)), 0
-        idx = order[cursor:cursor + batch_size]
+        idx = order[cursor : cursor + batch_size]
         cursor += batch_size
         rho = temperature(step, config.rho_init, config.decay, config.decay_every)
         omega = temperature(step, config.omega_init, config.decay, config.decay_every)
@@ -252,8 +313,15 @@ def _loop(adapter, head, exemplars, modules, params, opt, frozen, untouched, tea
         opt.zero_grad()
         total.backward()
         opt.step()
-        stats = {"step": step, "loss": float(total.detach()), "per": float(per.detach()),
-                 "sparsity": float(sparsity.detach()), "width": float(width.detach()), "rho": rho, "omega": omega}
+        stats = {
+            "step": step,
+            "loss": float(total.detach()),
+            "per": float(per.detach()),
+            "sparsity": float(sparsity.detach()),
+            "width": float(width.detach()),
+            "rho": rho,
+            "omega": omega,
+        }
         if config.learns_widths:
             stats["mixed_bits"] = float(mixed_width(mixture(params.w.detach(), omega), config.widths).mean())
         if step % log_every == 0 or step == config.steps - 1:
@@ -262,8 +330,9 @@ def _loop(adapter, head, exemplars, modules, params, opt, frozen, untouched, tea
             progress(step, stats)
 
 
-def _finalise(modules: Sequence[_Module], params: _Params, config: FlexConfig, rho: float,
-              omega: float) -> list[FlexTensor]:
+def _finalise(
+    modules: Sequence[_Module], params: _Params, config: FlexConfig, rho: float, omega: float
+) -> list[FlexTensor]:
     """Hard masks at the last temperature (after Eq. 11), widths by Eq. 15, scales ``softplus(kappa)``."""
     widths = final_widths(params.w, config.widths) if config.learns_widths else [None] * len(modules)
     probs = mixture(params.w.detach(), omega) if config.learns_widths else None
@@ -278,6 +347,16 @@ def _finalise(modules: Sequence[_Module], params: _Params, config: FlexConfig, r
             else:
                 mask, scale, thr = m.fixed_mask.bool(), 1.0, None
             mask = m.scatter(mask.to(torch.uint8)).bool()
-            out.append(FlexTensor(m.name, m.shape, mask.cpu(), widths[l], scale, m.rng,
-                                  tuple(probs[l].tolist()) if probs is not None else (), thr))
+            out.append(
+                FlexTensor(
+                    m.name,
+                    m.shape,
+                    mask.cpu(),
+                    widths[l],
+                    scale,
+                    m.rng,
+                    tuple(probs[l].tolist()) if probs is not None else (),
+                    thr,
+                )
+            )
     return out

@@ -7,10 +7,11 @@ oracle, Auto-Switch's KNN weights otherwise) and returns the delta for those wei
 EMR and TALL also expose their stored components (:class:`EMRComponents`,
 :class:`TallMaskComponents`) so that storage can be counted against T-Switch's.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import torch
 
@@ -84,8 +85,12 @@ def emr_components(task_vectors: Sequence[TaskVector]) -> EMRComponents:
     return EMRComponents(TaskVector(unified), tuple(masks), rescalers)
 
 
-@register("emr_merging", "2405.17461", "dynamic",
-          "EMR-Merging: elected unified vector, per-task sign masks and norm-preserving rescalers.")
+@register(
+    "emr_merging",
+    "2405.17461",
+    "dynamic",
+    "EMR-Merging: elected unified vector, per-task sign masks and norm-preserving rescalers.",
+)
 def emr_merging(task_vectors: Sequence[TaskVector]) -> list[TaskVector]:
     """One delta per task, ``lambda_k · M_k ⊙ tau_uni`` (see :func:`emr_components`)."""
     return emr_components(task_vectors).task_vectors()
@@ -120,8 +125,9 @@ class TallMaskComponents:
         return n * value_bits + len(self.masks) * n
 
 
-def tall_mask_components(task_vectors: Sequence[TaskVector], *, lam: float = 0.4,
-                         coef: float = 1.0) -> TallMaskComponents:
+def tall_mask_components(
+    task_vectors: Sequence[TaskVector], *, lam: float = 0.4, coef: float = 1.0
+) -> TallMaskComponents:
     """TALL masks (Wang et al. 2024, "Localizing Task Information...", arXiv 2405.07813).
 
     ``tau_MTL = sum_k tau_k`` is the task-arithmetic multi-task vector without a coefficient (the
@@ -137,8 +143,9 @@ def tall_mask_components(task_vectors: Sequence[TaskVector], *, lam: float = 0.4
     return tall_masks_from(task_vectors, multi_task, lam=lam, coef=coef)
 
 
-def tall_masks_from(task_vectors: Sequence[TaskVector], multi_task: TaskVector, *,
-                    lam: float = 0.4, coef: float = 1.0) -> TallMaskComponents:
+def tall_masks_from(
+    task_vectors: Sequence[TaskVector], multi_task: TaskVector, *, lam: float = 0.4, coef: float = 1.0
+) -> TallMaskComponents:
     """TALL masks of ``task_vectors`` around a given multi-task vector ``tau_MTL``."""
     task_vectors = validate_task_vectors(task_vectors)
     check_same_layout(task_vectors[0].vector, multi_task.vector, what="multi-task vector")
@@ -153,17 +160,24 @@ def tall_masks_from(task_vectors: Sequence[TaskVector], multi_task: TaskVector, 
     return TallMaskComponents(multi_task, masks, coef)
 
 
-@register("tall_masks", "2405.07813", "dynamic",
-          "TALL masks: per-task masks |tau_k| >= lam |tau_MTL - tau_k| applied to the task-arithmetic sum.")
-def tall_masks(task_vectors: Sequence[TaskVector], *, lam: float = 0.4,
-               coef: float = 1.0) -> list[TaskVector]:
+@register(
+    "tall_masks",
+    "2405.07813",
+    "dynamic",
+    "TALL masks: per-task masks |tau_k| >= lam |tau_MTL - tau_k| applied to the task-arithmetic sum.",
+)
+def tall_masks(task_vectors: Sequence[TaskVector], *, lam: float = 0.4, coef: float = 1.0) -> list[TaskVector]:
     """One delta per task, ``coef · mask_k ⊙ tau_MTL`` (see :func:`tall_mask_components`)."""
     return tall_mask_components(task_vectors, lam=lam, coef=coef).task_vectors()
 
 
 # -- T-Switch ----------------------------------------------------------------------------------
-@register("tswitch", "2412.00054", "dynamic",
-          "T-Switch / Auto-Switch: sum_k w_k · scale_k · mask_k ⊙ sign_k for per-input weights w.")
+@register(
+    "tswitch",
+    "2412.00054",
+    "dynamic",
+    "T-Switch / Auto-Switch: sum_k w_k · scale_k · mask_k ⊙ sign_k for per-input weights w.",
+)
 def tswitch_merge(switches: Sequence[Mapping[str, TSwitch]], weights: Sequence[float]) -> TaskVector:
     """Weighted sum of binary task switches (T-Switch Eq. 7/8; journal Eq. 5).
 
@@ -185,8 +199,9 @@ def tswitch_merge(switches: Sequence[Mapping[str, TSwitch]], weights: Sequence[f
         raise ValueError(f"got {len(weights)} weights for {len(switches)} task switch groups")
     reference = {name: sw.mask for name, sw in switches[0].items()}
     for k, group in enumerate(switches):
-        check_same_layout(reference, {name: sw.mask for name, sw in group.items()},
-                          what=f"task switch group {k}", only_floating=False)
+        check_same_layout(
+            reference, {name: sw.mask for name, sw in group.items()}, what=f"task switch group {k}", only_floating=False
+        )
     delta = {}
     for name in reference:
         total = torch.zeros(reference[name].shape, dtype=torch.float32, device=reference[name].device)

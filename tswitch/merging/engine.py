@@ -16,14 +16,16 @@ with it through the adapter (``torch.func.functional_call``; no module is mutate
 Everything a request computes is local to the call; the only shared mutable state is the cache,
 guarded by a lock, whose values are never written after they are stored.
 """
+
 from __future__ import annotations
 
 import math
 import threading
 from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Mapping, NamedTuple, Sequence
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import torch
@@ -81,9 +83,10 @@ class PackedSwitch:
     scale: float
 
     @classmethod
-    def from_tswitch(cls, switch: TSwitch) -> "PackedSwitch":
-        return cls(tuple(switch.shape), pack_bits(switch.mask),
-                   pack_bits(switch.positive & switch.mask), float(switch.scale))
+    def from_tswitch(cls, switch: TSwitch) -> PackedSwitch:
+        return cls(
+            tuple(switch.shape), pack_bits(switch.mask), pack_bits(switch.positive & switch.mask), float(switch.scale)
+        )
 
     @property
     def numel(self) -> int:
@@ -95,16 +98,17 @@ class PackedSwitch:
 
     def to_tswitch(self) -> TSwitch:
         n = self.numel
-        return TSwitch(unpack_bits(self.mask, n).view(self.shape),
-                       unpack_bits(self.positive, n).view(self.shape), self.scale)
+        return TSwitch(
+            unpack_bits(self.mask, n).view(self.shape), unpack_bits(self.positive, n).view(self.shape), self.scale
+        )
 
-    def to(self, device) -> "PackedSwitch":
+    def to(self, device) -> PackedSwitch:
         return PackedSwitch(self.shape, self.mask.to(device), self.positive.to(device), self.scale)
 
     def add_to(self, out: torch.Tensor, weight: float, lut: torch.Tensor) -> None:
         """``out += weight · scale · mask ⊙ sign`` for a flat float ``out`` (in place)."""
         code = (self.mask.to(torch.int32) << 8) | self.positive.to(torch.int32)  # (bytes,)
-        out.add_(lut[code].view(-1)[:out.numel()], alpha=weight * self.scale)
+        out.add_(lut[code].view(-1)[: out.numel()], alpha=weight * self.scale)
 
 
 @dataclass(frozen=True)
@@ -126,10 +130,15 @@ class PackedQuantSwitch:
     scale: float
 
     @classmethod
-    def from_qswitch(cls, switch: QSwitch) -> "PackedQuantSwitch":
+    def from_qswitch(cls, switch: QSwitch) -> PackedQuantSwitch:
         dtype = torch.uint8 if switch.bits <= 8 else torch.int32
-        return cls(tuple(switch.shape), pack_bits(switch.mask), switch.codes.to(dtype).contiguous(),
-                   switch.codebook, float(switch.scale))
+        return cls(
+            tuple(switch.shape),
+            pack_bits(switch.mask),
+            switch.codes.to(dtype).contiguous(),
+            switch.codebook,
+            float(switch.scale),
+        )
 
     @property
     def numel(self) -> int:
@@ -139,7 +148,7 @@ class PackedQuantSwitch:
     def nbytes(self) -> int:
         return self.mask.numel() + self.codes.numel() * self.codes.element_size() + 12  # + scale, lo, step
 
-    def to(self, device) -> "PackedQuantSwitch":
+    def to(self, device) -> PackedQuantSwitch:
         return PackedQuantSwitch(self.shape, self.mask.to(device), self.codes.to(device), self.codebook, self.scale)
 
     def add_to(self, out: torch.Tensor, weight: float, lut: torch.Tensor) -> None:
@@ -163,7 +172,7 @@ class DenseDelta:
     def nbytes(self) -> int:
         return self.values.numel() * self.values.element_size()
 
-    def to(self, device) -> "DenseDelta":
+    def to(self, device) -> DenseDelta:
         return DenseDelta(self.values.to(device))
 
     def add_to(self, out: torch.Tensor, weight: float, lut: torch.Tensor) -> None:
@@ -181,13 +190,12 @@ class PackedSwitches:
         self.tasks: tuple[str, ...] = tuple(self.entries)
 
     @classmethod
-    def from_switches(cls, switches: Mapping[str, Mapping[str, TSwitch | QSwitch | torch.Tensor]]) -> "PackedSwitches":
+    def from_switches(cls, switches: Mapping[str, Mapping[str, TSwitch | QSwitch | torch.Tensor]]) -> PackedSwitches:
         """Pack ``{task: {name: TSwitch, QSwitch or dense tensor}}``; dense tensors are kept in float16."""
-        return cls({task: {name: _pack_item(item) for name, item in items.items()}
-                    for task, items in switches.items()})
+        return cls({task: {name: _pack_item(item) for name, item in items.items()} for task, items in switches.items()})
 
     @classmethod
-    def from_pack(cls, pack: "SwitchPack", tasks: Sequence[str] | None = None) -> "PackedSwitches":
+    def from_pack(cls, pack: SwitchPack, tasks: Sequence[str] | None = None) -> PackedSwitches:
         """Decode the chosen tasks of a ``.tsw`` pack (default: all) one at a time and pack them."""
         names = list(pack.tasks if tasks is None else tasks)
         unknown = [t for t in names if t not in pack.tasks]
@@ -195,9 +203,8 @@ class PackedSwitches:
             raise ValueError(f"unknown tasks {unknown}; the pack holds: {', '.join(pack.tasks)}")
         return cls.from_switches({task: pack.load_task(task) for task in names})
 
-    def to(self, device) -> "PackedSwitches":
-        return PackedSwitches({t: {n: e.to(device) for n, e in items.items()}
-                               for t, items in self.entries.items()})
+    def to(self, device) -> PackedSwitches:
+        return PackedSwitches({t: {n: e.to(device) for n, e in items.items()} for t, items in self.entries.items()})
 
     @property
     def names(self) -> set[str]:
@@ -267,8 +274,14 @@ class DynamicMergeEngine:
         cache_size: merged weight sets kept (LRU); each costs one model's covered tensors.
     """
 
-    def __init__(self, adapter: "ModelAdapter", base_state: Mapping[str, torch.Tensor],
-                 switches: PackedSwitches, heads: Mapping[str, "Head"], cache_size: int = 16):
+    def __init__(
+        self,
+        adapter: ModelAdapter,
+        base_state: Mapping[str, torch.Tensor],
+        switches: PackedSwitches,
+        heads: Mapping[str, Head],
+        cache_size: int = 16,
+    ):
         if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 0:
             raise ValueError(f"cache_size must be an int >= 0, got {cache_size!r}")
         missing_heads = [t for t in switches.tasks if t not in heads]
@@ -362,8 +375,9 @@ class DynamicMergeEngine:
             self._hits = self._misses = 0
 
     # -- forwards ----------------------------------------------------------------------------
-    def run(self, batch: Mapping[str, torch.Tensor], weights: torch.Tensor,
-            routed_task: torch.Tensor | None = None) -> EngineOutput:
+    def run(
+        self, batch: Mapping[str, torch.Tensor], weights: torch.Tensor, routed_task: torch.Tensor | None = None
+    ) -> EngineOutput:
         """Run every sample under its own merged weights, one forward per distinct weight vector.
 
         Args:
@@ -419,8 +433,9 @@ def _check_coverage(base_state: Mapping[str, torch.Tensor], switches: PackedSwit
         for name, entry in items.items():
             base = base_state[name]
             if tuple(base.shape) != tuple(entry.shape) or not torch.is_floating_point(base):
-                raise ValueError(f"task {task!r}: {name} is {tuple(entry.shape)}, base model has "
-                                 f"{base.dtype} {tuple(base.shape)}")
+                raise ValueError(
+                    f"task {task!r}: {name} is {tuple(entry.shape)}, base model has {base.dtype} {tuple(base.shape)}"
+                )
 
 
 class AutoSwitch:
@@ -429,18 +444,17 @@ class AutoSwitch:
     The router's task names must be the engine's tasks (any order).
     """
 
-    def __init__(self, engine: DynamicMergeEngine, router: "KNNRouter"):
+    def __init__(self, engine: DynamicMergeEngine, router: KNNRouter):
         if sorted(router.task_names) != sorted(engine.tasks):
             raise ValueError(f"router tasks {list(router.task_names)} differ from engine tasks {list(engine.tasks)}")
         self.engine, self.router = engine, router
         self._columns = torch.tensor([router.task_names.index(t) for t in engine.tasks])  # engine col -> router col
         self._to_engine = torch.tensor([engine.tasks.index(t) for t in router.task_names])  # router idx -> engine idx
 
-    def predict(self, batch: Mapping[str, torch.Tensor], k: int | None = None) -> tuple[EngineOutput, "RouteResult"]:
+    def predict(self, batch: Mapping[str, torch.Tensor], k: int | None = None) -> tuple[EngineOutput, RouteResult]:
         """Route every sample on its own and run it under its merged weights."""
         with torch.no_grad():
             queries = self.engine.adapter.route_features(dict(batch))
         route = self.router.route(queries, k)
-        output = self.engine.run(batch, route.weights[:, self._columns],
-                                 routed_task=self._to_engine[route.routed_task])
+        output = self.engine.run(batch, route.weights[:, self._columns], routed_task=self._to_engine[route.routed_task])
         return output, route

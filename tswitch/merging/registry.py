@@ -13,14 +13,15 @@ Two kinds (T-Switch §2; journal §II):
   ``fn(...) -> list[TaskVector]`` (one delta per task) or, for T-Switch, one delta for the
   given per-input weights.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 KINDS = ("static", "dynamic")
 
-_REGISTRY: dict[str, "MergeMethod"] = {}
+_REGISTRY: dict[str, MergeMethod] = {}
 
 
 @dataclass(frozen=True)
@@ -62,8 +63,9 @@ def register(name: str, paper: str, kind: str, description: str) -> Callable[[Ca
     def decorator(fn: Callable) -> Callable:
         if name in _REGISTRY:
             raise ValueError(f"merge method {name!r} is already registered")
-        _REGISTRY[name] = MergeMethod(name=name, paper=paper, url=f"https://arxiv.org/abs/{paper}",
-                                      kind=kind, description=description, fn=fn)
+        _REGISTRY[name] = MergeMethod(
+            name=name, paper=paper, url=f"https://arxiv.org/abs/{paper}", kind=kind, description=description, fn=fn
+        )
         return fn
 
     return decorator

@@ -17,10 +17,11 @@ dare_ties          random       ties         - (mergekit)   0.3
 ``density`` is always the fraction kept; DARE's ``drop`` and P-Spar's ``alpha`` are the fraction
 dropped (each paper's own name) and are converted at the boundary.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -89,19 +90,16 @@ def _magnitude_mask(rows: torch.Tensor, density: float) -> torch.Tensor:
     return mask
 
 
-def _sparsify_magnitude(stacks: dict[str, torch.Tensor], density: float,
-                        scope: str) -> dict[str, torch.Tensor]:
+def _sparsify_magnitude(stacks: dict[str, torch.Tensor], density: float, scope: str) -> dict[str, torch.Tensor]:
     if scope == "tensor":
-        return {k: s * _magnitude_mask(s.reshape(len(s), -1), density).view(s.shape)
-                for k, s in stacks.items()}
+        return {k: s * _magnitude_mask(s.reshape(len(s), -1), density).view(s.shape) for k, s in stacks.items()}
     # "global": one top-k over each whole task vector, as the TIES paper writes it
     flat = torch.cat([s.reshape(len(s), -1) for s in stacks.values()], dim=1)  # (tasks, all)
     masks = _magnitude_mask(flat, density).split([s[0].numel() for s in stacks.values()], dim=1)
     return {k: s * m.view(s.shape) for (k, s), m in zip(stacks.items(), masks)}
 
 
-def _sparsify_random(stacks: dict[str, torch.Tensor], density: float,
-                     seed: int) -> dict[str, torch.Tensor]:
+def _sparsify_random(stacks: dict[str, torch.Tensor], density: float, seed: int) -> dict[str, torch.Tensor]:
     """DARE drop-and-rescale: keep with probability ``density``, divide by it.
 
     Draws ``torch.rand((tasks, *shape))`` on the CPU tensor by tensor, in key order, from one
@@ -116,10 +114,18 @@ def _sparsify_random(stacks: dict[str, torch.Tensor], density: float,
 
 
 # -- the general merge -------------------------------------------------------------------------
-def sparse_task_arithmetic(task_vectors: Sequence[TaskVector], *, lam: float = 1.0,
-                           weights: Sequence[float] | None = None, sparsify: str | None = None,
-                           density: float = 1.0, scope: str = "tensor", seed: int = 0,
-                           consensus: str | None = None, disjoint_mean: bool = False) -> TaskVector:
+def sparse_task_arithmetic(
+    task_vectors: Sequence[TaskVector],
+    *,
+    lam: float = 1.0,
+    weights: Sequence[float] | None = None,
+    sparsify: str | None = None,
+    density: float = 1.0,
+    scope: str = "tensor",
+    seed: int = 0,
+    consensus: str | None = None,
+    disjoint_mean: bool = False,
+) -> TaskVector:
     """Sparsify -> (sign consensus) -> weighted sum, times ``lam`` (mergekit-style).
 
     Args:
@@ -146,8 +152,7 @@ def sparse_task_arithmetic(task_vectors: Sequence[TaskVector], *, lam: float = 1
     _choice("sparsify", sparsify, SPARSIFY)
     _choice("scope", scope, SCOPES)
     _choice("consensus", consensus, CONSENSUS)
-    weights = [1.0] * len(task_vectors) if weights is None else [
-        validate_real("weight", w) for w in weights]
+    weights = [1.0] * len(task_vectors) if weights is None else [validate_real("weight", w) for w in weights]
     if len(weights) != len(task_vectors):
         raise ValueError(f"got {len(weights)} weights for {len(task_vectors)} task vectors")
 
@@ -173,39 +178,58 @@ def sparse_task_arithmetic(task_vectors: Sequence[TaskVector], *, lam: float = 1
 
 
 # -- the registered baselines ------------------------------------------------------------------
-@register("weight_average", "2203.05482", "static",
-          "Model soups: the mean of the task vectors, i.e. the average of the fine-tuned weights.")
+@register(
+    "weight_average",
+    "2203.05482",
+    "static",
+    "Model soups: the mean of the task vectors, i.e. the average of the fine-tuned weights.",
+)
 def weight_average(task_vectors: Sequence[TaskVector]) -> TaskVector:
     """Uniform soup ``(1/K) sum_k tau_k``: the model soup written on task vectors."""
     task_vectors = validate_task_vectors(task_vectors)
     return sparse_task_arithmetic(task_vectors, lam=1.0 / len(task_vectors))
 
 
-@register("task_arithmetic", "2212.04089", "static",
-          "Task arithmetic: lam times the sum of the task vectors.")
+@register("task_arithmetic", "2212.04089", "static", "Task arithmetic: lam times the sum of the task vectors.")
 def task_arithmetic(task_vectors: Sequence[TaskVector], *, lam: float = 0.3) -> TaskVector:
     """``lam * sum_k tau_k`` (``lam = 0.3``: T-Switch supplement Table 5)."""
     return sparse_task_arithmetic(task_vectors, lam=lam)
 
 
-@register("ties", "2306.01708", "static",
-          "TIES: trim to top-density by magnitude, elect sign by mass, disjoint mean, times lam.")
-def ties(task_vectors: Sequence[TaskVector], *, density: float = 0.2, lam: float = 1.0,
-         scope: str = "tensor") -> TaskVector:
+@register(
+    "ties",
+    "2306.01708",
+    "static",
+    "TIES: trim to top-density by magnitude, elect sign by mass, disjoint mean, times lam.",
+)
+def ties(
+    task_vectors: Sequence[TaskVector], *, density: float = 0.2, lam: float = 1.0, scope: str = "tensor"
+) -> TaskVector:
     """TIES-Merging (Trim, Elect sign, disjoint Merge; TIES Algorithm 1).
 
     ``density = 0.2`` is the paper's top-k = 20%. The trim ranks entries within each tensor
     (``scope="tensor"``, as mergekit does); the paper ranks over the whole flattened task vector,
     which is ``scope="global"``.
     """
-    return sparse_task_arithmetic(task_vectors, lam=lam, sparsify="magnitude", density=density,
-                                  scope=scope, consensus="ties", disjoint_mean=True)
+    return sparse_task_arithmetic(
+        task_vectors, lam=lam, sparsify="magnitude", density=density, scope=scope, consensus="ties", disjoint_mean=True
+    )
 
 
-@register("dare", "2311.03099", "static",
-          "DARE: drop each entry with probability drop, rescale by 1/(1-drop), then lam times the sum.")
-def dare(task_vectors: Sequence[TaskVector], *, drop: float = 0.9, lam: float = 0.3,
-         seed: int = 0, consensus: str | None = None) -> TaskVector:
+@register(
+    "dare",
+    "2311.03099",
+    "static",
+    "DARE: drop each entry with probability drop, rescale by 1/(1-drop), then lam times the sum.",
+)
+def dare(
+    task_vectors: Sequence[TaskVector],
+    *,
+    drop: float = 0.9,
+    lam: float = 0.3,
+    seed: int = 0,
+    consensus: str | None = None,
+) -> TaskVector:
     """DARE (Drop And REscale) followed by task arithmetic.
 
     Args:
@@ -217,14 +241,18 @@ def dare(task_vectors: Sequence[TaskVector], *, drop: float = 0.9, lam: float = 
     """
     drop = _validate_drop(drop)
     _choice("consensus", consensus, CONSENSUS)
-    return sparse_task_arithmetic(task_vectors, lam=lam, sparsify="random", density=1.0 - drop,
-                                  seed=seed, consensus=consensus)
+    return sparse_task_arithmetic(
+        task_vectors, lam=lam, sparsify="random", density=1.0 - drop, seed=seed, consensus=consensus
+    )
 
 
-@register("dare_ties", "2311.03099", "static",
-          "DARE-TIES: DARE drop-and-rescale, then TIES sign election, then lam times the sum.")
-def dare_ties(task_vectors: Sequence[TaskVector], *, drop: float = 0.9, lam: float = 0.3,
-              seed: int = 0) -> TaskVector:
+@register(
+    "dare_ties",
+    "2311.03099",
+    "static",
+    "DARE-TIES: DARE drop-and-rescale, then TIES sign election, then lam times the sum.",
+)
+def dare_ties(task_vectors: Sequence[TaskVector], *, drop: float = 0.9, lam: float = 0.3, seed: int = 0) -> TaskVector:
     """:func:`dare` with ``consensus="ties"``."""
     return dare(task_vectors, drop=drop, lam=lam, seed=seed, consensus="ties")
 
@@ -234,8 +262,9 @@ def _norm(tv: TaskVector) -> float:
     return math.sqrt(sum(float(t.double().pow(2).sum()) for t in tv.vector.values()))
 
 
-def norm_rescaled_average(task_vectors: Sequence[TaskVector], sparsified: Sequence[TaskVector],
-                          *, lam: float = 1.0) -> TaskVector:
+def norm_rescaled_average(
+    task_vectors: Sequence[TaskVector], sparsified: Sequence[TaskVector], *, lam: float = 1.0
+) -> TaskVector:
     """Norm-rescaled merge of sparsified task vectors (T-Switch Eq. 4).
 
     Our reading of Eq. 4 (the text is OCR'd):
@@ -265,10 +294,15 @@ def norm_rescaled_average(task_vectors: Sequence[TaskVector], sparsified: Sequen
     return sparse_task_arithmetic(sparsified, lam=lam * factor)
 
 
-@register("pspar_merge", "2412.00054", "static",
-          "T-Switch Eq. 4: P-Discard (or DARE-random) each task vector, rescale to the original norms, sum.")
-def pspar_merge(task_vectors: Sequence[TaskVector], *, alpha: float = 0.5, mode: str = "low",
-                seed: int = 0, lam: float = 1.0) -> TaskVector:
+@register(
+    "pspar_merge",
+    "2412.00054",
+    "static",
+    "T-Switch Eq. 4: P-Discard (or DARE-random) each task vector, rescale to the original norms, sum.",
+)
+def pspar_merge(
+    task_vectors: Sequence[TaskVector], *, alpha: float = 0.5, mode: str = "low", seed: int = 0, lam: float = 1.0
+) -> TaskVector:
     """P-Discard then :func:`norm_rescaled_average` (T-Switch Eq. 3-4, Table 1).
 
     Args:

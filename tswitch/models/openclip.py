@@ -1,9 +1,11 @@
 """open_clip visual towers (``open_clip.create_model(...).visual``), the checkpoints of the papers'
 original task-vector code (mlfoundations/task_vectors fine-tunes open_clip ViT-B/32)."""
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -27,8 +29,7 @@ class OpenCLIPVisualAdapter(FunctionalAdapter):
 
     modality = "image"
 
-    def __init__(self, model_name: str, pretrained: str | Path | None = None, device: str = "cpu",
-                 pool_size: int = 2):
+    def __init__(self, model_name: str, pretrained: str | Path | None = None, device: str = "cpu", pool_size: int = 2):
         open_clip = require("open_clip", "open_clip_torch")
         if pretrained is not None:
             pretrained = str(resolve_source(pretrained, allow_hub_id=True))
@@ -43,8 +44,7 @@ class OpenCLIPVisualAdapter(FunctionalAdapter):
         self.image_size = sides[0] if sides[0] == sides[1] else sides
         # open_clip's default evaluation transform (square, shortest side, bicubic) is exactly
         # pil_batch's, which is much faster.
-        self._fast = (cfg.resize_mode == "shortest" and cfg.interpolation == "bicubic"
-                      and sides[0] == sides[1])
+        self._fast = cfg.resize_mode == "shortest" and cfg.interpolation == "bicubic" and sides[0] == sides[1]
         self._mean, self._std = tuple(cfg.mean), tuple(cfg.std)
         super().__init__(visual, device=device, pool_size=pool_size)
         self.feature_dim = int(visual.output_dim)

@@ -6,9 +6,11 @@ imported only when an adapter is built), so the registry is complete whenever it
 A suite names its backbone as ``{"name": ..., "args": {...}}`` and gets it back with
 ``load_adapter(name, **args)``.
 """
+
 from __future__ import annotations
 
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from .base import ModelAdapter
 

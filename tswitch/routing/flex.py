@@ -22,13 +22,14 @@ through the distances only; an exemplar with no same-task neighbour keeps a fini
 ``eps = 1e-3 · sum_{z in N_i} d^-1`` added to the numerator (and ``1 + 1e-3`` to the denominator's
 factor, so a perfect neighbourhood still scores 0).
 """
+
 from __future__ import annotations
 
 import json
 import math
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Callable, Sequence
 
 import torch
 
@@ -126,8 +127,14 @@ def pca_projection(x: torch.Tensor, rank: int, seed: int = 0) -> torch.Tensor:
     return (rows * math.sqrt(d)).float()
 
 
-def neighbour_loss(projection: torch.Tensor, x: torch.Tensor, x_tasks: torch.Tensor, centres: torch.Tensor,
-                   centre_tasks: torch.Tensor, k: int) -> torch.Tensor:
+def neighbour_loss(
+    projection: torch.Tensor,
+    x: torch.Tensor,
+    x_tasks: torch.Tensor,
+    centres: torch.Tensor,
+    centre_tasks: torch.Tensor,
+    k: int,
+) -> torch.Tensor:
     """Eq. 19 over queries ``x`` (Nq, D) with tasks ``x_tasks`` against ``centres`` (M, D).
 
     The neighbour sets are the ``k`` nearest centres under ``d_L`` (no gradient through the
@@ -149,9 +156,17 @@ def neighbour_loss(projection: torch.Tensor, x: torch.Tensor, x_tasks: torch.Ten
     return -ratio.mean()
 
 
-def fit_projection(x: torch.Tensor, x_tasks: torch.Tensor, centres: torch.Tensor, centre_tasks: torch.Tensor,
-                   init: torch.Tensor, k: int, epochs: int = 100, lr: float = 0.5,
-                   progress: Callable[[int, float], None] | None = None) -> tuple[torch.Tensor, list[float]]:
+def fit_projection(
+    x: torch.Tensor,
+    x_tasks: torch.Tensor,
+    centres: torch.Tensor,
+    centre_tasks: torch.Tensor,
+    init: torch.Tensor,
+    k: int,
+    epochs: int = 100,
+    lr: float = 0.5,
+    progress: Callable[[int, float], None] | None = None,
+) -> tuple[torch.Tensor, list[float]]:
     """Minimise Eq. 19 over ``L`` with Adam, one full-batch step per epoch.
 
     Returns:
@@ -186,8 +201,15 @@ class LowRankRouter:
         normalize: whether queries are L2-normalised before projecting (as the centres were).
     """
 
-    def __init__(self, projection: torch.Tensor, centres: torch.Tensor, task_ids: torch.Tensor,
-                 task_names: Sequence[str], k: int = 10, normalize: bool = True):
+    def __init__(
+        self,
+        projection: torch.Tensor,
+        centres: torch.Tensor,
+        task_ids: torch.Tensor,
+        task_names: Sequence[str],
+        k: int = 10,
+        normalize: bool = True,
+    ):
         projection = torch.as_tensor(projection).detach().float().contiguous()
         if projection.dim() != 2 or projection.shape[0] == 0 or not torch.isfinite(projection).all():
             raise ValueError(f"projection must be a finite (r, D) tensor, got {tuple(projection.shape)}")
@@ -256,9 +278,14 @@ class LowRankRouter:
 
     # -- fitting -------------------------------------------------------------------------------
     @classmethod
-    def fit(cls, features: torch.Tensor, task_ids: torch.Tensor, task_names: Sequence[str],
-            config: AutoFlexConfig = AutoFlexConfig(),
-            progress: Callable[[int, float], None] | None = None) -> tuple["LowRankRouter", dict]:
+    def fit(
+        cls,
+        features: torch.Tensor,
+        task_ids: torch.Tensor,
+        task_names: Sequence[str],
+        config: AutoFlexConfig = AutoFlexConfig(),
+        progress: Callable[[int, float], None] | None = None,
+    ) -> tuple[LowRankRouter, dict]:
         """Cluster each task's exemplar features, learn ``L`` (Eq. 19), and build the router.
 
         Args:
@@ -290,11 +317,11 @@ class LowRankRouter:
         rank = min(config.rank, x.shape[1])
         k = min(config.k, centres_t.shape[0])
         init = pca_projection(x, rank, config.seed)
-        projection, losses = fit_projection(x, ids, centres_t, centre_ids_t, init, k, config.epochs, config.lr,
-                                            progress)
+        projection, losses = fit_projection(
+            x, ids, centres_t, centre_ids_t, init, k, config.epochs, config.lr, progress
+        )
         router = cls(projection, centres_t @ projection.T, centre_ids_t, names, k=k, normalize=config.normalize)
-        report = {"config": asdict(config), "rank": rank, "k": k, "centres": int(centres_t.shape[0]),
-                  "loss": losses}
+        report = {"config": asdict(config), "rank": rank, "k": k, "centres": int(centres_t.shape[0]), "loss": losses}
         return router, report
 
     # -- persistence ---------------------------------------------------------------------------
@@ -304,14 +331,23 @@ class LowRankRouter:
 
         from ..codec.container import atomic_write_bytes
 
-        meta = json.dumps({"format": ROUTER_FORMAT, "version": ROUTER_VERSION, "task_names": list(self.task_names),
-                           "k": self.k, "normalize": self.normalize})
-        blob = save({"projection": self.projection, "centres": self.centres.contiguous(),
-                     "task_ids": self.task_ids}, metadata={_METADATA_KEY: meta})
+        meta = json.dumps(
+            {
+                "format": ROUTER_FORMAT,
+                "version": ROUTER_VERSION,
+                "task_names": list(self.task_names),
+                "k": self.k,
+                "normalize": self.normalize,
+            }
+        )
+        blob = save(
+            {"projection": self.projection, "centres": self.centres.contiguous(), "task_ids": self.task_ids},
+            metadata={_METADATA_KEY: meta},
+        )
         atomic_write_bytes(path, blob)
 
     @classmethod
-    def load(cls, path: str) -> "LowRankRouter":
+    def load(cls, path: str) -> LowRankRouter:
         """Read a router written by :meth:`save`.
 
         Raises:
@@ -330,12 +366,20 @@ class LowRankRouter:
                 raise ValueError("wrong format tag")
             if int(meta["version"]) > ROUTER_VERSION:
                 raise ValueError(f"version {meta['version']} is newer than this tswitch reads ({ROUTER_VERSION})")
-            return cls(tensors["projection"], tensors["centres"], tensors["task_ids"], meta["task_names"],
-                       k=meta["k"], normalize=meta["normalize"])
+            return cls(
+                tensors["projection"],
+                tensors["centres"],
+                tensors["task_ids"],
+                meta["task_names"],
+                k=meta["k"],
+                normalize=meta["normalize"],
+            )
         except Exception as exc:  # safetensors, json and our own checks each raise their own type
             reason = (str(exc).splitlines() or [type(exc).__name__])[0]
             raise ValueError(f"corrupt or invalid low-rank router file {path}: {reason}") from None
 
     def __repr__(self) -> str:
-        return (f"LowRankRouter({self.num_exemplars} centres, rank {self.rank} of dim {self.dim}, "
-                f"{len(self.task_names)} tasks, k={self.k})")
+        return (
+            f"LowRankRouter({self.num_exemplars} centres, rank {self.rank} of dim {self.dim}, "
+            f"{len(self.task_names)} tasks, k={self.k})"
+        )

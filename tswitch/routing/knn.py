@@ -11,12 +11,13 @@ every sample of a mixed batch to the same blend of tasks.
 The search is exact (faiss flat indexes): ``"cosine"`` is inner product on L2-normalised vectors,
 ``"l2"`` Euclidean distance.
 """
+
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import torch
 
@@ -92,8 +93,14 @@ class KNNRouter:
         metric: ``"cosine"`` or ``"l2"``.
     """
 
-    def __init__(self, features: torch.Tensor, task_ids: torch.Tensor, task_names: Sequence[str],
-                 k: int = 10, metric: str = "cosine"):
+    def __init__(
+        self,
+        features: torch.Tensor,
+        task_ids: torch.Tensor,
+        task_names: Sequence[str],
+        k: int = 10,
+        metric: str = "cosine",
+    ):
         self._metric = _metric(metric)
         self.metric = metric
         features = torch.as_tensor(features)
@@ -106,13 +113,16 @@ class KNNRouter:
             raise ValueError("exemplar features hold NaN or infinite values")
         task_ids = torch.as_tensor(task_ids)
         if task_ids.shape != (features.shape[0],) or task_ids.dtype != torch.long:
-            raise ValueError(f"task_ids must be a long ({features.shape[0]},) tensor, "
-                             f"got {task_ids.dtype} {tuple(task_ids.shape)}")
+            raise ValueError(
+                f"task_ids must be a long ({features.shape[0]},) tensor, got {task_ids.dtype} {tuple(task_ids.shape)}"
+            )
         names = tuple(task_names)
         if not names or any(not isinstance(n, str) or not n for n in names) or len(set(names)) != len(names):
             raise ValueError(f"task_names must be distinct non-empty strings, got {list(names)}")
         if int(task_ids.min()) < 0 or int(task_ids.max()) >= len(names):
-            raise ValueError(f"task_ids must lie in [0, {len(names)}), got [{int(task_ids.min())}, {int(task_ids.max())}]")
+            raise ValueError(
+                f"task_ids must lie in [0, {len(names)}), got [{int(task_ids.min())}, {int(task_ids.max())}]"
+            )
         self.features = features  # (N, D), as given: save() writes these, not the normalised copy
         self.task_ids = task_ids.detach().cpu().contiguous()
         self.task_names = names
@@ -193,14 +203,20 @@ class KNNRouter:
 
         from ..codec.container import atomic_write_bytes
 
-        meta = json.dumps({"format": ROUTER_FORMAT, "version": ROUTER_VERSION,
-                           "task_names": list(self.task_names), "k": self.k, "metric": self.metric})
-        blob = save({"features": self.features, "task_ids": self.task_ids},
-                    metadata={_METADATA_KEY: meta})
+        meta = json.dumps(
+            {
+                "format": ROUTER_FORMAT,
+                "version": ROUTER_VERSION,
+                "task_names": list(self.task_names),
+                "k": self.k,
+                "metric": self.metric,
+            }
+        )
+        blob = save({"features": self.features, "task_ids": self.task_ids}, metadata={_METADATA_KEY: meta})
         atomic_write_bytes(path, blob)
 
     @classmethod
-    def load(cls, path: str) -> "KNNRouter":
+    def load(cls, path: str) -> KNNRouter:
         """Read a router written by :meth:`save`.
 
         Raises:
@@ -225,8 +241,10 @@ class KNNRouter:
             raise ValueError(f"corrupt or invalid router file {path}: {reason}") from None
 
     def __repr__(self) -> str:
-        return (f"KNNRouter({self.num_exemplars} exemplars, dim {self.dim}, {len(self.task_names)} tasks, "
-                f"k={self.k}, metric={self.metric!r})")
+        return (
+            f"KNNRouter({self.num_exemplars} exemplars, dim {self.dim}, {len(self.task_names)} tasks, "
+            f"k={self.k}, metric={self.metric!r})"
+        )
 
 
 def diagnostics(result: RouteResult, b: int) -> dict:
@@ -237,7 +255,10 @@ def diagnostics(result: RouteResult, b: int) -> dict:
     return {
         "routed_task": names[int(result.routed_task[b])],
         "weights": {name: float(w) for name, w in zip(names, result.weights[b].tolist())},
-        "neighbours": [{"task": names[int(t)], "distance": float(d), "exemplar": int(i)}
-                       for i, t, d in zip(result.neighbours[b].tolist(), result.neighbour_tasks[b].tolist(),
-                                          result.distances[b].tolist())],
+        "neighbours": [
+            {"task": names[int(t)], "distance": float(d), "exemplar": int(i)}
+            for i, t, d in zip(
+                result.neighbours[b].tolist(), result.neighbour_tasks[b].tolist(), result.distances[b].tolist()
+            )
+        ],
     }

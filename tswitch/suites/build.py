@@ -4,13 +4,14 @@
 :mod:`tswitch.suites.experiments` runs every method and analysis; :func:`write_suite` writes the
 folder of ``docs/SUITE.md``. ``demos/build_suite.py`` is the thin command line over this.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -74,13 +75,30 @@ def _split_sizes(n: int, train: int, val: int, test: int) -> tuple[int, int, int
 
 
 def _recipe_key(spec: SuiteSpec, task: str, split_ids: list[str]) -> str:
-    blob = json.dumps({"adapter": spec.adapter, "args": spec.adapter_args, "recipe": asdict(spec.recipe),
-                       "task": task, "train": split_ids}, sort_keys=True, default=str)
+    blob = json.dumps(
+        {
+            "adapter": spec.adapter,
+            "args": spec.adapter_args,
+            "recipe": asdict(spec.recipe),
+            "task": task,
+            "train": split_ids,
+        },
+        sort_keys=True,
+        default=str,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def task_state(adapter, base: dict[str, torch.Tensor], name: str, data, splits: dict[str, list[str]],
-               head: Head, finetuned: dict[str, torch.Tensor], eval_batch: int) -> TaskState:
+def task_state(
+    adapter,
+    base: dict[str, torch.Tensor],
+    name: str,
+    data,
+    splits: dict[str, list[str]],
+    head: Head,
+    finetuned: dict[str, torch.Tensor],
+    eval_batch: int,
+) -> TaskState:
     """One task ready for the experiments: its splits applied and preprocessed, its task vector.
 
     ``finetuned`` may lack tensors the fine-tune never changed (integer buffers, a frozen projection):
@@ -91,11 +109,19 @@ def task_state(adapter, base: dict[str, torch.Tensor], name: str, data, splits: 
     floating = {k: v for k, v in base.items() if torch.is_floating_point(v)}
     tau = TaskVector.from_state_dicts(floating, full)
     return TaskState(
-        name=name, label_names=data.label_names, description=data.description, splits=splits,
-        train_inputs=train.inputs, train_labels=train.labels, head=head, finetuned=full, tau=tau,
+        name=name,
+        label_names=data.label_names,
+        description=data.description,
+        splits=splits,
+        train_inputs=train.inputs,
+        train_labels=train.labels,
+        head=head,
+        finetuned=full,
+        tau=tau,
         val=EvalSet.build(adapter, name, val.inputs, val.labels, eval_batch),
         test=EvalSet.build(adapter, name, test.inputs, test.labels, eval_batch),
-        test_inputs=test.inputs)
+        test_inputs=test.inputs,
+    )
 
 
 def prepare(spec: SuiteSpec, log: Log = print, progress=None) -> Prepared:
@@ -113,19 +139,34 @@ def prepare(spec: SuiteSpec, log: Log = print, progress=None) -> Prepared:
         log(f"[{ts.name}] {len(data)} items, {data.num_classes} classes; train/val/test = {sizes}")
         feats = extract_features(adapter, train.inputs, batch_size=spec.eval_batch)
         r = spec.recipe
-        head = fit_probe(feats, train.labels, data.label_names, steps=r.probe_steps, lr=r.probe_lr,
-                         weight_decay=r.probe_weight_decay, seed=r.seed)
+        head = fit_probe(
+            feats,
+            train.labels,
+            data.label_names,
+            steps=r.probe_steps,
+            lr=r.probe_lr,
+            weight_decay=r.probe_weight_decay,
+            seed=r.seed,
+        )
         ckpt = os.path.join(cache, f"{ts.name}-{_recipe_key(spec, ts.name, splits['train'])}.safetensors")
         if os.path.exists(ckpt):
             log(f"[{ts.name}] reusing cached fine-tune {ckpt}")
             finetuned = load_state_dict(ckpt)
         else:
             bar = progress(total=r.steps, desc=f"fine-tune {ts.name}") if progress else None
-            finetuned = finetune(adapter, head, train.inputs, train.labels, steps=r.steps,
-                                 batch_size=r.batch_size, lr=r.lr, weight_decay=r.weight_decay,
-                                 train_bn=r.train_bn, seed=r.seed,
-                                 progress=(lambda s, loss: (bar.update(1), bar.set_postfix(loss=f"{loss:.3f}")))
-                                 if bar else None)
+            finetuned = finetune(
+                adapter,
+                head,
+                train.inputs,
+                train.labels,
+                steps=r.steps,
+                batch_size=r.batch_size,
+                lr=r.lr,
+                weight_decay=r.weight_decay,
+                train_bn=r.train_bn,
+                seed=r.seed,
+                progress=(lambda s, loss: (bar.update(1), bar.set_postfix(loss=f"{loss:.3f}"))) if bar else None,
+            )
             if bar:
                 bar.close()
             save_state_dict(finetuned, ckpt)
@@ -142,9 +183,16 @@ def run_build(spec: SuiteSpec, out_dir: str, log: Log = print, progress=None, co
     return finish_build(prep, out_dir, log, command, started=t0)
 
 
-def finish_build(prep: Prepared, out_dir: str, log: Log = print, command: str = "", *,
-                 started: float | None = None, manifest_extra: dict | None = None,
-                 heads_extra: dict[str, torch.Tensor] | None = None) -> dict:
+def finish_build(
+    prep: Prepared,
+    out_dir: str,
+    log: Log = print,
+    command: str = "",
+    *,
+    started: float | None = None,
+    manifest_extra: dict | None = None,
+    heads_extra: dict[str, torch.Tensor] | None = None,
+) -> dict:
     """Everything after "we have the base, the fine-tuned states, the heads and the splits".
 
     Runs every method and analysis, writes the suite into ``out_dir``, checks that T-Switch recomputed
@@ -177,13 +225,24 @@ def finish_build(prep: Prepared, out_dir: str, log: Log = print, command: str = 
     pulse = exps.pulse()
     pspar_dare = exps.pspar_vs_dare()
     option, alpha = choice["dense_option"], f"{choice['alpha']:g}"
-    bapprox = {t: {name: {a: pulse[cond][a]["per_task"][t] for a in pulse[cond]}
-                   for name, cond in (("b-approx", "b_approx"), ("p-spar", "keep_high"))}
-               for t in prep.tasks}
+    bapprox = {
+        t: {
+            name: {a: pulse[cond][a]["per_task"][t] for a in pulse[cond]}
+            for name, cond in (("b-approx", "b_approx"), ("p-spar", "keep_high"))
+        }
+        for t in prep.tasks
+    }
     results = {
-        "suite": spec.name, "split": "test", "tasks": list(prep.tasks), "metric": "accuracy",
-        "methods": methods, "choice": {k: v for k, v in choice.items() if k != "pack"},
-        "alpha_grid": grid, "pulse": pulse, "pspar_vs_dare": pspar_dare, "bapprox_vs_pspar": bapprox,
+        "suite": spec.name,
+        "split": "test",
+        "tasks": list(prep.tasks),
+        "metric": "accuracy",
+        "methods": methods,
+        "choice": {k: v for k, v in choice.items() if k != "pack"},
+        "alpha_grid": grid,
+        "pulse": pulse,
+        "pspar_vs_dare": pspar_dare,
+        "bapprox_vs_pspar": bapprox,
         "num_params": exps.n,
     }
     write_suite(prep, exps, choice, results, out_dir)
@@ -198,11 +257,17 @@ def finish_build(prep: Prepared, out_dir: str, log: Log = print, command: str = 
         results["methods"][method] = res
     expected = grid[option][alpha]["t-switch"]["test"]["average"]
     if abs(results["methods"]["t-switch"]["average"] - expected) > 1e-9:
-        raise RuntimeError(f"T-Switch from the written suite ({results['methods']['t-switch']['average']}) "
-                           f"differs from the build's ({expected})")
-    results["provenance"] = {"command": command, "seconds": round(time.time() - t0, 1),
-                             "prepare_seconds": round(t_prep, 1), "torch": torch.__version__,
-                             "threads": torch.get_num_threads()}
+        raise RuntimeError(
+            f"T-Switch from the written suite ({results['methods']['t-switch']['average']}) "
+            f"differs from the build's ({expected})"
+        )
+    results["provenance"] = {
+        "command": command,
+        "seconds": round(time.time() - t0, 1),
+        "prepare_seconds": round(t_prep, 1),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
     write_results(out_dir, results)  # the other files are already written and verified
     return results
 

@@ -9,10 +9,11 @@ A method gives each task's test inputs a set of weights in one of three ways:
 Every task is scored with its own frozen head (``../shared/PROTOCOL.md``), as in the papers; for
 routed methods the routing accuracy (routed task == true task) is reported beside it.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -32,15 +33,16 @@ class EvalSet:
     route_features: torch.Tensor | None = None  # (N, D_r), filled lazily
 
     @classmethod
-    def build(cls, adapter, task: str, inputs: Sequence, labels, batch_size: int = 64,
-              limit: int | None = None) -> "EvalSet":
+    def build(
+        cls, adapter, task: str, inputs: Sequence, labels, batch_size: int = 64, limit: int | None = None
+    ) -> EvalSet:
         inputs, labels = list(inputs), np.asarray(labels)
         if limit is not None:
             inputs, labels = inputs[:limit], labels[:limit]
-        batches = [adapter.preprocess(inputs[i:i + batch_size]) for i in range(0, len(inputs), batch_size)]
+        batches = [adapter.preprocess(inputs[i : i + batch_size]) for i in range(0, len(inputs), batch_size)]
         return cls(task, batches, labels)
 
-    def head(self, n: int | None) -> "EvalSet":
+    def head(self, n: int | None) -> EvalSet:
         """The first ``n`` examples (all when ``n`` is None)."""
         if n is None or n >= len(self.labels):
             return self
@@ -64,7 +66,7 @@ def accuracy(adapter, head: Head, data: EvalSet, weights: Weights) -> float:
     correct = 0
     for batch, start in zip(data.batches, _starts(data)):
         preds = head(adapter.features(batch, weights)).argmax(-1).numpy()
-        correct += int((preds == data.labels[start:start + len(preds)]).sum())
+        correct += int((preds == data.labels[start : start + len(preds)]).sum())
     return correct / max(1, len(data.labels))
 
 
@@ -77,8 +79,9 @@ def evaluate_static(adapter, heads: Mapping[str, Head], sets: Mapping[str, EvalS
     return _summary({t: accuracy(adapter, heads[t], s, weights) for t, s in sets.items()})
 
 
-def evaluate_per_task(adapter, heads: Mapping[str, Head], sets: Mapping[str, EvalSet],
-                      weights_for: Callable[[str], Weights]) -> dict:
+def evaluate_per_task(
+    adapter, heads: Mapping[str, Head], sets: Mapping[str, EvalSet], weights_for: Callable[[str], Weights]
+) -> dict:
     return _summary({t: accuracy(adapter, heads[t], s, weights_for(t)) for t, s in sets.items()})
 
 
@@ -100,13 +103,14 @@ def evaluate_routed(auto_switch, heads: Mapping[str, Head], sets: Mapping[str, E
         correct, start = 0, 0
         for batch in data.batches:
             n = next(iter(batch.values())).shape[0]
-            out = engine.run(batch, weights[start:start + n], routed_task=routed_all[start:start + n])
-            labels = data.labels[start:start + n]
+            out = engine.run(batch, weights[start : start + n], routed_task=routed_all[start : start + n])
+            labels = data.labels[start : start + n]
             correct += int((out.logits[task].argmax(-1).numpy() == labels).sum())
             routed = [engine.tasks[i] for i in out.routed_task.tolist()]
             routed_ok += sum(r == task for r in routed)
-            routed_head_ok += sum(r == task and int(out.logits[task][j].argmax()) == labels[j]
-                                  for j, r in enumerate(routed))
+            routed_head_ok += sum(
+                r == task and int(out.logits[task][j].argmax()) == labels[j] for j, r in enumerate(routed)
+            )
             start += n
         per_task[task] = correct / max(1, len(data.labels))
         total += len(data.labels)
@@ -124,8 +128,9 @@ def switch_bytes(header) -> int:
 def evaluate_tswitch(engine, sets: Mapping[str, EvalSet], header) -> dict:
     """T-Switch (Eq. 7): each task under its own switch (one-hot weights), and the pack's bytes."""
     eye = torch.eye(len(engine.tasks))
-    out = evaluate_per_task(engine.adapter, engine.heads, sets,
-                            lambda t: engine.merged_weights(eye[engine.tasks.index(t)]))
+    out = evaluate_per_task(
+        engine.adapter, engine.heads, sets, lambda t: engine.merged_weights(eye[engine.tasks.index(t)])
+    )
     return {**out, "extra_bytes": switch_bytes(header)}
 
 

@@ -4,11 +4,12 @@ Hyper-parameters are chosen on validation and reported on test (``../shared/PROT
 task arithmetic / TIES / DARE ``lambda``, TALL's per-task ``lambda``, T-Switch ``alpha``,
 Auto-Switch ``alpha`` and ``k``. Random methods (DARE) report the mean over ``spec.seeds``.
 """
+
 from __future__ import annotations
 
 import os
 import tempfile
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -16,8 +17,18 @@ import torch
 from ..core.binary import b_approx
 from ..core.pspar import pulse_mask
 from ..core.task_vector import TaskVector
-from ..merging import (AutoSwitch, DynamicMergeEngine, PackedSwitches, dare, emr_components,
-                       norm_rescaled_average, tall_mask_components, task_arithmetic, ties, weight_average)
+from ..merging import (
+    AutoSwitch,
+    DynamicMergeEngine,
+    PackedSwitches,
+    dare,
+    emr_components,
+    norm_rescaled_average,
+    tall_mask_components,
+    task_arithmetic,
+    ties,
+    weight_average,
+)
 from ..pack import SwitchPack, create_pack, encode_task, tensor_specs
 from ..routing import KNNRouter
 from .evaluate import evaluate_auto_switch, evaluate_per_task, evaluate_static, evaluate_tswitch
@@ -67,8 +78,9 @@ class Experiments:
             inputs = self.prep.tasks[t].train_inputs
             pick = sorted(rng.choice(len(inputs), min(self.spec.exemplars_per_task, len(inputs)), replace=False))
             self.prep.tasks[t].exemplar_index = [int(j) for j in pick]
-            feats.append(extract_features(self.adapter, [inputs[j] for j in pick], route=True,
-                                          batch_size=self.spec.eval_batch))
+            feats.append(
+                extract_features(self.adapter, [inputs[j] for j in pick], route=True, batch_size=self.spec.eval_batch)
+            )
             ids += [i] * len(pick)
         return KNNRouter(torch.cat(feats), torch.tensor(ids), self.names, k=self.spec.k_grid[0])
 
@@ -78,8 +90,10 @@ class Experiments:
         path = os.path.join(self.workdir, f"switches-{tag}.tsw")
         if not os.path.exists(path):
             specs = tensor_specs(self.floating)
-            tasks = [encode_task(t, tau, specs, alpha, "sass", dense_pattern,
-                                 labels=self.prep.tasks[t].label_names) for t, tau in zip(self.names, self.taus)]
+            tasks = [
+                encode_task(t, tau, specs, alpha, "sass", dense_pattern, labels=self.prep.tasks[t].label_names)
+                for t, tau in zip(self.names, self.taus)
+            ]
             create_pack(path, self.floating, tasks)
         return path
 
@@ -93,30 +107,43 @@ class Experiments:
 
     def auto_switch(self, split: str, path: str, k: int) -> dict:
         pack = SwitchPack(path)
-        return evaluate_auto_switch(AutoSwitch(self.engine(pack), self.router), self.prep.sets(split), k,
-                                    pack.header)
+        return evaluate_auto_switch(AutoSwitch(self.engine(pack), self.router), self.prep.sets(split), k, pack.header)
 
     # -- the methods -----------------------------------------------------------------------------
     def baselines(self) -> dict:
         """Pre-trained, Individual, averaging, TA, TIES, DARE, EMR, TALL (test, tuned on val)."""
         K, n, res = len(self.names), self.n, {}
         res["pretrained"] = {**self.static("test", None), "extra_bytes": 0}
-        res["individual"] = {**evaluate_per_task(self.adapter, self.heads, self.prep.sets("test"),
-                                                 lambda t: self.prep.tasks[t].finetuned),
-                             "extra_bytes": K * _bytes_float32(n)}
+        res["individual"] = {
+            **evaluate_per_task(
+                self.adapter, self.heads, self.prep.sets("test"), lambda t: self.prep.tasks[t].finetuned
+            ),
+            "extra_bytes": K * _bytes_float32(n),
+        }
         res["weight_average"] = {**self.static("test", weight_average(self.taus)), "extra_bytes": _bytes_float32(n)}
-        for name, fn in (("task_arithmetic", lambda lam: task_arithmetic(self.taus, lam=lam)),
-                         ("ties", lambda lam: ties(self.taus, lam=lam))):
+        for name, fn in (
+            ("task_arithmetic", lambda lam: task_arithmetic(self.taus, lam=lam)),
+            ("ties", lambda lam: ties(self.taus, lam=lam)),
+        ):
             lam = self._pick([(lam, self.static("val", fn(lam))) for lam in self.spec.lambda_grid])
             res[name] = {**self.static("test", fn(lam)), "extra_bytes": _bytes_float32(n), "hyper": {"lam": lam}}
-        lam = self._pick([(lam, self.static("val", dare(self.taus, lam=lam, seed=self.spec.seeds[0])))
-                          for lam in self.spec.lambda_grid])
+        lam = self._pick(
+            [
+                (lam, self.static("val", dare(self.taus, lam=lam, seed=self.spec.seeds[0])))
+                for lam in self.spec.lambda_grid
+            ]
+        )
         runs = [self.static("test", dare(self.taus, lam=lam, seed=s)) for s in self.spec.seeds]
-        res["dare"] = {**_mean_runs(runs), "extra_bytes": _bytes_float32(n),
-                       "hyper": {"lam": lam, "drop": 0.9, "seeds": list(self.spec.seeds)}}
+        res["dare"] = {
+            **_mean_runs(runs),
+            "extra_bytes": _bytes_float32(n),
+            "hyper": {"lam": lam, "drop": 0.9, "seeds": list(self.spec.seeds)},
+        }
         emr = emr_components(self.taus)
-        res["emr_merging"] = {**self.per_task("test", dict(zip(self.names, emr.task_vectors()))),
-                              "extra_bytes": emr.storage_bits() // 8}
+        res["emr_merging"] = {
+            **self.per_task("test", dict(zip(self.names, emr.task_vectors()))),
+            "extra_bytes": emr.storage_bits() // 8,
+        }
         res["tall_masks"] = self._tall()
         return res
 
@@ -131,8 +158,11 @@ class Experiments:
                     best[t] = (lam, val["per_task"][t])
         chosen = {t: comps[best[t][0]].task_vector(i) for i, t in enumerate(self.names)}
         any_comp = next(iter(comps.values()))
-        return {**self.per_task("test", chosen), "extra_bytes": any_comp.storage_bits() // 8,
-                "hyper": {"lam": {t: best[t][0] for t in self.names}}}
+        return {
+            **self.per_task("test", chosen),
+            "extra_bytes": any_comp.storage_bits() // 8,
+            "hyper": {"lam": {t: best[t][0] for t in self.names}},
+        }
 
     def switch_grid(self) -> dict:
         """T-Switch and Auto-Switch over the alpha grid (and BatchNorm options), val and test."""
@@ -141,23 +171,34 @@ class Experiments:
         for option, pattern in self.spec.dense_options.items():
             for alpha in self.spec.alpha_grid:
                 path = self.pack(alpha, pattern)
-                row = {"t-switch": {s: self.tswitch(s, path) for s in ("val", "test")},
-                       "auto-switch": {s: self.auto_switch(s, path, k0) for s in ("val", "test")}}
+                row = {
+                    "t-switch": {s: self.tswitch(s, path) for s in ("val", "test")},
+                    "auto-switch": {s: self.auto_switch(s, path, k0) for s in ("val", "test")},
+                }
                 grid.setdefault(option, {})[f"{alpha:g}"] = row
-                self.log(f"alpha {alpha:g} ({option}): T-Switch test {row['t-switch']['test']['average']:.4f}, "
-                         f"Auto-Switch test {row['auto-switch']['test']['average']:.4f} "
-                         f"(routing {row['auto-switch']['test']['routing_accuracy']:.4f})")
+                self.log(
+                    f"alpha {alpha:g} ({option}): T-Switch test {row['t-switch']['test']['average']:.4f}, "
+                    f"Auto-Switch test {row['auto-switch']['test']['average']:.4f} "
+                    f"(routing {row['auto-switch']['test']['routing_accuracy']:.4f})"
+                )
         return grid
 
     def choose_switch(self, grid: dict) -> dict:
         """Pick (BatchNorm option, alpha) for T-Switch, then k for Auto-Switch, on validation."""
-        option, alpha = max(((o, a) for o, rows in grid.items() for a in rows),
-                            key=lambda oa: (grid[oa[0]][oa[1]]["t-switch"]["val"]["average"], float(oa[1])))
+        option, alpha = max(
+            ((o, a) for o, rows in grid.items() for a in rows),
+            key=lambda oa: (grid[oa[0]][oa[1]]["t-switch"]["val"]["average"], float(oa[1])),
+        )
         path = self.pack(float(alpha), self.spec.dense_options[option])
         k = self._pick([(k, self.auto_switch("val", path, k)) for k in self.spec.k_grid])
         # one pack serves both: the alpha T-Switch prefers on validation (ties: the sparser)
-        return {"dense_option": option, "dense_pattern": self.spec.dense_options[option],
-                "alpha": float(alpha), "k": k, "pack": path}
+        return {
+            "dense_option": option,
+            "dense_pattern": self.spec.dense_options[option],
+            "alpha": float(alpha),
+            "k": k,
+            "pack": path,
+        }
 
     def pulse(self) -> dict:
         """T-Switch Fig. 3 / journal Fig. 1: keep-high (C1) vs keep-low (C2) vs random (C3), per task."""
@@ -167,13 +208,19 @@ class Experiments:
             out[cond] = {}
             for alpha in self.spec.pulse_grid:
                 scale = 1.0 / (1.0 - alpha) if mode == "random" else 1.0
-                deltas = {t: tau.map(lambda _, x: scale * x * pulse_mask(x, alpha, mode, gen))
-                          for t, tau in zip(self.names, self.taus)}
+                deltas = {
+                    t: tau.map(lambda _, x: scale * x * pulse_mask(x, alpha, mode, gen))
+                    for t, tau in zip(self.names, self.taus)
+                }
                 out[cond][f"{alpha:g}"] = self.per_task("analysis", deltas)
         # journal Fig. 2: binarising the kept entries (B-Approx) against keeping them exact (P-Spar)
-        out["b_approx"] = {f"{alpha:g}": self.per_task("analysis", {
-            t: tau.map(lambda _, x: b_approx(x, alpha).reconstruct()) for t, tau in zip(self.names, self.taus)})
-            for alpha in self.spec.pulse_grid}
+        out["b_approx"] = {
+            f"{alpha:g}": self.per_task(
+                "analysis",
+                {t: tau.map(lambda _, x: b_approx(x, alpha).reconstruct()) for t, tau in zip(self.names, self.taus)},
+            )
+            for alpha in self.spec.pulse_grid
+        }
         return out
 
     def pspar_vs_dare(self) -> dict:
@@ -195,5 +242,8 @@ class Experiments:
 def _mean_runs(runs: list[dict]) -> dict:
     tasks = runs[0]["per_task"]
     per_task = {t: float(np.mean([r["per_task"][t] for r in runs])) for t in tasks}
-    return {"per_task": per_task, "average": float(np.mean(list(per_task.values()))),
-            "std_over_seeds": float(np.std([r["average"] for r in runs]))}
+    return {
+        "per_task": per_task,
+        "average": float(np.mean(list(per_task.values()))),
+        "std_over_seeds": float(np.std([r["average"] for r in runs])),
+    }

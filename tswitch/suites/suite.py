@@ -4,13 +4,14 @@
 until it is needed: the backbone, the switches, the router and the engine load on first use, once,
 under a lock, and are never modified afterwards, so one ``Suite`` serves concurrent requests.
 """
+
 from __future__ import annotations
 
 import json
 import os
 import threading
+from collections.abc import Sequence
 from functools import cached_property
-from typing import Sequence
 
 import torch
 
@@ -53,7 +54,7 @@ class Suite:
         self._lock = threading.RLock()
 
     @classmethod
-    def open(cls, name_or_path: str) -> "Suite":
+    def open(cls, name_or_path: str) -> Suite:
         return cls(resolve_suite(name_or_path))
 
     def file(self, key: str) -> str:
@@ -81,8 +82,9 @@ class Suite:
         from ..merging import DynamicMergeEngine, PackedSwitches
 
         with self._lock:
-            return DynamicMergeEngine(self.adapter, self.adapter.state_dict(),
-                                      PackedSwitches.from_pack(pack), self.heads, cache_size=16)
+            return DynamicMergeEngine(
+                self.adapter, self.adapter.state_dict(), PackedSwitches.from_pack(pack), self.heads, cache_size=16
+            )
 
     @cached_property
     def adapter(self):
@@ -98,10 +100,17 @@ class Suite:
         from safetensors.torch import load_file
 
         tensors = load_file(self.file(self.manifest.get("heads", "heads.safetensors")))
-        return {t["name"]: Head(tensors[f"{t['name']}.weight"], tensors[f"{t['name']}.bias"],
-                                tuple(t["labels"]), bool(t.get("normalize", False)),
-                                tensors.get(f"{t['name']}.dense.weight"), tensors.get(f"{t['name']}.dense.bias"))
-                for t in self.manifest["tasks"]}
+        return {
+            t["name"]: Head(
+                tensors[f"{t['name']}.weight"],
+                tensors[f"{t['name']}.bias"],
+                tuple(t["labels"]),
+                bool(t.get("normalize", False)),
+                tensors.get(f"{t['name']}.dense.weight"),
+                tensors.get(f"{t['name']}.dense.bias"),
+            )
+            for t in self.manifest["tasks"]
+        }
 
     @cached_property
     def pack(self):
@@ -137,8 +146,10 @@ class Suite:
 
     def _flex(self) -> dict:
         if not self.has_flex:
-            raise SuiteError(f"suite {self.name} has no FlexSwitch pack; learn one with python -m tswitch flex "
-                             f"--suite {self.name}, then python -m tswitch flex --suite {self.name} --collect")
+            raise SuiteError(
+                f"suite {self.name} has no FlexSwitch pack; learn one with python -m tswitch flex "
+                f"--suite {self.name}, then python -m tswitch flex --suite {self.name} --collect"
+            )
         return self.manifest["flex"]
 
     @cached_property
@@ -210,8 +221,9 @@ class Suite:
         sets = {}
         for t in self.manifest["tasks"]:
             data = apply_split(load_task(t["loader"]["name"], **t["loader"]["args"]), splits[t["name"]][split])
-            sets[t["name"]] = EvalSet.build(self.adapter, t["name"], data.inputs, data.labels,
-                                            self.manifest.get("eval_batch", 64), limit)
+            sets[t["name"]] = EvalSet.build(
+                self.adapter, t["name"], data.inputs, data.labels, self.manifest.get("eval_batch", 64), limit
+            )
         return sets
 
     def evaluate(self, method: str, split: str = "test", limit: int | None = None, k: int | None = None) -> dict:
@@ -224,13 +236,16 @@ class Suite:
         if method == "t-switch":
             return evaluate_tswitch(self.engine, sets, self.pack.header)
         if method == "auto-switch":
-            return evaluate_auto_switch(self.auto_switch, sets, k or int(self.manifest["router"]["k"]),
-                                        self.pack.header)
+            return evaluate_auto_switch(
+                self.auto_switch, sets, k or int(self.manifest["router"]["k"]), self.pack.header
+            )
         if method == "flexswitch":
             return evaluate_tswitch(self.flex_engine, sets, self.flex_pack.header)
         if method == "auto-flexswitch":
             out = evaluate_routed(self.auto_flexswitch, self.heads, sets, k or self.default_k(method))
             return {**out, "extra_bytes": switch_bytes(self.flex_pack.header) + self.flex_router.nbytes}
-        raise SuiteError(f"method {method!r} cannot be recomputed from a suite's files; valid: "
-                         f"{', '.join(SWITCH_METHODS)} (the others need the fine-tuned checkpoints: "
-                         f"rebuild with demos/build_suite.py)")
+        raise SuiteError(
+            f"method {method!r} cannot be recomputed from a suite's files; valid: "
+            f"{', '.join(SWITCH_METHODS)} (the others need the fine-tuned checkpoints: "
+            f"rebuild with demos/build_suite.py)"
+        )

@@ -5,9 +5,10 @@
 2. :func:`finetune`: the whole backbone trained with that head frozen; the task vector is the
    backbone's change only (BatchNorm running statistics included when ``train_bn``).
 """
+
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -18,11 +19,12 @@ from ..models.common import tensors_of
 
 def batches(inputs: Sequence, size: int):
     for start in range(0, len(inputs), size):
-        yield start, inputs[start:start + size]
+        yield start, inputs[start : start + size]
 
 
-def extract_features(adapter, inputs: Sequence, weights=None, batch_size: int = 64,
-                     route: bool = False) -> torch.Tensor:
+def extract_features(
+    adapter, inputs: Sequence, weights=None, batch_size: int = 64, route: bool = False
+) -> torch.Tensor:
     """``(N, D)`` features of ``inputs`` (pre-trained weights unless ``weights`` is given)."""
     out = []
     for _, chunk in batches(inputs, batch_size):
@@ -31,8 +33,16 @@ def extract_features(adapter, inputs: Sequence, weights=None, batch_size: int = 
     return torch.cat(out).float().cpu()
 
 
-def fit_probe(features: torch.Tensor, labels: np.ndarray, label_names: Sequence[str], *, steps: int = 300,
-              lr: float = 1e-2, weight_decay: float = 1e-4, seed: int = 0) -> Head:
+def fit_probe(
+    features: torch.Tensor,
+    labels: np.ndarray,
+    label_names: Sequence[str],
+    *,
+    steps: int = 300,
+    lr: float = 1e-2,
+    weight_decay: float = 1e-4,
+    seed: int = 0,
+) -> Head:
     """Multinomial logistic regression on cached features (full-batch Adam), as a frozen :class:`Head`.
 
     Features are centred and divided by one global standard deviation inside the optimisation (a
@@ -60,9 +70,20 @@ def fit_probe(features: torch.Tensor, labels: np.ndarray, label_names: Sequence[
     return Head(weight=weight.detach().clone(), bias=bias.detach().clone(), labels=tuple(label_names))
 
 
-def finetune(adapter, head: Head, inputs: Sequence, labels: np.ndarray, *, steps: int, batch_size: int,
-             lr: float, weight_decay: float = 0.0, train_bn: bool = True, seed: int = 0,
-             progress: Callable[[int, float], None] | None = None) -> dict[str, torch.Tensor]:
+def finetune(
+    adapter,
+    head: Head,
+    inputs: Sequence,
+    labels: np.ndarray,
+    *,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    weight_decay: float = 0.0,
+    train_bn: bool = True,
+    seed: int = 0,
+    progress: Callable[[int, float], None] | None = None,
+) -> dict[str, torch.Tensor]:
     """Fine-tune the backbone with ``head`` frozen; returns its tensors (parameters and buffers).
 
     Args:
@@ -77,15 +98,14 @@ def finetune(adapter, head: Head, inputs: Sequence, labels: np.ndarray, *, steps
         for m in module.modules():
             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
                 m.eval()
-    opt = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=lr,
-                            weight_decay=weight_decay)
+    opt = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay)
     labels = np.asarray(labels)
     order = rng.permutation(len(inputs))
     cursor = 0
     for step in range(steps):
         if cursor + batch_size > len(order):
             order, cursor = rng.permutation(len(inputs)), 0
-        idx = order[cursor:cursor + batch_size]
+        idx = order[cursor : cursor + batch_size]
         cursor += batch_size
         batch: Batch = adapter.preprocess([inputs[i] for i in idx])
         logits = head(adapter.features_of(module, batch))

@@ -1,4 +1,5 @@
 """Write a built suite's folder (``docs/SUITE.md``) atomically enough: every file via temp + rename."""
+
 from __future__ import annotations
 
 import base64
@@ -6,8 +7,6 @@ import io
 import json
 import os
 import shutil
-
-import torch
 
 from .. import __version__
 from ..codec.container import atomic_write_bytes
@@ -43,15 +42,19 @@ def write_suite(prep, exps, choice: dict, results: dict, out_dir: str) -> None:
         heads[f"{t}.weight"], heads[f"{t}.bias"] = state.head.weight, state.head.bias
     save_state_dict(heads, os.path.join(out_dir, "heads.safetensors"))
 
-    router = KNNRouter(exps.router.features, exps.router.task_ids, exps.router.task_names, k=choice["k"],
-                       metric=exps.router.metric)
+    router = KNNRouter(
+        exps.router.features, exps.router.task_ids, exps.router.task_names, k=choice["k"], metric=exps.router.metric
+    )
     router.save(os.path.join(out_dir, "router.safetensors"))
     exemplars = []
     for t, state in prep.tasks.items():
         for j in state.exemplar_index:
             item = state.train_inputs[j]
-            exemplars.append({"task": t, "text": item[:PREVIEW_CHARS]} if isinstance(item, str)
-                             else {"task": t, "thumb": _thumb(item)})
+            exemplars.append(
+                {"task": t, "text": item[:PREVIEW_CHARS]}
+                if isinstance(item, str)
+                else {"task": t, "thumb": _thumb(item)}
+            )
     _json(os.path.join(out_dir, "exemplars.json"), exemplars)
     _json(os.path.join(out_dir, "splits.json"), {t: s.splits for t, s in prep.tasks.items()})
 
@@ -66,26 +69,57 @@ def write_suite(prep, exps, choice: dict, results: dict, out_dir: str) -> None:
                 rel = os.path.join("examples", f"{ts.name}-{i}.png")
                 item.convert("RGB").save(os.path.join(out_dir, rel))
                 examples.append(rel)
-        tasks.append({"name": ts.name, "labels": list(state.label_names), "metric": "accuracy",
-                      "description": state.description, "normalize": state.head.normalize,
-                      "loader": {"name": ts.loader, "args": ts.loader_args}, "examples": examples,
-                      "split_sizes": {s: len(v) for s, v in state.splits.items()}})
+        tasks.append(
+            {
+                "name": ts.name,
+                "labels": list(state.label_names),
+                "metric": "accuracy",
+                "description": state.description,
+                "normalize": state.head.normalize,
+                "loader": {"name": ts.loader, "args": ts.loader_args},
+                "examples": examples,
+                "split_sizes": {s: len(v) for s, v in state.splits.items()},
+            }
+        )
     adapter_args = dict(spec.adapter_args)
     manifest = {
-        "name": spec.name, "format_version": 1, "modality": spec.modality,
-        "adapter": {"name": spec.adapter, "args": adapter_args}, "tasks": tasks,
-        "pack": "switches.tsw", "heads": "heads.safetensors", "alpha": choice["alpha"],
+        "name": spec.name,
+        "format_version": 1,
+        "modality": spec.modality,
+        "adapter": {"name": spec.adapter, "args": adapter_args},
+        "tasks": tasks,
+        "pack": "switches.tsw",
+        "heads": "heads.safetensors",
+        "alpha": choice["alpha"],
         "dense_pattern": choice["dense_pattern"],
-        "router": {"file": "router.safetensors", "k": choice["k"], "metric": router.metric,
-                   "route_layers": adapter_args.get("route_layers"),
-                   "exemplars_per_task": spec.exemplars_per_task},
-        "recipe": {"probe": {"steps": spec.recipe.probe_steps, "lr": spec.recipe.probe_lr,
-                             "weight_decay": spec.recipe.probe_weight_decay, "optimizer": "Adam, full batch"},
-                   "finetune": {"steps": spec.recipe.steps, "batch_size": spec.recipe.batch_size,
-                                "lr": spec.recipe.lr, "weight_decay": spec.recipe.weight_decay,
-                                "optimizer": "AdamW", "train_bn": spec.recipe.train_bn,
-                                "head": "frozen linear probe", "seed": spec.recipe.seed}},
-        "eval_batch": spec.eval_batch, "smoke": spec.smoke, "tswitch_version": __version__,
+        "router": {
+            "file": "router.safetensors",
+            "k": choice["k"],
+            "metric": router.metric,
+            "route_layers": adapter_args.get("route_layers"),
+            "exemplars_per_task": spec.exemplars_per_task,
+        },
+        "recipe": {
+            "probe": {
+                "steps": spec.recipe.probe_steps,
+                "lr": spec.recipe.probe_lr,
+                "weight_decay": spec.recipe.probe_weight_decay,
+                "optimizer": "Adam, full batch",
+            },
+            "finetune": {
+                "steps": spec.recipe.steps,
+                "batch_size": spec.recipe.batch_size,
+                "lr": spec.recipe.lr,
+                "weight_decay": spec.recipe.weight_decay,
+                "optimizer": "AdamW",
+                "train_bn": spec.recipe.train_bn,
+                "head": "frozen linear probe",
+                "seed": spec.recipe.seed,
+            },
+        },
+        "eval_batch": spec.eval_batch,
+        "smoke": spec.smoke,
+        "tswitch_version": __version__,
     }
     _json(os.path.join(out_dir, "manifest.json"), manifest)
     write_results(out_dir, results)

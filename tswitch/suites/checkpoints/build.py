@@ -7,6 +7,7 @@ every method (baselines, T-Switch / Auto-Switch alpha grid, pulse analyses) and 
 folder of ``docs/SUITE.md``. The folder is written under a temporary name and renamed at the end,
 so a failed build leaves nothing behind.
 """
+
 from __future__ import annotations
 
 import os
@@ -73,16 +74,43 @@ class GivenSuite:
     def spec(self) -> SuiteSpec:
         """The :class:`SuiteSpec` the shared experiments and writer read."""
         fam = get_family(self.family)
-        tasks = tuple(TaskSpec(t.name, t.loader, dict(t.loader_args), train=self.train_per_task,
-                               val=self.val_per_task, test=self.test_per_task or 0) for t in self.tasks)
-        spec = SuiteSpec(name=self.name, modality=fam.modality, adapter=fam.adapter,
-                         adapter_args={**fam.adapter_args(self.base), "dtype": self.dtype}, tasks=tasks,
-                         exemplars_per_task=self.exemplars_per_task, k_grid=(5, 10, 20), alpha_grid=ALPHA_GRID,
-                         pulse_grid=PULSE_GRID, eval_batch=self.batch_size, split_seed=self.seed,
-                         analysis_limit=300)
+        tasks = tuple(
+            TaskSpec(
+                t.name,
+                t.loader,
+                dict(t.loader_args),
+                train=self.train_per_task,
+                val=self.val_per_task,
+                test=self.test_per_task or 0,
+            )
+            for t in self.tasks
+        )
+        spec = SuiteSpec(
+            name=self.name,
+            modality=fam.modality,
+            adapter=fam.adapter,
+            adapter_args={**fam.adapter_args(self.base), "dtype": self.dtype},
+            tasks=tasks,
+            exemplars_per_task=self.exemplars_per_task,
+            k_grid=(5, 10, 20),
+            alpha_grid=ALPHA_GRID,
+            pulse_grid=PULSE_GRID,
+            eval_batch=self.batch_size,
+            split_seed=self.seed,
+            analysis_limit=300,
+        )
         if self.quick:
-            spec = replace(spec, k_grid=(3,), alpha_grid=(0.5, 0.9), pulse_grid=(0.5,), lambda_grid=(0.3,),
-                           tall_grid=(0.4,), seeds=(0,), analysis_limit=8, smoke=True)
+            spec = replace(
+                spec,
+                k_grid=(3,),
+                alpha_grid=(0.5, 0.9),
+                pulse_grid=(0.5,),
+                lambda_grid=(0.3,),
+                tall_grid=(0.4,),
+                seeds=(0,),
+                analysis_limit=8,
+                smoke=True,
+            )
         return spec
 
 
@@ -114,14 +142,19 @@ def prepare_given(cfg: GivenSuite, log: Log = print) -> Prepared:
     log(f"base {cfg.base} ({fam.adapter}, {cfg.device}, {cfg.dtype})")
     adapter = load_adapter(spec.adapter, **{**spec.adapter_args, "device": cfg.device})
     base = adapter.state_dict()
-    text = ClipText(local_or_hub(cfg.text_model or cfg.base, trust_pickle=cfg.trust_pickle, cache_dir=cache),
-                    cfg.device) if fam.name == "clip" else None
+    text = (
+        ClipText(local_or_hub(cfg.text_model or cfg.base, trust_pickle=cfg.trust_pickle, cache_dir=cache), cfg.device)
+        if fam.name == "clip"
+        else None
+    )
     tasks = {}
     for t in cfg.tasks:
         data = load_task(t.loader, **t.loader_args)
         splits = _splits(data, cfg)
-        log(f"[{t.name}] {len(data)} items, {data.num_classes} classes; "
-            f"train/val/test = {len(splits['train'])}/{len(splits['val'])}/{len(splits['test'])}")
+        log(
+            f"[{t.name}] {len(data)} items, {data.num_classes} classes; "
+            f"train/val/test = {len(splits['train'])}/{len(splits['val'])}/{len(splits['test'])}"
+        )
         finetuned, extra = fam.load_finetuned(t.finetuned, base, trust_pickle=cfg.trust_pickle, cache_dir=cache)
         head = fam.make_head(t.name, data.label_names, extra, text)
         tasks[t.name] = task_state(adapter, base, t.name, data, splits, head, finetuned, cfg.batch_size)
@@ -132,16 +165,31 @@ def prepare_given(cfg: GivenSuite, log: Log = print) -> Prepared:
 
 def manifest_recipe(cfg: GivenSuite) -> dict:
     """What ``manifest.json`` says about where the fine-tunes and heads came from."""
-    heads = ("zero-shot: mean of L2-normalised template embeddings of the CLIP text tower, re-normalised, "
-             "times the logit scale" if cfg.family == "clip" else
-             "each fine-tune's own classifier (dense, tanh, out_proj on the <s> token), frozen")
-    return {"recipe": {"given": {"base": cfg.base, "text_model": cfg.text_model or (cfg.base if cfg.family == "clip"
-                                                                                      else None),
-                                 "finetuned": {t.name: t.finetuned for t in cfg.tasks}, "heads": heads,
-                                 "family": cfg.family, "dtype": cfg.dtype,
-                                 "splits": {"train": cfg.train_per_task, "val": cfg.val_per_task,
-                                            "test": cfg.test_per_task, "val_from": "train part"}}},
-            "eval_batch": cfg.batch_size}
+    heads = (
+        "zero-shot: mean of L2-normalised template embeddings of the CLIP text tower, re-normalised, "
+        "times the logit scale"
+        if cfg.family == "clip"
+        else "each fine-tune's own classifier (dense, tanh, out_proj on the <s> token), frozen"
+    )
+    return {
+        "recipe": {
+            "given": {
+                "base": cfg.base,
+                "text_model": cfg.text_model or (cfg.base if cfg.family == "clip" else None),
+                "finetuned": {t.name: t.finetuned for t in cfg.tasks},
+                "heads": heads,
+                "family": cfg.family,
+                "dtype": cfg.dtype,
+                "splits": {
+                    "train": cfg.train_per_task,
+                    "val": cfg.val_per_task,
+                    "test": cfg.test_per_task,
+                    "val_from": "train part",
+                },
+            }
+        },
+        "eval_batch": cfg.batch_size,
+    }
 
 
 def build_given(cfg: GivenSuite, out_dir: str, log: Log = print, command: str = "") -> dict:
@@ -161,8 +209,9 @@ def build_given(cfg: GivenSuite, out_dir: str, log: Log = print, command: str = 
     try:
         prep = prepare_given(cfg, log)
         heads_extra = {k: v for t, s in prep.tasks.items() for k, v in s.head.extra_tensors(t).items()}
-        results = finish_build(prep, tmp, log, command, started=started, manifest_extra=manifest_recipe(cfg),
-                               heads_extra=heads_extra)
+        results = finish_build(
+            prep, tmp, log, command, started=started, manifest_extra=manifest_recipe(cfg), heads_extra=heads_extra
+        )
         os.replace(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

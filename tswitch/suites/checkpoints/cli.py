@@ -3,6 +3,7 @@
 Every user error is one line on stderr and exit status 2; the suite folder appears only when the
 build completed (:func:`tswitch.suites.checkpoints.build_given`).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -12,8 +13,9 @@ import sys
 from .build import GivenSuite, GivenTask
 from .families import CLIP_MODELS, CLIP_TASKS
 
-ASSETS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))),
-                      "assets")
+ASSETS = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))), "assets"
+)
 
 
 class UsageError(ValueError):
@@ -48,40 +50,70 @@ def _device(name: str) -> str:
 
 def parser(family: str) -> argparse.ArgumentParser:
     clip = family == "clip"
-    p = _Parser(description="Build a tswitch suite from a base checkpoint and per-task fine-tunes "
-                            f"({'CLIP vision towers, zero-shot heads' if clip else 'RoBERTa on GLUE, fine-tuned heads'}).")
+    p = _Parser(
+        description="Build a tswitch suite from a base checkpoint and per-task fine-tunes "
+        f"({'CLIP vision towers, zero-shot heads' if clip else 'RoBERTa on GLUE, fine-tuned heads'})."
+    )
     if clip:
-        p.add_argument("--model", default="ViT-B-32", choices=sorted(CLIP_MODELS),
-                       help="sets the default --base and the FusionBench fine-tunes tanganke/clip-vit-*_<task>")
+        p.add_argument(
+            "--model",
+            default="ViT-B-32",
+            choices=sorted(CLIP_MODELS),
+            help="sets the default --base and the FusionBench fine-tunes tanganke/clip-vit-*_<task>",
+        )
         p.add_argument("--tasks", nargs="+", default=list(CLIP_TASKS))
-        p.add_argument("--text-model", default=None, help="CLIP checkpoint whose text tower builds the zero-shot "
-                                                          "heads (default: --base)")
+        p.add_argument(
+            "--text-model",
+            default=None,
+            help="CLIP checkpoint whose text tower builds the zero-shot heads (default: --base)",
+        )
     else:
         p.add_argument("--tasks", nargs="+", required=True, help="e.g. cola sst2 mrpc qqp mnli qnli rte")
-    p.add_argument("--base", default=None, help="Hub id or Hugging Face folder" +
-                   (" (default: the --model's OpenAI CLIP)" if clip else " (e.g. roberta-base)"))
-    p.add_argument("--finetuned", nargs="*", metavar="TASK=PATH",
-                   help="a fine-tune per task: Hub id, Hugging Face folder, .safetensors or pickle"
-                        + (" (default: FusionBench's)" if clip else ""))
-    p.add_argument("--data", nargs="+", metavar="TASK=PATH", required=True,
-                   help="per task: an image folder (train/<class>/..., test/<class>/...) or a datasets folder "
-                        "(save_to_disk)" if clip else
-                   "per task: a datasets folder (save_to_disk) or a folder with train.tsv and dev.tsv")
-    p.add_argument("--test-split", default=None, help="test part's name (default: test for images, "
-                                                      "validation / dev for GLUE)")
+    p.add_argument(
+        "--base",
+        default=None,
+        help="Hub id or Hugging Face folder"
+        + (" (default: the --model's OpenAI CLIP)" if clip else " (e.g. roberta-base)"),
+    )
+    p.add_argument(
+        "--finetuned",
+        nargs="*",
+        metavar="TASK=PATH",
+        help="a fine-tune per task: Hub id, Hugging Face folder, .safetensors or pickle"
+        + (" (default: FusionBench's)" if clip else ""),
+    )
+    p.add_argument(
+        "--data",
+        nargs="+",
+        metavar="TASK=PATH",
+        required=True,
+        help="per task: an image folder (train/<class>/..., test/<class>/...) or a datasets folder (save_to_disk)"
+        if clip
+        else "per task: a datasets folder (save_to_disk) or a folder with train.tsv and dev.tsv",
+    )
+    p.add_argument(
+        "--test-split", default=None, help="test part's name (default: test for images, validation / dev for GLUE)"
+    )
     p.add_argument("--name", default=None, help="suite name (default: clip-<model> / roberta-glue)")
     p.add_argument("--out", default=None, help="suite folder (default: assets/<name>); must not exist")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"],
-                   help="compute precision of every forward (weights and merges stay float32)")
+    p.add_argument(
+        "--dtype",
+        default="float32",
+        choices=["float32", "float16", "bfloat16"],
+        help="compute precision of every forward (weights and merges stay float32)",
+    )
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--train-per-task", type=int, default=1000, help="exemplar pool, from the train part")
     p.add_argument("--val-per-task", type=int, default=500, help="validation, from the train part")
     p.add_argument("--test-per-task", type=int, default=2000, help="0: the whole test part")
     p.add_argument("--exemplars", type=int, default=100, help="Auto-Switch exemplars per task (N)")
-    p.add_argument("--trust-pickle", action="store_true",
-                   help="allow pickled checkpoints (.pt/.bin); read without running code, converted once to "
-                        "safetensors in the cache")
+    p.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="allow pickled checkpoints (.pt/.bin); read without running code, converted once to "
+        "safetensors in the cache",
+    )
     p.add_argument("--quick", action="store_true", help="small hyper-parameter grids (smoke runs)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     return p
@@ -123,11 +155,22 @@ def config(args, family: str) -> tuple[GivenSuite, str]:
     tasks = tuple(GivenTask(t, finetuned[t], *_loader(data[t], args.test_split, clip)) for t in args.tasks)
     name = args.name or (f"clip-{args.model.lower()}" if clip else "roberta-glue")
     out = args.out or os.path.join(ASSETS, name)
-    cfg = GivenSuite(name=name, family=family, base=base, tasks=tasks,
-                     text_model=getattr(args, "text_model", None), device=_device(args.device), dtype=args.dtype,
-                     batch_size=args.batch_size, train_per_task=args.train_per_task, val_per_task=args.val_per_task,
-                     test_per_task=args.test_per_task or None, exemplars_per_task=args.exemplars,
-                     trust_pickle=args.trust_pickle, quick=args.quick)
+    cfg = GivenSuite(
+        name=name,
+        family=family,
+        base=base,
+        tasks=tasks,
+        text_model=getattr(args, "text_model", None),
+        device=_device(args.device),
+        dtype=args.dtype,
+        batch_size=args.batch_size,
+        train_per_task=args.train_per_task,
+        val_per_task=args.val_per_task,
+        test_per_task=args.test_per_task or None,
+        exemplars_per_task=args.exemplars,
+        trust_pickle=args.trust_pickle,
+        quick=args.quick,
+    )
     return cfg, out
 
 
@@ -151,8 +194,9 @@ def main(family: str, argv: list[str] | None = None) -> int:
         # transformers' own warnings and progress bars are not this tool's output
         logging.getLogger("transformers").setLevel(logging.ERROR)
         warnings.filterwarnings("ignore", module="transformers")
-        command = "python demos/build_{}_suite.py {}".format("clip" if family == "clip" else "glue",
-                                                               " ".join(sys.argv[1:] if argv is None else argv))
+        command = "python demos/build_{}_suite.py {}".format(
+            "clip" if family == "clip" else "glue", " ".join(sys.argv[1:] if argv is None else argv)
+        )
         results = build_given(cfg, out, log=lambda m: print(m, file=sys.stderr), command=command)
     except (UsageError, CheckpointError, WeightsError, DataError, ValueError, ImportError, OSError) as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

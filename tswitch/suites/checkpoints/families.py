@@ -10,11 +10,12 @@ vision towers (``CLIPVisionModel`` -- FusionBench's ``tanganke/clip-vit-*_<task>
 (``classifier.dense`` + tanh + ``classifier.out_proj`` on the ``<s>`` token), frozen, exactly as
 fine-tuned -- the papers' protocol for GLUE (heads are task-specific and never merged).
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -60,26 +61,31 @@ def align(finetuned: dict[str, torch.Tensor], base: dict[str, torch.Tensor], sou
     taken from the base (zero task vector); a fine-tune that matches no base tensor, or any
     shape mismatch, is an error.
     """
+
     def prefixes(keys):
-        return {""} | {k[:i + 1] for k in keys for i, c in enumerate(k) if c == "." and k[:i].count(".") < 3}
+        return {""} | {k[: i + 1] for k in keys for i, c in enumerate(k) if c == "." and k[:i].count(".") < 3}
 
     # base name k is the fine-tune's p + k (p: a prefix of the fine-tune), or q + (its name) (q: of the base)
     rules = [(p, "") for p in sorted(prefixes(finetuned))] + [("", q) for q in sorted(prefixes(base)) if q]
 
     def name(rule, k):
         p, q = rule
-        return p + k[len(q):] if k.startswith(q) else None
+        return p + k[len(q) :] if k.startswith(q) else None
 
     best = max(rules, key=lambda rule: sum(1 for k in base if name(rule, k) in finetuned))
     out = {k: finetuned[name(best, k)] for k in base if name(best, k) in finetuned}
     floating = [k for k, v in base.items() if torch.is_floating_point(v)]
     if not any(k in out for k in floating):
-        raise CheckpointError(f"{source}: no tensor of the fine-tune matches the base (e.g. base "
-                              f"{floating[0]!r}, fine-tune {next(iter(finetuned))!r})")
+        raise CheckpointError(
+            f"{source}: no tensor of the fine-tune matches the base (e.g. base "
+            f"{floating[0]!r}, fine-tune {next(iter(finetuned))!r})"
+        )
     for k, v in out.items():
         if tuple(v.shape) != tuple(base[k].shape):
-            raise CheckpointError(f"{source}: tensor {k} has shape {tuple(v.shape)}, the base has "
-                                  f"{tuple(base[k].shape)} (not a fine-tune of this base)")
+            raise CheckpointError(
+                f"{source}: tensor {k} has shape {tuple(v.shape)}, the base has "
+                f"{tuple(base[k].shape)} (not a fine-tune of this base)"
+            )
     return {k: v.to(base[k].dtype) for k, v in out.items()}
 
 
@@ -119,8 +125,10 @@ class ClipText:
             self.model = transformers.CLIPModel.from_pretrained(source).eval()
             self.tokenizer = transformers.AutoTokenizer.from_pretrained(source)
         except (OSError, ValueError) as exc:
-            raise CheckpointError(f"{source}: no CLIP text tower / tokenizer for the zero-shot heads "
-                                  f"({str(exc).splitlines()[0]}); give --text-model") from None
+            raise CheckpointError(
+                f"{source}: no CLIP text tower / tokenizer for the zero-shot heads "
+                f"({str(exc).splitlines()[0]}); give --text-model"
+            ) from None
         self.device = device
 
 
@@ -136,32 +144,46 @@ def _text_finetuned(source: str, base: dict[str, torch.Tensor], *, trust_pickle:
     try:
         model = transformers.AutoModelForSequenceClassification.from_pretrained(path).eval()
     except (OSError, ValueError, KeyError) as exc:
-        raise CheckpointError(f"{source}: not a sequence-classification checkpoint "
-                              f"({str(exc).splitlines()[0]})") from None
+        raise CheckpointError(
+            f"{source}: not a sequence-classification checkpoint ({str(exc).splitlines()[0]})"
+        ) from None
     classifier = getattr(model, "classifier", None)
     if classifier is None or not hasattr(classifier, "dense") or not hasattr(classifier, "out_proj"):
-        raise CheckpointError(f"{source}: expected a RoBERTa-style head (classifier.dense, classifier.out_proj), "
-                              f"got {type(model).__name__}")
-    head = {k: v.detach().float().clone() for k, v in (
-        ("dense_weight", classifier.dense.weight), ("dense_bias", classifier.dense.bias),
-        ("weight", classifier.out_proj.weight), ("bias", classifier.out_proj.bias))}
+        raise CheckpointError(
+            f"{source}: expected a RoBERTa-style head (classifier.dense, classifier.out_proj), "
+            f"got {type(model).__name__}"
+        )
+    head = {
+        k: v.detach().float().clone()
+        for k, v in (
+            ("dense_weight", classifier.dense.weight),
+            ("dense_bias", classifier.dense.bias),
+            ("weight", classifier.out_proj.weight),
+            ("bias", classifier.out_proj.bias),
+        )
+    }
     return align(tensors_of(model.base_model), base, source), head
 
 
 def _text_head(task: str, label_names, extra, text=None) -> Head:
     if extra["weight"].shape[0] != len(label_names):
-        raise CheckpointError(f"task {task}: the fine-tune's head has {extra['weight'].shape[0]} classes, "
-                              f"the data {len(label_names)}")
+        raise CheckpointError(
+            f"task {task}: the fine-tune's head has {extra['weight'].shape[0]} classes, the data {len(label_names)}"
+        )
     return Head(labels=tuple(label_names), **extra)
 
 
 FAMILIES = {
-    "clip": Family("clip", "image", "hf-clip-vision", lambda base: {"source": base},
-                   _clip_finetuned, _clip_head),
+    "clip": Family("clip", "image", "hf-clip-vision", lambda base: {"source": base}, _clip_finetuned, _clip_head),
     # the classifier reads the <s> token of the last layer: "cls" pooling
-    "roberta": Family("roberta", "text", "hf-text",
-                      lambda base: {"source": base, "max_length": 128, "pooling": "cls"},
-                      _text_finetuned, _text_head),
+    "roberta": Family(
+        "roberta",
+        "text",
+        "hf-text",
+        lambda base: {"source": base, "max_length": 128, "pooling": "cls"},
+        _text_finetuned,
+        _text_head,
+    ),
 }
 
 

@@ -9,6 +9,7 @@ the classes a whole-model pickle names (``src.modeling.ImageEncoder``, open_clip
 hold their attributes, from which the parameters and persistent buffers are collected. The tensors
 are then written once as safetensors into the cache; later runs read that file.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -20,8 +21,10 @@ import torch
 from ...io import WeightsError, load_state_dict, save_state_dict
 
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl")
-REFUSED = ("{path} is a pickled checkpoint, and unpickling can run arbitrary code: pass --trust-pickle "
-           "(trust_pickle=True) only if you trust where it comes from")
+REFUSED = (
+    "{path} is a pickled checkpoint, and unpickling can run arbitrary code: pass --trust-pickle "
+    "(trust_pickle=True) only if you trust where it comes from"
+)
 
 
 def is_pickle(path: str) -> bool:

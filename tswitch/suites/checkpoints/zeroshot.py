@@ -7,6 +7,7 @@ class, mean of the L2-normalised text embeddings, re-normalised, times the logit
 (``fusion_bench/tasks/clip_classification/<task>.py``), in the label order of its datasets
 (``tanganke/<task>`` on the Hub), stored in ``classnames.json`` beside this file.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,20 +27,43 @@ CLASSNAMES: dict[str, tuple[str, ...]] = _load_classnames()
 # One "{}" per template: the class name.
 TEMPLATES: dict[str, tuple[str, ...]] = {
     "sun397": ("a photo of a {}.", "a photo of the {}."),
-    "stanford-cars": ("a photo of a {}.", "a photo of the {}.", "a photo of my {}.", "i love my {}!",
-                      "a photo of my dirty {}.", "a photo of my clean {}.", "a photo of my new {}.",
-                      "a photo of my old {}."),
-    "resisc45": tuple(f"{kind} {view} of {art}{{}}." for art in ("", "a ", "the ")
-                      for kind, view in (("satellite", "imagery"), ("aerial", "imagery"), ("satellite", "photo"),
-                                         ("aerial", "photo"), ("satellite", "view"), ("aerial", "view"))),
-    "eurosat": ("a centered satellite photo of {}.", "a centered satellite photo of a {}.",
-                "a centered satellite photo of the {}."),
+    "stanford-cars": (
+        "a photo of a {}.",
+        "a photo of the {}.",
+        "a photo of my {}.",
+        "i love my {}!",
+        "a photo of my dirty {}.",
+        "a photo of my clean {}.",
+        "a photo of my new {}.",
+        "a photo of my old {}.",
+    ),
+    "resisc45": tuple(
+        f"{kind} {view} of {art}{{}}."
+        for art in ("", "a ", "the ")
+        for kind, view in (
+            ("satellite", "imagery"),
+            ("aerial", "imagery"),
+            ("satellite", "photo"),
+            ("aerial", "photo"),
+            ("satellite", "view"),
+            ("aerial", "view"),
+        )
+    ),
+    "eurosat": (
+        "a centered satellite photo of {}.",
+        "a centered satellite photo of a {}.",
+        "a centered satellite photo of the {}.",
+    ),
     "svhn": ('a photo of the number: "{}".',),
-    "gtsrb": ('a zoomed in photo of a "{}" traffic sign.', 'a centered photo of a "{}" traffic sign.',
-              'a close up photo of a "{}" traffic sign.'),
+    "gtsrb": (
+        'a zoomed in photo of a "{}" traffic sign.',
+        'a centered photo of a "{}" traffic sign.',
+        'a close up photo of a "{}" traffic sign.',
+    ),
     "mnist": ('a photo of the number: "{}".',),
-    "dtd": tuple(f"a photo of {art} {{}} {what}." for art in ("a", "the")
-                 for what in ("texture", "pattern", "thing", "object")),
+    "dtd": tuple(
+        f"a photo of {art} {{}} {what}." for art in ("a", "the") for what in ("texture", "pattern", "thing", "object")
+    ),
 }
 
 # Any other task: CLIP's plain prompt.

@@ -13,9 +13,19 @@ PyPI packages). Images: ``mnist``, ``digits`` (shipped) and ``letters``, ``shape
 (rendered from a seed with numpy, PIL and matplotlib's fonts). Data on disk (real-checkpoint suites):
 ``image-folder``, ``hf-disk`` (``datasets`` ``save_to_disk``), ``text-table`` (CSV/TSV, GLUE's files).
 """
+
 from . import chatterbot, external, images, letters, shapes, text, textures  # noqa: F401  (they register)
 from .base import TaskData, get_loader, list_loaders, load_task, register_loader
 from .splits import SPLIT_NAMES, apply_split, make_splits, subsample_balanced
 
-__all__ = ["SPLIT_NAMES", "TaskData", "apply_split", "get_loader", "list_loaders", "load_task",
-           "make_splits", "register_loader", "subsample_balanced"]
+__all__ = [
+    "SPLIT_NAMES",
+    "TaskData",
+    "apply_split",
+    "get_loader",
+    "list_loaders",
+    "load_task",
+    "make_splits",
+    "register_loader",
+    "subsample_balanced",
+]

@@ -4,11 +4,13 @@ A loader is a plain function ``(**args) -> TaskData`` registered under a name; a
 names it with its arguments, and the suite's ``splits.json`` stores lists of ``TaskData.ids``, so a
 loader must return the same items with the same ids on every call and every machine.
 """
+
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -39,11 +41,11 @@ class TaskData:
         object.__setattr__(self, "label_names", tuple(self.label_names))
         n = len(self.inputs)
         if labels.shape != (n,) or len(self.ids) != n:
-            raise ValueError(f"inputs, labels and ids must have one entry per item, got "
-                             f"{n}, {labels.shape} and {len(self.ids)}")
+            raise ValueError(
+                f"inputs, labels and ids must have one entry per item, got {n}, {labels.shape} and {len(self.ids)}"
+            )
         if n and (labels.min() < 0 or labels.max() >= len(self.label_names)):
-            raise ValueError(f"labels must lie in [0, {len(self.label_names)}), "
-                             f"got [{labels.min()}, {labels.max()}]")
+            raise ValueError(f"labels must lie in [0, {len(self.label_names)}), got [{labels.min()}, {labels.max()}]")
         if len(set(self.ids)) != n:
             raise ValueError("ids must be unique")
 
@@ -62,9 +64,12 @@ class TaskData:
     def subset(self, indices) -> TaskData:
         """The items at ``indices`` (in that order), with everything else unchanged."""
         indices = [int(i) for i in indices]
-        return dataclasses.replace(self, inputs=[self.inputs[i] for i in indices],
-                                   labels=self.labels[indices] if indices else self.labels[:0],
-                                   ids=[self.ids[i] for i in indices])
+        return dataclasses.replace(
+            self,
+            inputs=[self.inputs[i] for i in indices],
+            labels=self.labels[indices] if indices else self.labels[:0],
+            ids=[self.ids[i] for i in indices],
+        )
 
 
 Loader = Callable[..., TaskData]
@@ -73,11 +78,13 @@ _LOADERS: dict[str, Loader] = {}
 
 def register_loader(name: str) -> Callable[[Loader], Loader]:
     """Decorator: register ``fn`` as the loader called ``name``."""
+
     def decorate(fn: Loader) -> Loader:
         if name in _LOADERS and _LOADERS[name] is not fn:
             raise ValueError(f"a data loader named {name!r} is already registered")
         _LOADERS[name] = fn
         return fn
+
     return decorate
 
 
@@ -97,4 +104,3 @@ def list_loaders() -> list[str]:
 def load_task(name: str, **args: Any) -> TaskData:
     """``get_loader(name)(**args)``: what a suite manifest's ``{"name", "args"}`` entry means."""
     return get_loader(name)(**args)
-

@@ -5,6 +5,7 @@ if it has a letter in it (drops "1963", "," and the like), and only where it is 
 string that occurs under two categories (or two languages) is dropped from that task, and each
 task lists each string once.
 """
+
 from __future__ import annotations
 
 import functools
@@ -58,8 +59,9 @@ def _text_id(prefix: str, text: str) -> str:
     return f"{prefix}/{hashlib.sha1(text.encode('utf-8')).hexdigest()[:12]}"
 
 
-def _task(by_class: dict[str, list[str]], min_per_class: int, max_per_class: int | None, seed: int,
-          description: str) -> TaskData:
+def _task(
+    by_class: dict[str, list[str]], min_per_class: int, max_per_class: int | None, seed: int, description: str
+) -> TaskData:
     names = tuple(sorted(c for c, texts in by_class.items() if len(texts) >= min_per_class))
     if len(names) < 2:
         raise ValueError(f"fewer than two classes have {min_per_class} utterances; lower min_per_class")
@@ -78,8 +80,7 @@ def _task(by_class: dict[str, list[str]], min_per_class: int, max_per_class: int
 
 
 @register_loader("chatterbot-topic")
-def load_chatterbot_topic(min_per_class: int = 40, max_per_class: int | None = 200,
-                          seed: int = 0) -> TaskData:
+def load_chatterbot_topic(min_per_class: int = 40, max_per_class: int | None = 200, seed: int = 0) -> TaskData:
     """Topic of an English chatbot utterance; the categories (YAML files) with enough of them.
 
     Args:
@@ -90,14 +91,22 @@ def load_chatterbot_topic(min_per_class: int = 40, max_per_class: int | None = 2
         seed: which utterances the cap keeps.
     """
     pairs = [(category, text) for language, category, text in _utterances() if language == "english"]
-    return _task(_unambiguous(pairs), min_per_class, max_per_class, seed,
-                 description="Topic of an English chatbot prompt or reply.")
+    return _task(
+        _unambiguous(pairs),
+        min_per_class,
+        max_per_class,
+        seed,
+        description="Topic of an English chatbot prompt or reply.",
+    )
 
 
 @register_loader("chatterbot-language")
-def load_chatterbot_language(min_per_class: int = 100, max_per_class: int | None = 300,
-                             seed: int = 0,
-                             exclude: tuple[str, ...] | list[str] = ("traditionalchinese",)) -> TaskData:
+def load_chatterbot_language(
+    min_per_class: int = 100,
+    max_per_class: int | None = 300,
+    seed: int = 0,
+    exclude: tuple[str, ...] | list[str] = ("traditionalchinese",),
+) -> TaskData:
     """Language of a chatbot utterance, over the corpus's languages with enough utterances.
 
     Args:
@@ -110,5 +119,6 @@ def load_chatterbot_language(min_per_class: int = 100, max_per_class: int | None
     """
     exclude = set(exclude)
     pairs = [(language, text) for language, _, text in _utterances() if language not in exclude]
-    return _task(_unambiguous(pairs), min_per_class, max_per_class, seed,
-                 description="Language of a chatbot prompt or reply.")
+    return _task(
+        _unambiguous(pairs), min_per_class, max_per_class, seed, description="Language of a chatbot prompt or reply."
+    )

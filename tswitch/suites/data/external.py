@@ -7,11 +7,13 @@ a real-checkpoint suite takes its exemplars and validation split from the train 
 on the test part. Images are opened only when an item is used (:class:`LazyImages`): SUN397 has
 100,000 of them.
 """
+
 from __future__ import annotations
 
 import csv
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -19,8 +21,14 @@ from .base import TaskData, register_loader
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 # GLUE's text columns, in the order a pair is joined (the datasets names and the original TSVs').
-TEXT_COLUMNS = (("sentence1", "sentence2"), ("question1", "question2"), ("question", "sentence"),
-                ("premise", "hypothesis"), ("sentence",), ("text",))
+TEXT_COLUMNS = (
+    ("sentence1", "sentence2"),
+    ("question1", "question2"),
+    ("question", "sentence"),
+    ("premise", "hypothesis"),
+    ("sentence",),
+    ("text",),
+)
 PAIR_SEPARATOR = "</s></s>"  # RoBERTa's pair separator; the tokenizer reads it as special tokens
 
 
@@ -91,9 +99,14 @@ def load_image_folder(root: str, train: str = "train", test: str = "test") -> Ta
     if not paths:
         raise DataError(f"{root}: no images under {train}/ and {test}/")
     images = LazyImages(lambda i: Image.open(paths[i]).convert("RGB"), len(paths))
-    return TaskData(images, np.asarray(labels), tuple(c.replace("_", " ") for c in classes), ids,
-                    description=f"Images from {os.path.basename(os.path.normpath(root))}.",
-                    source=f"image folder {root}")
+    return TaskData(
+        images,
+        np.asarray(labels),
+        tuple(c.replace("_", " ") for c in classes),
+        ids,
+        description=f"Images from {os.path.basename(os.path.normpath(root))}.",
+        source=f"image folder {root}",
+    )
 
 
 # -- datasets saved with save_to_disk ------------------------------------------------------------
@@ -101,8 +114,9 @@ def _require_datasets():
     try:
         import datasets
     except ImportError:
-        raise DataError("reading a saved Hugging Face dataset needs the datasets package: "
-                        "pip install datasets") from None
+        raise DataError(
+            "reading a saved Hugging Face dataset needs the datasets package: pip install datasets"
+        ) from None
     return datasets
 
 
@@ -134,9 +148,15 @@ def _join(row: dict, columns: Sequence[str]) -> str:
 
 
 @register_loader("hf-disk")
-def load_hf_disk(path: str, train: str = "train", test: str = "test", input_column: str | None = None,
-                 text_columns: Sequence[str] | None = None, label_column: str = "label",
-                 label_names: Sequence[str] | None = None) -> TaskData:
+def load_hf_disk(
+    path: str,
+    train: str = "train",
+    test: str = "test",
+    input_column: str | None = None,
+    text_columns: Sequence[str] | None = None,
+    label_column: str = "label",
+    label_names: Sequence[str] | None = None,
+) -> TaskData:
     """A ``datasets.DatasetDict`` saved with ``save_to_disk``: its ``train`` and ``test`` splits.
 
     Image datasets: the ``image``/``img`` column (or ``input_column``). Text datasets (GLUE): the
@@ -180,8 +200,14 @@ def load_hf_disk(path: str, train: str = "train", test: str = "test", input_colu
         names = tuple(str(i) for i in range(int(labels.max()) + 1))
     if image_column:
         inputs = LazyImages(lambda i: openers[i][0][openers[i][1]][image_column].convert("RGB"), len(openers))
-    return TaskData(inputs, labels, names, ids, description=f"{os.path.basename(os.path.normpath(path))}.",
-                    source=f"datasets save_to_disk {path}")
+    return TaskData(
+        inputs,
+        labels,
+        names,
+        ids,
+        description=f"{os.path.basename(os.path.normpath(path))}.",
+        source=f"datasets save_to_disk {path}",
+    )
 
 
 # -- CSV / TSV tables ------------------------------------------------------------------------------
@@ -197,8 +223,14 @@ def _table(root: str, part: str) -> list[dict[str, Any]]:
 
 
 @register_loader("text-table")
-def load_text_table(root: str, train: str = "train", test: str = "dev", text_columns: Sequence[str] | None = None,
-                    label_column: str = "label", label_names: Sequence[str] | None = None) -> TaskData:
+def load_text_table(
+    root: str,
+    train: str = "train",
+    test: str = "dev",
+    text_columns: Sequence[str] | None = None,
+    label_column: str = "label",
+    label_names: Sequence[str] | None = None,
+) -> TaskData:
     """``root/train.tsv`` (or ``.csv``) and ``root/dev.tsv``: GLUE's own files, or any such table.
 
     Labels are integers (then ``label_names`` name them, default ``"0"``, ``"1"``, ...) or strings
@@ -225,5 +257,11 @@ def load_text_table(root: str, train: str = "train", test: str = "dev", text_col
         raise DataError(f"{root}: unknown or missing labels (use a labelled split as test)")
     inputs = [_join(r, texts) for tag in ("train", "test") for r in rows[tag]]
     ids = [f"{tag}/{i}" for tag in ("train", "test") for i in range(len(rows[tag]))]
-    return TaskData(inputs, np.asarray(labels), names, ids, description=f"{os.path.basename(os.path.normpath(root))}.",
-                    source=f"table {root}")
+    return TaskData(
+        inputs,
+        np.asarray(labels),
+        names,
+        ids,
+        description=f"{os.path.basename(os.path.normpath(root))}.",
+        source=f"table {root}",
+    )

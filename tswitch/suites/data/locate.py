@@ -1,4 +1,5 @@
 """Find data files shipped inside installed packages, without hard-coded site-packages paths."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -29,8 +30,9 @@ def package_dir(package: str) -> Path:
         candidate = Path(entry or ".", top, *rest)
         if candidate.is_dir():
             return candidate
-    raise FileNotFoundError(f"package {package!r} is not installed; `pip install {top}` "
-                            f"(it ships the data this loader reads)")
+    raise FileNotFoundError(
+        f"package {package!r} is not installed; `pip install {top}` (it ships the data this loader reads)"
+    )
 
 
 def package_file(package: str, *parts: str, install: str | None = None) -> Path:

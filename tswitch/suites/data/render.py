@@ -4,6 +4,7 @@ Every rendered item is drawn from its own generator seeded with ``(seed, class, 
 does not change when ``n_per_class`` or the class list around it does, and ids ``<class>/<index>``
 always name the same picture for a given seed.
 """
+
 from __future__ import annotations
 
 import functools
@@ -17,12 +18,27 @@ from .base import TaskData
 # matplotlib's bundled fonts: DejaVu in three families and four styles, STIX (Times-like) and
 # Computer Modern, so a class is a letter, not a typeface
 LETTER_FONTS = (
-    "DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf", "DejaVuSans-BoldOblique.ttf",
-    "DejaVuSerif.ttf", "DejaVuSerif-Bold.ttf", "DejaVuSerif-Italic.ttf", "DejaVuSerif-BoldItalic.ttf",
-    "DejaVuSansMono.ttf", "DejaVuSansMono-Bold.ttf", "DejaVuSansMono-Oblique.ttf",
+    "DejaVuSans.ttf",
+    "DejaVuSans-Bold.ttf",
+    "DejaVuSans-Oblique.ttf",
+    "DejaVuSans-BoldOblique.ttf",
+    "DejaVuSerif.ttf",
+    "DejaVuSerif-Bold.ttf",
+    "DejaVuSerif-Italic.ttf",
+    "DejaVuSerif-BoldItalic.ttf",
+    "DejaVuSansMono.ttf",
+    "DejaVuSansMono-Bold.ttf",
+    "DejaVuSansMono-Oblique.ttf",
     "DejaVuSansMono-BoldOblique.ttf",
-    "STIXGeneral.ttf", "STIXGeneralBol.ttf", "STIXGeneralItalic.ttf", "STIXGeneralBolIta.ttf",
-    "cmr10.ttf", "cmb10.ttf", "cmss10.ttf", "cmtt10.ttf", "cmti10.ttf",
+    "STIXGeneral.ttf",
+    "STIXGeneralBol.ttf",
+    "STIXGeneralItalic.ttf",
+    "STIXGeneralBolIta.ttf",
+    "cmr10.ttf",
+    "cmb10.ttf",
+    "cmss10.ttf",
+    "cmtt10.ttf",
+    "cmti10.ttf",
 )
 
 
@@ -36,8 +52,9 @@ def font_dir() -> Path:
     try:
         import matplotlib
     except ImportError as err:
-        raise ImportError("the rendered letter task needs matplotlib's bundled fonts: "
-                          "`pip install matplotlib`") from err
+        raise ImportError(
+            "the rendered letter task needs matplotlib's bundled fonts: `pip install matplotlib`"
+        ) from err
     return Path(matplotlib.get_data_path()) / "fonts" / "ttf"
 
 
@@ -70,8 +87,9 @@ def finish(pixels: np.ndarray, rng: np.random.Generator, max_noise: float) -> Im
     return Image.fromarray(np.clip(np.round(noisy), 0, 255).astype(np.uint8))
 
 
-def rendered_task(draw, class_names: tuple[str, ...], n_per_class: int, seed: int,
-                  description: str, source: str) -> TaskData:
+def rendered_task(
+    draw, class_names: tuple[str, ...], n_per_class: int, seed: int, description: str, source: str
+) -> TaskData:
     """Render ``n_per_class`` items of every class with ``draw(label, rng) -> Image``, class-major."""
     if n_per_class < 1:
         raise ValueError(f"n_per_class must be at least 1, got {n_per_class}")
@@ -81,5 +99,11 @@ def rendered_task(draw, class_names: tuple[str, ...], n_per_class: int, seed: in
             inputs.append(draw(label, item_rng(seed, label, i)))
             labels.append(label)
             ids.append(f"{name}/{i:04d}")
-    return TaskData(inputs, np.asarray(labels, dtype=np.int64), class_names, ids,
-                    description=description, source=f"{source} (seed={seed})")
+    return TaskData(
+        inputs,
+        np.asarray(labels, dtype=np.int64),
+        class_names,
+        ids,
+        description=description,
+        source=f"{source} (seed={seed})",
+    )

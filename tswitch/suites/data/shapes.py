@@ -1,4 +1,5 @@
 """Rendered task: eight filled geometric shapes of random colour, size, angle and place."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -30,8 +31,9 @@ def _outline(shape: str) -> np.ndarray | None:
         return _polygon(np.tile([1.0, 0.42], 5), up + np.arange(10) * np.pi / 5)
     if shape == "cross":
         a, b = 0.3, 1.0  # half arm width, arm length
-        return np.array([(-a, -b), (a, -b), (a, -a), (b, -a), (b, a), (a, a), (a, b), (-a, b),
-                         (-a, a), (-b, a), (-b, -a), (-a, -a)])
+        return np.array(
+            [(-a, -b), (a, -b), (a, -a), (b, -a), (b, a), (a, a), (a, b), (-a, b), (-a, a), (-b, a), (-b, -a), (-a, -a)]
+        )
     if shape == "heart":
         t = np.linspace(0, 2 * np.pi, 64, endpoint=False)
         x = 16 * np.sin(t) ** 3
@@ -82,6 +84,11 @@ def draw_shape(label: int, rng: np.random.Generator) -> Image.Image:
 @register_loader("shapes")
 def load_shapes(n_per_class: int = 150, seed: int = 0) -> TaskData:
     """8 shape classes (circle, square, triangle, star, cross, hexagon, ring, heart)."""
-    return rendered_task(draw_shape, SHAPES, n_per_class, seed,
-                         description="Which filled geometric shape (circle, square, star, ...).",
-                         source="rendered: tswitch.suites.data.shapes")
+    return rendered_task(
+        draw_shape,
+        SHAPES,
+        n_per_class,
+        seed,
+        description="Which filled geometric shape (circle, square, star, ...).",
+        source="rendered: tswitch.suites.data.shapes",
+    )

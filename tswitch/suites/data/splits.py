@@ -4,6 +4,7 @@ A suite stores its splits as JSON lists of ids (``TaskData.ids``). Splits depend
 (id, label) pairs and the seed, never on the order the loader returned the items in: each class's ids
 are sorted, then permuted by a generator seeded with ``(seed, class)``.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -54,9 +55,15 @@ def _apportion(total: int, weights: np.ndarray, capacity: np.ndarray) -> np.ndar
     return counts
 
 
-def make_splits(ids: Sequence[str], labels, fractions: Sequence[float] = (0.6, 0.2, 0.2), *,
-                sizes: Sequence[int] | None = None, seed: int = 0,
-                names: Sequence[str] = SPLIT_NAMES) -> dict[str, list[str]]:
+def make_splits(
+    ids: Sequence[str],
+    labels,
+    fractions: Sequence[float] = (0.6, 0.2, 0.2),
+    *,
+    sizes: Sequence[int] | None = None,
+    seed: int = 0,
+    names: Sequence[str] = SPLIT_NAMES,
+) -> dict[str, list[str]]:
     """Stratified, deterministic splits of ``ids``.
 
     Args:
@@ -99,7 +106,7 @@ def make_splits(ids: Sequence[str], labels, fractions: Sequence[float] = (0.6, 0
     for row, members in enumerate(order.values()):
         start = 0
         for s, name in enumerate(names):
-            for item in members[start:start + quota[row, s]]:
+            for item in members[start : start + quota[row, s]]:
                 chosen[item] = name
             start += quota[row, s]
     out: dict[str, list[str]] = {name: [] for name in names}

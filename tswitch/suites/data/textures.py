@@ -1,5 +1,6 @@
 """Rendered task: nine procedural textures (stripes in three orientations, checkerboard, dots,
 waves, rings, blotches, speckle), two random colours each, filling the whole picture."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -8,8 +9,17 @@ from PIL import Image
 from .base import TaskData, register_loader
 from .render import colour_pair, composite, finish, rendered_task
 
-TEXTURES = ("stripes-horizontal", "stripes-vertical", "stripes-diagonal", "checkerboard", "dots",
-            "waves", "rings", "blotches", "speckle")
+TEXTURES = (
+    "stripes-horizontal",
+    "stripes-vertical",
+    "stripes-diagonal",
+    "checkerboard",
+    "dots",
+    "waves",
+    "rings",
+    "blotches",
+    "speckle",
+)
 SIZE = 64
 _Y, _X = np.mgrid[0:SIZE, 0:SIZE].astype(np.float64)
 
@@ -35,8 +45,11 @@ def _field(texture: str, rng: np.random.Generator) -> np.ndarray:
     jitter = np.deg2rad(rng.uniform(-12, 12))
     if texture.startswith("stripes"):
         # stripes vary along v; angle 0 gives horizontal stripes
-        angle = {"stripes-horizontal": 0.0, "stripes-vertical": np.pi / 2,
-                 "stripes-diagonal": rng.choice([np.pi / 4, -np.pi / 4])}[texture]
+        angle = {
+            "stripes-horizontal": 0.0,
+            "stripes-vertical": np.pi / 2,
+            "stripes-diagonal": rng.choice([np.pi / 4, -np.pi / 4]),
+        }[texture]
         _, v = _rotated(angle + jitter)
         return _wave(2 * np.pi * v / period + phase, rng)
     if texture == "checkerboard":
@@ -52,8 +65,7 @@ def _field(texture: str, rng: np.random.Generator) -> np.ndarray:
     if texture == "waves":
         u, v = _rotated(rng.uniform(0, np.pi))
         amplitude, wavelength = rng.uniform(3, 7), rng.uniform(14, 32)
-        return _wave(2 * np.pi * (v + amplitude * np.sin(2 * np.pi * u / wavelength)) / period
-                     + phase, rng)
+        return _wave(2 * np.pi * (v + amplitude * np.sin(2 * np.pi * u / wavelength)) / period + phase, rng)
     if texture == "rings":
         centre = rng.uniform(-0.25 * SIZE, 1.25 * SIZE, size=2)
         return _wave(2 * np.pi * np.hypot(_X - centre[0], _Y - centre[1]) / period + phase, rng)
@@ -83,6 +95,11 @@ def draw_texture(label: int, rng: np.random.Generator) -> Image.Image:
 @register_loader("textures")
 def load_textures(n_per_class: int = 150, seed: int = 0) -> TaskData:
     """9 texture classes (stripes x3, checkerboard, dots, waves, rings, blotches, speckle)."""
-    return rendered_task(draw_texture, TEXTURES, n_per_class, seed,
-                         description="Which procedural texture (stripes, checkerboard, dots, ...).",
-                         source="rendered: tswitch.suites.data.textures")
+    return rendered_task(
+        draw_texture,
+        TEXTURES,
+        n_per_class,
+        seed,
+        description="Which procedural texture (stripes, checkerboard, dots, ...).",
+        source="rendered: tswitch.suites.data.textures",
+    )
