@@ -51,7 +51,7 @@ def main() -> int:
         return 2
     sets = suite.eval_sets("test", args.limit)
     feats, truth = [], []
-    for i, task in enumerate(suite.task_names):
+    for task in suite.task_names:
         f = sets[task].routing_features(suite.adapter)
         feats.append(f)
         truth += [task] * f.shape[0]
@@ -77,7 +77,7 @@ def main() -> int:
         cells = []
         for b in args.batch:
             chunks = list(torch.split(queries, b))
-            seconds = _time(lambda: [router.route(c, k=router.k) for c in chunks], args.repeat)
+            seconds = _time(lambda: [router.route(c, k=router.k) for c in chunks], args.repeat)  # noqa: B023 (called here)
             cells.append(f"{1e6 * seconds / queries.shape[0]:>16.1f}")
         print(f"{name:<38}{router.num_exemplars:>8}{nbytes:>10,}{macs:>12,}{acc:>12.4f}" + "".join(cells))
     return 0

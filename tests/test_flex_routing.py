@@ -36,7 +36,10 @@ def test_kmeans_is_deterministic_and_lowers_the_inertia():
     assert torch.equal(a, b) and a.shape == (3, 3)
     found = sorted(tuple(round(float(v)) for v in c) for c in a)
     assert found == [(0, -5, 0), (0, 0, 0), (5, 0, 0)]
-    inertia = lambda c: float(torch.cdist(x, c).min(1).values.pow(2).sum())
+
+    def inertia(c):
+        return float(torch.cdist(x, c).min(1).values.pow(2).sum())
+
     assert inertia(a) < inertia(x[:3])
 
 
@@ -104,7 +107,10 @@ def test_eq19_loss_decreases_on_two_overlapping_clusters():
     # the learned metric separates what Euclidean neighbours mix
     plain = KNNRouter(centres, centre_ids, ["a", "b"], k=10, metric="l2").route(x)
     learned = LowRankRouter(projection, centres @ projection.T, centre_ids, ["a", "b"], k=10, normalize=False).route(x)
-    acc = lambda r: float((r.routed_task == ids).float().mean())
+
+    def acc(r):
+        return float((r.routed_task == ids).float().mean())
+
     assert acc(learned) > acc(plain) + 0.1, (acc(plain), acc(learned))
 
 

@@ -144,7 +144,7 @@ def show_result(result: dict):
         k=k,
         label=label,
         prob=prob,
-        entries=text.ENTRIES.get(result.get("method"), "exemplars"),
+        entries=text.ENTRIES.get(str(result.get("method")), "exemplars"),
     )
     return (
         status,

@@ -13,6 +13,7 @@ and is reconstructed as ``scale · mask ⊙ sign`` (Eq. 7 with the all-ones vect
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -107,7 +108,7 @@ def b_approx(tau: torch.Tensor, alpha: float) -> TSwitch:
     return TSwitch(mask=mask.view(tau.shape), positive=positive.view(tau.shape), scale=scale)
 
 
-def from_codes(shape, mask: torch.Tensor, kept_positive: torch.Tensor, scale: float) -> TSwitch:
+def from_codes(shape: Sequence[int], mask: torch.Tensor, kept_positive: torch.Tensor, scale: float) -> TSwitch:
     """Rebuild a :class:`TSwitch` from a flat mask and the kept entries' polarity."""
     positive = torch.zeros_like(mask)
     positive[mask] = kept_positive

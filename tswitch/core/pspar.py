@@ -49,7 +49,7 @@ def _order_keys(flat: torch.Tensor) -> torch.Tensor:
     return flat.contiguous().view(torch.int32)
 
 
-def _kth_largest_key(cand: torch.Tensor, hist: torch.Tensor, lo_bin: int, k: int) -> tuple[int, torch.Tensor]:
+def _kth_largest_key(cand: torch.Tensor, hist: torch.Tensor, lo_bin: int, k: int) -> int:
     """Exact k-th largest key of one sign, by a two-level radix select.
 
     ``hist`` counts the high halves (offset by 2**15) of that sign's keys over
@@ -100,7 +100,7 @@ def pspar_mask(tau: torch.Tensor, alpha: float) -> torch.Tensor:
             picks[sign] = lo + b
     if not picks:
         return mask.view(tau.shape)
-    in_bins = bins == picks.get("pos", picks.get("neg"))
+    in_bins = bins == (picks["pos"] if "pos" in picks else picks["neg"])
     if len(picks) == 2:
         in_bins |= bins == picks["neg"]
     cand = _select(keys, in_bins)  # the keys of the (at most two) bins holding the thresholds

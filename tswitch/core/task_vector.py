@@ -10,7 +10,7 @@ integer buffers (``num_batches_tracked``, position ids) are skipped.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, ItemsView, Iterable, Iterator, KeysView, Mapping
 
 import torch
 
@@ -92,10 +92,10 @@ class TaskVector:
     def __len__(self) -> int:
         return len(self.vector)
 
-    def items(self):
+    def items(self) -> ItemsView[str, torch.Tensor]:
         return self.vector.items()
 
-    def keys(self):
+    def keys(self) -> KeysView[str]:
         return self.vector.keys()
 
     @property
@@ -108,7 +108,7 @@ class TaskVector:
         check_same_layout(self.vector, other.vector, what="other task vector")
         return ((k, v, other.vector[k]) for k, v in self.vector.items())
 
-    def __add__(self, other):
+    def __add__(self, other: object) -> TaskVector:
         if isinstance(other, (int, float)) and other == 0:  # lets builtin sum() start at 0
             return self
         if not isinstance(other, TaskVector):
@@ -132,7 +132,7 @@ class TaskVector:
 
     __rmul__ = __mul__
 
-    def map(self, fn) -> TaskVector:
+    def map(self, fn: Callable[[str, torch.Tensor], torch.Tensor]) -> TaskVector:
         """Apply ``fn(name, tensor) -> tensor`` to every entry."""
         return TaskVector({k: fn(k, v) for k, v in self.vector.items()})
 

@@ -60,7 +60,7 @@ class PerformanceLoss:
     Attributes:
         name: registry key (``kl``, ``mse``, ``cka``).
         equation: where the journal defines it.
-        fn: ``(student, teacher) -> 0-d loss``.
+        fn: ``(student, teacher) -> 0-d loss`` (KL also takes its temperature).
         output: what it compares by default: ``"logits"`` or ``"features"``.
         outputs: the outputs it accepts.
         default_lambda: the journal's setting for ViT-B/32 (Tab. III).
@@ -69,7 +69,7 @@ class PerformanceLoss:
 
     name: str
     equation: str
-    fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    fn: Callable[..., torch.Tensor]
     output: str
     outputs: tuple[str, ...]
     default_lambda: float

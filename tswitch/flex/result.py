@@ -87,7 +87,7 @@ class FlexResult:
         kept = sum(t.nnz for t in self.tensors)
         if any(t.bits is None for t in self.tensors) or not kept:
             return None
-        return sum(t.nnz * t.bits for t in self.tensors) / kept
+        return sum(t.nnz * t.bits for t in self.tensors if t.bits is not None) / kept  # (all are, see above)
 
     @property
     def seconds_per_step(self) -> float:

@@ -24,6 +24,7 @@ import re
 import time
 from collections.abc import Callable
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import torch
@@ -79,7 +80,7 @@ def locate_finetuned(suite) -> dict[str, str]:
     try:
         with open(suite.file("splits.json"), encoding="utf-8") as f:
             splits = json.load(f)
-        spec = SimpleNamespace(
+        spec: Any = SimpleNamespace(  # the SuiteSpec fields that _recipe_key reads
             adapter=suite.manifest["adapter"]["name"],
             adapter_args=suite.manifest["adapter"]["args"],
             recipe=_recipe(suite.manifest),

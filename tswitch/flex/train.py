@@ -124,12 +124,17 @@ def compressed_delta(
     deltas, gate_l1 = {}, torch.zeros(())
     probs = mixture(params.w, omega) if config.learns_widths else None  # (L, |W|)
     for l, m in enumerate(modules):
-        values = mixed_quantize(m.stack, probs[l]) if probs is not None else m.tau
+        if probs is not None:
+            assert m.stack is not None  # BAS: every module holds its quantised stack
+            values = mixed_quantize(m.stack, probs[l])
+        else:
+            values = m.tau
         if config.learns_mask:
             gate = soft_gate(m.tau, params.s_pos[l], params.s_neg[l], m.rng, rho)
             gate_l1 = gate_l1 + gate.sum()
             delta = torch.nn.functional.softplus(params.kappa[l]) * gate * values
         else:
+            assert m.fixed_mask is not None  # no LGS: the bas ablation's fixed P-Spar mask
             delta = m.fixed_mask * values
         deltas[m.name] = m.scatter(delta)
     total = sum(m.numel for m in modules)
@@ -247,7 +252,7 @@ def train_flex(
     rng = np.random.default_rng(config.seed)
     batch_size = min(config.batch_size, len(exemplars))
     loss_fn = (lambda s, t: loss.fn(s, t, config.kl_temperature)) if config.loss == "kl" else loss.fn
-    history = []
+    history: list[dict] = []
     t0 = time.perf_counter()
     with differentiable_batch_norm():
         _loop(
@@ -345,6 +350,7 @@ def _finalise(
                 t_pos, t_neg = thresholds(params.s_pos[l], params.s_neg[l], m.rng)
                 thr = (float(t_pos), float(t_neg))
             else:
+                assert m.fixed_mask is not None  # no LGS: the bas ablation's fixed P-Spar mask
                 mask, scale, thr = m.fixed_mask.bool(), 1.0, None
             mask = m.scatter(mask.to(torch.uint8)).bool()
             out.append(

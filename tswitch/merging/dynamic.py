@@ -67,7 +67,8 @@ def emr_components(task_vectors: Sequence[TaskVector]) -> EMRComponents:
     """
     task_vectors = validate_task_vectors(task_vectors)
     tasks = len(task_vectors)
-    unified, masks = {}, [{} for _ in range(tasks)]
+    unified: dict[str, torch.Tensor] = {}
+    masks: list[dict[str, torch.Tensor]] = [{} for _ in range(tasks)]
     kept_abs = torch.zeros(tasks, dtype=torch.float64)  # sum|M_k ⊙ tau_uni| per task
     task_abs = torch.zeros(tasks, dtype=torch.float64)  # sum|tau_k| per task
     for name in task_vectors[0].keys():

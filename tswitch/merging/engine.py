@@ -190,8 +190,12 @@ class PackedSwitches:
         self.tasks: tuple[str, ...] = tuple(self.entries)
 
     @classmethod
-    def from_switches(cls, switches: Mapping[str, Mapping[str, TSwitch | QSwitch | torch.Tensor]]) -> PackedSwitches:
-        """Pack ``{task: {name: TSwitch, QSwitch or dense tensor}}``; dense tensors are kept in float16."""
+    def from_switches(cls, switches: Mapping[str, Mapping[str, object]]) -> PackedSwitches:
+        """Pack ``{task: {name: TSwitch, QSwitch or dense tensor}}``; dense tensors are kept in float16.
+
+        Raises:
+            ValueError: an item is none of these.
+        """
         return cls({task: {name: _pack_item(item) for name, item in items.items()} for task, items in switches.items()})
 
     @classmethod
@@ -223,7 +227,7 @@ class PackedSwitches:
         return f"PackedSwitches({len(self.tasks)} tasks, {self.nbytes():,} bytes)"
 
 
-def _pack_item(item) -> PackedSwitch | PackedQuantSwitch | DenseDelta:
+def _pack_item(item: object) -> PackedSwitch | PackedQuantSwitch | DenseDelta:
     if isinstance(item, TSwitch):
         return PackedSwitch.from_tswitch(item)
     if isinstance(item, QSwitch):
@@ -326,7 +330,7 @@ class DynamicMergeEngine:
                 return dict(self._cache[key])
             pending = self._pending.get(key)
             owner = pending is None
-            if owner:  # compute outside the lock; others asking for this key wait on the future
+            if pending is None:  # compute outside the lock; others asking for this key wait on the future
                 pending = self._pending[key] = Future()
                 self._misses += 1
             else:
@@ -397,7 +401,7 @@ class DynamicMergeEngine:
         groups: dict[tuple[float, ...], list[int]] = {}
         for i, key in enumerate(keys):
             groups.setdefault(key, []).append(i)
-        parts = []
+        parts: list[tuple[torch.Tensor | None, torch.Tensor]] = []  # (rows of the batch or None: all, features)
         with torch.no_grad():
             for key, rows in groups.items():
                 merged = self.merged_weights(key)
@@ -412,8 +416,9 @@ class DynamicMergeEngine:
                 features = first
             else:
                 features = first.new_empty((b, first.shape[1]))
-                for index, part in parts:
-                    features[index.to(features.device)] = part
+                for rows_of_part, part in parts:
+                    assert rows_of_part is not None  # several groups: every part knows its rows
+                    features[rows_of_part.to(features.device)] = part
             logits = {task: self.heads[task](features) for task in self.tasks}
         rounded = torch.tensor(keys, dtype=torch.float64)
         if routed_task is None:

@@ -58,7 +58,7 @@ class Head:
     def __call__(self, features: torch.Tensor) -> torch.Tensor:
         if self.normalize:
             features = torch.nn.functional.normalize(features, dim=-1)
-        if self.dense_weight is not None:
+        if self.dense_weight is not None and self.dense_bias is not None:  # (given together)
             features = torch.tanh(
                 features @ self.dense_weight.T.to(features.dtype) + self.dense_bias.to(features.dtype)
             )
@@ -66,7 +66,7 @@ class Head:
 
     def extra_tensors(self, task: str) -> dict[str, torch.Tensor]:
         """The hidden layer as ``heads.safetensors`` entries (``"<task>.dense.weight"``...), or ``{}``."""
-        if self.dense_weight is None:
+        if self.dense_weight is None or self.dense_bias is None:  # (given together)
             return {}
         return {f"{task}.dense.weight": self.dense_weight, f"{task}.dense.bias": self.dense_bias}
 

@@ -14,7 +14,7 @@ from typing import TypeVar
 
 from .base import ModelAdapter
 
-A = TypeVar("A", bound=type)
+A = TypeVar("A", bound=type[ModelAdapter])
 
 _ADAPTERS: dict[str, Callable[..., ModelAdapter]] = {}
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -166,7 +167,7 @@ class Experiments:
 
     def switch_grid(self) -> dict:
         """T-Switch and Auto-Switch over the alpha grid (and BatchNorm options), val and test."""
-        grid = {}
+        grid: dict[str, Any] = {}
         k0 = self.spec.k_grid[len(self.spec.k_grid) // 2]
         for option, pattern in self.spec.dense_options.items():
             for alpha in self.spec.alpha_grid:
@@ -202,14 +203,14 @@ class Experiments:
 
     def pulse(self) -> dict:
         """T-Switch Fig. 3 / journal Fig. 1: keep-high (C1) vs keep-low (C2) vs random (C3), per task."""
-        out = {}
+        out: dict[str, Any] = {}
         gen = torch.Generator().manual_seed(self.spec.seeds[0])
         for cond, mode in (("keep_high", "low"), ("keep_low", "high"), ("random", "random")):
             out[cond] = {}
             for alpha in self.spec.pulse_grid:
                 scale = 1.0 / (1.0 - alpha) if mode == "random" else 1.0
                 deltas = {
-                    t: tau.map(lambda _, x: scale * x * pulse_mask(x, alpha, mode, gen))
+                    t: tau.map(lambda _, x: scale * x * pulse_mask(x, alpha, mode, gen))  # noqa: B023 (map runs now)
                     for t, tau in zip(self.names, self.taus)
                 }
                 out[cond][f"{alpha:g}"] = self.per_task("analysis", deltas)
@@ -217,7 +218,7 @@ class Experiments:
         out["b_approx"] = {
             f"{alpha:g}": self.per_task(
                 "analysis",
-                {t: tau.map(lambda _, x: b_approx(x, alpha).reconstruct()) for t, tau in zip(self.names, self.taus)},
+                {t: tau.map(lambda _, x: b_approx(x, alpha).reconstruct()) for t, tau in zip(self.names, self.taus)},  # noqa: B023
             )
             for alpha in self.spec.pulse_grid
         }
@@ -225,11 +226,11 @@ class Experiments:
 
     def pspar_vs_dare(self) -> dict:
         """T-Switch Table 1 analogue: Eq. 4 merges of P-Discard vs DARE-random vectors."""
-        out = {"p-discard": {}, "dare-random": {}}
+        out: dict[str, dict[str, Any]] = {"p-discard": {}, "dare-random": {}}
         gen = torch.Generator().manual_seed(self.spec.seeds[0])
         for alpha in self.spec.pulse_grid:
             for name, mode in (("p-discard", "low"), ("dare-random", "random")):
-                sparse = [tau.map(lambda _, x: x * pulse_mask(x, alpha, mode, gen)) for tau in self.taus]
+                sparse = [tau.map(lambda _, x: x * pulse_mask(x, alpha, mode, gen)) for tau in self.taus]  # noqa: B023 (map runs now)
                 out[name][f"{alpha:g}"] = self.static("analysis", norm_rescaled_average(self.taus, sparse))
         return out
 

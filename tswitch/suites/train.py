@@ -82,7 +82,7 @@ def finetune(
     weight_decay: float = 0.0,
     train_bn: bool = True,
     seed: int = 0,
-    progress: Callable[[int, float], None] | None = None,
+    progress: Callable[[int, float], object] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Fine-tune the backbone with ``head`` frozen; returns its tensors (parameters and buffers).
 

@@ -102,7 +102,7 @@ def read_pickle(path: str, *, trust_pickle: bool) -> dict[str, torch.Tensor]:
     obj = None
     for _ in range(256):  # legacy files: add the refused class, retry
         try:
-            with safe_globals(stubs):
+            with safe_globals(list(stubs)):  # (a copy: stubs grows below)
                 obj = torch.load(path, map_location="cpu", weights_only=True)
             break
         except Exception as exc:

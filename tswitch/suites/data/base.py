@@ -8,7 +8,7 @@ loader must return the same items with the same ids on every call and every mach
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +28,7 @@ class TaskData:
         source: where the items come from (package and file, or "rendered").
     """
 
-    inputs: list
+    inputs: Sequence[Any]  # a list, or a lazily opened sequence of images
     labels: np.ndarray
     label_names: tuple[str, ...]
     ids: list[str]

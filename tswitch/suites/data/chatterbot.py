@@ -65,13 +65,13 @@ def _task(
     names = tuple(sorted(c for c, texts in by_class.items() if len(texts) >= min_per_class))
     if len(names) < 2:
         raise ValueError(f"fewer than two classes have {min_per_class} utterances; lower min_per_class")
-    inputs, labels, ids = [], [], []
+    inputs, label_list, ids = [], [], []
     for label, name in enumerate(names):
         texts = by_class[name]
         inputs += texts
-        labels += [label] * len(texts)
+        label_list += [label] * len(texts)
         ids += [_text_id(name, t) for t in texts]
-    labels = np.asarray(labels, dtype=np.int64)
+    labels = np.asarray(label_list, dtype=np.int64)
     if max_per_class is not None:
         keep = set(subsample_balanced(ids, labels, max_per_class, seed=seed))
         index = [k for k, item in enumerate(ids) if item in keep]
@@ -117,8 +117,8 @@ def load_chatterbot_language(
             utterances are verbatim ``chinese`` ones and many more use only characters common to
             both scripts, so no model could tell the two apart on them.
     """
-    exclude = set(exclude)
-    pairs = [(language, text) for language, _, text in _utterances() if language not in exclude]
+    excluded = set(exclude)
+    pairs = [(language, text) for language, _, text in _utterances() if language not in excluded]
     return _task(
         _unambiguous(pairs), min_per_class, max_per_class, seed, description="Language of a chatbot prompt or reply."
     )

@@ -180,7 +180,7 @@ def load_hf_disk(
     image_column = None if text_columns else (input_column or next((c for c in ("image", "img") if c in columns), None))
     texts = None if image_column else _text_columns(columns, text_columns or ([input_column] if input_column else None))
     names = tuple(label_names) if label_names else tuple(getattr(feature, "names", None) or ())
-    inputs, labels, ids = [], [], []
+    inputs, label_parts, ids = [], [], []
     openers = []
     for part in (train, test):
         tag = "train" if part == train else "test"
@@ -188,20 +188,22 @@ def load_hf_disk(
         part_labels = np.asarray(split[label], dtype=np.int64)
         if (part_labels < 0).any():
             raise DataError(f"{path}: split {part!r} has unlabelled rows (label -1); use a labelled split")
-        labels.append(part_labels)
+        label_parts.append(part_labels)
         ids += [f"{tag}/{i}" for i in range(len(split))]
         if image_column:
             column = split.select_columns([image_column])
             openers += [(column, i) for i in range(len(split))]
         else:
+            assert texts is not None  # no image column: text columns were found
             inputs += [_join(row, texts) for row in split.select_columns(list(texts))]
-    labels = np.concatenate(labels)
+    labels = np.concatenate(label_parts)
     if not names:
         names = tuple(str(i) for i in range(int(labels.max()) + 1))
+    items: Sequence[Any] = inputs
     if image_column:
-        inputs = LazyImages(lambda i: openers[i][0][openers[i][1]][image_column].convert("RGB"), len(openers))
+        items = LazyImages(lambda i: openers[i][0][openers[i][1]][image_column].convert("RGB"), len(openers))
     return TaskData(
-        inputs,
+        items,
         labels,
         names,
         ids,
@@ -217,8 +219,11 @@ def _table(root: str, part: str) -> list[dict[str, Any]]:
         if os.path.isfile(file):
             with open(file, encoding="utf-8", newline="") as f:
                 # GLUE's TSVs hold unescaped quotes: read them literally
-                quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
-                return list(csv.DictReader(f, delimiter=delimiter, quoting=quoting))
+                return list(
+                    csv.DictReader(
+                        f, delimiter=delimiter, quoting=csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+                    )
+                )
     raise DataError(f"{root}: no {part}.tsv or {part}.csv")
 
 

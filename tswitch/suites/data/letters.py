@@ -19,7 +19,9 @@ def draw_letter(label: int, rng: np.random.Generator) -> Image.Image:
     face = font(LETTER_FONTS[rng.integers(len(LETTER_FONTS))], int(rng.integers(28, 51)))
     mask = Image.new("L", (SIZE, SIZE), 0)
     ImageDraw.Draw(mask).text((SIZE / 2, SIZE / 2), LETTERS[label], font=face, fill=255, anchor="mm")
-    mask = mask.rotate(rng.uniform(-25, 25), resample=Image.BICUBIC, translate=tuple(rng.uniform(-6, 6, size=2)))
+    mask = mask.rotate(
+        rng.uniform(-25, 25), resample=Image.Resampling.BICUBIC, translate=tuple(rng.uniform(-6, 6, size=2))
+    )
     if rng.random() < 0.5:
         mask = mask.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.2)))
     # printed matter, unlike the vivid shapes and textures: greyish paper, near-black ink with a

@@ -57,7 +57,7 @@ def _mask(shape: str, centre: np.ndarray, radius: float, angle: float) -> np.nda
         rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
         points = _outline(shape) @ rotation.T * r + c
         draw.polygon([tuple(p) for p in points], fill=255)
-    small = mask.resize((SIZE, SIZE), Image.BOX)
+    small = mask.resize((SIZE, SIZE), Image.Resampling.BOX)
     return np.asarray(small, dtype=np.float64) / 255.0
 
 

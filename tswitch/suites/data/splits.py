@@ -85,11 +85,11 @@ def make_splits(
         if any(s < 0 for s in sizes) or sum(sizes) > n:
             raise ValueError(f"sizes must be non-negative and sum to at most {n}, got {sizes}")
     else:
-        fractions = np.asarray(fractions, dtype=np.float64)
-        if (fractions < 0).any() or fractions.sum() > 1 + 1e-9:
-            raise ValueError(f"fractions must be non-negative and sum to at most 1, got {fractions.tolist()}")
-        taken = min(n, int(round(n * fractions.sum())))
-        sizes = _apportion(taken, fractions, np.full(len(fractions), n)).tolist()
+        share = np.asarray(fractions, dtype=np.float64)
+        if (share < 0).any() or share.sum() > 1 + 1e-9:
+            raise ValueError(f"fractions must be non-negative and sum to at most 1, got {share.tolist()}")
+        taken = min(n, int(round(n * share.sum())))
+        sizes = _apportion(taken, share, np.full(len(share), n)).tolist()
     if len(names) != len(sizes):
         raise ValueError(f"need one name per split, got {len(names)} names for {len(sizes)} splits")
 

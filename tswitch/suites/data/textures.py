@@ -73,7 +73,7 @@ def _field(texture: str, rng: np.random.Generator) -> np.ndarray:
         # smooth value noise: a coarse random grid blown up bicubically
         grid = int(rng.integers(3, 8))
         coarse = Image.fromarray(rng.random((grid, grid)).astype(np.float32))
-        smooth = np.asarray(coarse.resize((SIZE, SIZE), Image.BICUBIC), dtype=np.float64)
+        smooth = np.asarray(coarse.resize((SIZE, SIZE), Image.Resampling.BICUBIC), dtype=np.float64)
         smooth = (smooth - smooth.min()) / max(smooth.max() - smooth.min(), 1e-6)
         return (smooth > 0.5) * 1.0 if rng.random() < 0.5 else smooth
     if texture == "speckle":
