@@ -226,7 +226,7 @@ def test_image_batches_match_torchvision():
 
 def test_missing_optional_library_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "open_clip", None)  # makes `import open_clip` fail
-    with pytest.raises(ImportError, match="pip install open_clip_torch"):
+    with pytest.raises(ImportError, match=r"pip install 'tswitch\[vision\]' \(or pip install open_clip_torch\)"):
         load_adapter("open-clip", model_name="ViT-B-32")
 
 

@@ -173,7 +173,7 @@ def test_query_validation():
 
 def test_missing_faiss_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "faiss", None)
-    with pytest.raises(ImportError, match="pip install faiss-cpu"):
+    with pytest.raises(ImportError, match=r"pip install 'tswitch\[routing\]' \(or pip install faiss-cpu\)"):
         l2_router()
 
 

