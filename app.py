@@ -1,13 +1,20 @@
 """Serve the tswitch demo: ``python app.py [--host HOST] [--port PORT] [--suites DIR[:DIR]]``.
 
-Every suite under ``assets/`` is served, plus the folders in ``$TSWITCH_SUITES`` (and ``--suites``).
-Host and port default to ``$GRADIO_SERVER_NAME`` / ``$GRADIO_SERVER_PORT``, else 127.0.0.1:7860.
+Every suite under the ``assets/`` beside this file (or ``$TSWITCH_ASSETS``) is served, plus the folders in
+``$TSWITCH_SUITES`` (and ``--suites``), from any working directory, with tswitch from this checkout or
+installed (``pip install '.[app,suites]'``). Host and port default to ``$GRADIO_SERVER_NAME`` /
+``$GRADIO_SERVER_PORT``, else 127.0.0.1:7860.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
+
+ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
+# read by tswitch.assets: an installed tswitch has no assets/ of its own, so the suites beside this file are named
+os.environ.setdefault("TSWITCH_ASSETS", ASSETS)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -25,7 +32,15 @@ def main(argv: list[str] | None = None) -> None:
     if args.suites:
         os.environ["TSWITCH_SUITES"] = os.pathsep.join(filter(None, [os.environ.get("TSWITCH_SUITES"), args.suites]))
 
-    from tswitch.app.layout import build_demo, launch_options
+    try:
+        from tswitch.app.layout import build_demo, launch_options
+    except ModuleNotFoundError as error:
+        from tswitch.extras import missing
+
+        hint = missing(error, "the demo")
+        if hint is None:
+            raise
+        sys.exit(f"app.py: {hint}")
 
     build_demo(concurrency_limit=args.concurrency).launch(**launch_options(args.host, args.port))
 

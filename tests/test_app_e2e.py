@@ -47,7 +47,7 @@ def serve(timeout: float = 180.0):
     }
     proc = subprocess.Popen(
         [sys.executable, os.path.join(ROOT, "app.py"), "--host", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT,
+        cwd=tempfile.gettempdir(),  # app.py finds its suites from any working directory
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,

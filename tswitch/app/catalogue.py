@@ -16,12 +16,12 @@ import threading
 from dataclasses import dataclass
 from functools import cache, lru_cache
 
+from ..assets import assets_dir
 from . import text
 
 ENV_VAR = "TSWITCH_SUITES"
 MAX_K = 50  # the k slider's upper end when a suite has more exemplars
 FLEX_KEY = "flex"  # manifest block naming the FlexSwitch pack and Auto-FlexSwitch router (tswitch.flex.results)
-_ASSETS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "assets")
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +73,13 @@ class SuiteInfo:
         return pairs
 
 
-def suite_paths(root: str = _ASSETS, extra: str | None = None) -> list[str]:
-    """Folders holding a ``manifest.json``: those under ``root``, then those listed in ``extra``."""
-    candidates = [(os.path.join(root, d), False) for d in sorted(os.listdir(root))] if os.path.isdir(root) else []
+def suite_paths(root: str | None = None, extra: str | None = None) -> list[str]:
+    """Folders holding a ``manifest.json``: those under ``root`` (default: :func:`tswitch.assets.assets_dir`),
+    then those listed in ``extra``."""
+    root = root if root is not None else assets_dir()
+    candidates = []
+    if root is not None and os.path.isdir(root):
+        candidates = [(os.path.join(root, d), False) for d in sorted(os.listdir(root))]
     candidates += [(f, True) for f in (extra or "").split(os.pathsep) if f]
     seen, paths = set(), []
     for folder, explicit in candidates:

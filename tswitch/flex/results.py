@@ -22,7 +22,9 @@ import glob
 import json
 import os
 from collections.abc import Callable
+from typing import Any
 
+from .. import __version__
 from ..codec.container import atomic_write_bytes
 
 
@@ -90,7 +92,10 @@ def evaluate_run(suite, stem: str, sets, routers: dict, log: Log = print, known:
     )
     # each task under its own switch (one-hot weights), as T-Switch Eq. 7 is evaluated
     oracle = known.get("flexswitch") or evaluate_tswitch(engine, {t: sets[t] for t in names}, pack.header)
-    out = {"bytes": switch_bytes(pack.header), "flexswitch": {k: oracle[k] for k in ("per_task", "average")}}
+    out: dict[str, Any] = {
+        "bytes": switch_bytes(pack.header),
+        "flexswitch": {k: oracle[k] for k in ("per_task", "average")},
+    }
     log(f"[{stem}] FlexSwitch {out['flexswitch']['average']:.4f}, {out['bytes']:,} B")
     if set(names) == set(suite.task_names):
         for key, router in routers.items():
@@ -191,6 +196,7 @@ def build_block(
             }
         )
     block = {
+        "tswitch_version": __version__,  # the version that evaluated the runs and wrote this block
         "split": split,
         "main": main if main in entries else None,
         "runs": entries,

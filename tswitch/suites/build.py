@@ -10,12 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
+from .. import __version__
 from ..core.task_vector import TaskVector
 from ..io import load_state_dict, save_state_dict
 from ..models import load_adapter
@@ -40,14 +42,14 @@ class TaskState:
     label_names: tuple[str, ...]
     description: str
     splits: dict[str, list[str]]
-    train_inputs: list
+    train_inputs: Sequence[Any]
     train_labels: np.ndarray
     head: Head
     finetuned: dict[str, torch.Tensor]
     tau: TaskVector
     val: EvalSet
     test: EvalSet
-    test_inputs: list
+    test_inputs: Sequence[Any]
 
 
 @dataclass
@@ -165,7 +167,7 @@ def prepare(spec: SuiteSpec, log: Log = print, progress=None) -> Prepared:
                 weight_decay=r.weight_decay,
                 train_bn=r.train_bn,
                 seed=r.seed,
-                progress=(lambda s, loss: (bar.update(1), bar.set_postfix(loss=f"{loss:.3f}"))) if bar else None,
+                progress=(lambda s, loss: (bar.update(1), bar.set_postfix(loss=f"{loss:.3f}"))) if bar else None,  # noqa: B023
             )
             if bar:
                 bar.close()
@@ -265,6 +267,7 @@ def finish_build(
         "command": command,
         "seconds": round(time.time() - t0, 1),
         "prepare_seconds": round(t_prep, 1),
+        "tswitch_version": __version__,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
     }

@@ -15,9 +15,10 @@ from functools import cached_property
 
 import torch
 
+from ..assets import ENV_VAR as ASSETS_ENV
+from ..assets import assets_dir
 from ..models.base import Head
 
-ASSETS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "assets")
 SWITCH_METHODS = ("t-switch", "auto-switch", "pretrained", "flexswitch", "auto-flexswitch")
 ROUTED = ("auto-switch", "auto-flexswitch")
 
@@ -26,19 +27,25 @@ class SuiteError(ValueError):
     """A suite is missing or its files are inconsistent."""
 
 
-def list_suites(root: str = ASSETS) -> list[str]:
-    if not os.path.isdir(root):
+def list_suites(root: str | None = None) -> list[str]:
+    """Names of the suites under ``root`` (default: :func:`tswitch.assets.assets_dir`)."""
+    root = root if root is not None else assets_dir()
+    if root is None or not os.path.isdir(root):
         return []
     return sorted(d for d in os.listdir(root) if os.path.isfile(os.path.join(root, d, "manifest.json")))
 
 
-def resolve_suite(name_or_path: str, root: str = ASSETS) -> str:
+def resolve_suite(name_or_path: str, root: str | None = None) -> str:
+    """A suite folder, or the suite of that name under ``root`` (default: :func:`tswitch.assets.assets_dir`)."""
     if os.path.isfile(os.path.join(name_or_path, "manifest.json")):
         return name_or_path
-    candidate = os.path.join(root, name_or_path)
-    if os.path.isfile(os.path.join(candidate, "manifest.json")):
-        return candidate
-    raise SuiteError(f"unknown suite {name_or_path!r}; available: {', '.join(list_suites(root)) or '(none)'}")
+    root = root if root is not None else assets_dir()
+    if root is not None:
+        candidate = os.path.join(root, name_or_path)
+        if os.path.isfile(os.path.join(candidate, "manifest.json")):
+            return candidate
+    where = "" if root is not None else f" (give a suite folder, or set ${ASSETS_ENV} to a folder of suites)"
+    raise SuiteError(f"unknown suite {name_or_path!r}; available: {', '.join(list_suites(root)) or '(none)'}{where}")
 
 
 class Suite:

@@ -10,12 +10,10 @@ import argparse
 import os
 import sys
 
+from ...assets import ENV_VAR as ASSETS_ENV
+from ...assets import assets_dir
 from .build import GivenSuite, GivenTask
 from .families import CLIP_MODELS, CLIP_TASKS
-
-ASSETS = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))), "assets"
-)
 
 
 class UsageError(ValueError):
@@ -154,7 +152,12 @@ def config(args, family: str) -> tuple[GivenSuite, str]:
             raise UsageError(f"{what}: checkpoint not found: {value}")
     tasks = tuple(GivenTask(t, finetuned[t], *_loader(data[t], args.test_split, clip)) for t in args.tasks)
     name = args.name or (f"clip-{args.model.lower()}" if clip else "roberta-glue")
-    out = args.out or os.path.join(ASSETS, name)
+    out = args.out
+    if not out:
+        assets = assets_dir()
+        if assets is None:
+            raise UsageError(f"give --out: no assets/ folder to write {name} into (or set ${ASSETS_ENV})")
+        out = os.path.join(assets, name)
     cfg = GivenSuite(
         name=name,
         family=family,
