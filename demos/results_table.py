@@ -89,6 +89,10 @@ def suite_markdown(name: str, results: dict, manifest: dict) -> str:
     ]
     for name_ in ("p-discard", "dare-random"):
         lines.append(f"| {name_} | " + " | ".join(f"{100 * pd[name_][a]['average']:.1f}" for a in pd[name_]) + " |")
+    if results.get("storage"):
+        from tswitch.suites.storage import storage_markdown
+
+        lines += ["", storage_markdown(results["storage"])]
     if results.get("flex", {}).get("runs"):
         from tswitch.flex.results import markdown
 

@@ -177,3 +177,37 @@ def test_flex_runs_collect_into_results_and_are_served(smoke_text, tmp_path, cap
     assert json.loads(capsys.readouterr().out)["routed_task"] in suite.task_names
     shown = views.flex_markdown(results)
     assert f"{main_run['bytes']:,}" in shown and "Tab. XI" in shown
+
+
+def test_repack_suite_keeps_accuracy_and_makes_byte_counts_match_the_packs(smoke_text, tmp_path, capsys):
+    import shutil
+
+    from tswitch.pack import SwitchPack
+    from tswitch.suites.storage import repack_suite
+
+    out, results = smoke_text
+    folder = str(tmp_path / "suite")
+    shutil.copytree(out, folder)
+    for stem in ("switches",):  # build a SASS pack first, as the first suites were built
+        assert main(["repack", os.path.join(folder, f"{stem}.tsw"), "--layout", "sass"]) == 0
+    sass = json.load(open(os.path.join(folder, "results.json")))
+    sass["methods"]["t-switch"]["extra_bytes"] = sum(
+        t.total_bytes for t in SwitchPack(os.path.join(folder, "switches.tsw")).header.tasks)
+    auto_before = sass["methods"]["auto-switch"]["extra_bytes"] - results["methods"]["t-switch"]["extra_bytes"]
+    sass["methods"]["auto-switch"]["extra_bytes"] = sass["methods"]["t-switch"]["extra_bytes"] + auto_before
+    with open(os.path.join(folder, "results.json"), "w") as f:
+        json.dump(sass, f)
+    storage = repack_suite(folder)
+    again = repack_suite(folder)  # idempotent: nothing moves the second time
+    assert again["packs"] == storage["packs"]
+    written = json.load(open(os.path.join(folder, "results.json")))
+    pack = storage["packs"]["switches"]
+    assert pack["bytes"] < pack["sass_bytes"] == pack["bytes_before"] and pack["bound_bytes"] > 0
+    assert written["methods"]["t-switch"]["extra_bytes"] == pack["bytes"]
+    assert (written["methods"]["auto-switch"]["extra_bytes"] - written["methods"]["t-switch"]["extra_bytes"]
+            == auto_before)
+    capsys.readouterr()
+    assert main(["eval", "--suite", folder, "--method", "t-switch", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["per_task"] == results["methods"]["t-switch"]["per_task"]
+    assert printed["extra_bytes"] == pack["bytes"]

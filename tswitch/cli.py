@@ -145,7 +145,8 @@ def run_inspect(args) -> int:
 
 # -- repack ------------------------------------------------------------------------------------------
 def _repack_parser(p):
-    p.add_argument("pack")
+    p.add_argument("pack", nargs="?", help="a .tsw pack (or give --suite)")
+    p.add_argument("--suite", default=None, help="repack every pack of a built suite and update its results.json")
     _layout_arg(p)
     p.add_argument("--out", default=None, help="output .tsw pack (default: rewrite PACK in place, atomically)")
 
@@ -154,6 +155,19 @@ def _repack_parser(p):
 def run_repack(args) -> int:
     from .pack import SwitchPack, repack
 
+    if (args.pack is None) == (args.suite is None):
+        raise UsageError("give either a pack or --suite")
+    if args.suite is not None:
+        from .suites.storage import repack_suite
+        from .suites.suite import resolve_suite
+
+        if args.out is not None:
+            raise UsageError("--out goes with a pack, not with --suite")
+        storage = repack_suite(resolve_suite(args.suite), args.layout)
+        for stem, p in storage["packs"].items():
+            print(f"{stem}.tsw: {p['bytes_before']:,} B as built -> {p['bytes']:,} B "
+                  f"(SASS {p['sass_bytes']:,} B, bound {p['bound_bytes']:,} B)")
+        return 0
     before = sum(t.total_bytes for t in SwitchPack(args.pack).header.tasks)
     header = repack(args.pack, args.out, args.layout)
     after = sum(t.total_bytes for t in header.tasks)
