@@ -609,7 +609,7 @@ def test_decode_dense_matches_switch_reconstruction(layout):
 # -- the golden pack of format version 2 (golomb layout) -----------------------------------------
 
 GOLDEN_V2 = os.path.join(DATA, "golden-v2.tsw")
-GOLDEN_V2_SHA256 = "4b51400bf1d09cafabef0a02b415087796814ed5c6ad21196847626297281eaf"
+GOLDEN_V2_SHA256 = "c266a082568180ec403087b0f6dd895c9fb5c6ae94e8b0b5c5db8dd334225268"
 
 
 def test_golden_v2_pack_bytes_are_pinned(tmp_path):
@@ -624,6 +624,7 @@ def test_golden_v2_pack_bytes_are_pinned(tmp_path):
 def test_golden_v2_golomb_payload_bits_and_switches():
     pack = SwitchPack(GOLDEN_V2)
     assert pack.header.format_version == 2 and pack.tasks == ["a", "b", "c"]
+    assert pack.header.writer == "tswitch (golden file)" and SwitchPack(GOLDEN).header.writer is None
     c = pack.task("c")
     assert (c.layout, c.encodings, c.nnz, c.nbytes) == ("golomb", ("golomb",) * 3, (4, 2, 0), (3, 2, 1))
     with safetensors.safe_open(GOLDEN_V2, framework="numpy") as f:
@@ -667,3 +668,13 @@ def test_repack_is_lossless_and_checksummed(tmp_path, model, layout):
         else:
             assert entry.total_bytes <= before.task(name).total_bytes
     after.check_base(model[0])
+
+
+def test_new_packs_name_the_tswitch_version_that_wrote_them(tmp_path, model):
+    import tswitch
+    from tswitch.report import format_report, pack_report
+
+    pack = SwitchPack(make_pack(tmp_path, model))
+    assert pack.header.writer == f"tswitch {tswitch.__version__}"
+    report = pack_report(pack)
+    assert report["writer"] == pack.header.writer and pack.header.writer in format_report(report)

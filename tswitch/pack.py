@@ -231,8 +231,10 @@ def _header(fingerprint: str, specs: Sequence[TensorSpec], entries: Sequence[Tas
     return PackHeader(fingerprint, tuple(specs), tuple(entries), format_version(entries))
 
 
-def create_pack(path: str, pretrained: Mapping[str, torch.Tensor], tasks: Sequence[EncodedTask]) -> PackHeader:
-    """Write a new pack holding ``tasks`` for the base model ``pretrained`` (atomic)."""
+def create_pack(path: str, pretrained: Mapping[str, torch.Tensor], tasks: Sequence[EncodedTask],
+                writer: str | None = container.STAMP) -> PackHeader:
+    """Write a new pack holding ``tasks`` for the base model ``pretrained`` (atomic); ``writer`` is the
+    header's writer field (default ``"tswitch <version>"``, see :func:`tswitch.codec.container.write_pack`)."""
     specs = tensor_specs(pretrained)
     names = [t.entry.name for t in tasks]
     if len(set(names)) != len(names):
@@ -240,9 +242,8 @@ def create_pack(path: str, pretrained: Mapping[str, torch.Tensor], tasks: Sequen
     for t in tasks:
         _check_order(t, specs)
     header = _header(base_fingerprint(pretrained, [s.name for s in specs]), specs, [t.entry for t in tasks])
-    container.write_pack(path, header, [t.payloads for t in tasks], [t.scales for t in tasks],
-                         [t.codebook for t in tasks])
-    return header
+    return container.write_pack(path, header, [t.payloads for t in tasks], [t.scales for t in tasks],
+                                [t.codebook for t in tasks], writer)
 
 
 def add_task(path: str, pretrained: Mapping[str, torch.Tensor], task: EncodedTask) -> PackHeader:
@@ -254,9 +255,8 @@ def add_task(path: str, pretrained: Mapping[str, torch.Tensor], task: EncodedTas
         raise ValueError(f"task {task.entry.name!r} is already in {path}")
     old = [container.read_task(path, pack.header, t.name) for t in pack.header.tasks]
     header = _header(pack.header.base_fingerprint, pack.header.tensors, pack.header.tasks + (task.entry,))
-    container.write_pack(path, header, [p for p, _, _ in old] + [task.payloads],
-                         [s for _, s, _ in old] + [task.scales], [c for _, _, c in old] + [task.codebook])
-    return header
+    return container.write_pack(path, header, [p for p, _, _ in old] + [task.payloads],
+                                [s for _, s, _ in old] + [task.scales], [c for _, _, c in old] + [task.codebook])
 
 
 def _relayout(payload: bytes, spec: TensorSpec, encoding: str, bits: int, nnz: int, layout: str) -> tuple[str, bytes]:
@@ -289,5 +289,4 @@ def repack(path: str, out: str | None = None, layout: str = AUTO) -> PackHeader:
         scales.append(task_scales)
         books.append(book)
     header = _header(pack.header.base_fingerprint, pack.header.tensors, entries)
-    container.write_pack(out or path, header, payloads, scales, books)
-    return header
+    return container.write_pack(out or path, header, payloads, scales, books)

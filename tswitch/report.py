@@ -59,7 +59,8 @@ def pack_report(pack: SwitchPack) -> dict:
         tensors.append({"name": spec.name, "shape": list(spec.shape), "dtype": spec.dtype,
                         "numel": spec.numel, "tasks": per_task})
     return {
-        "path": pack.path, "format_version": h.format_version, "base_fingerprint": h.base_fingerprint,
+        "path": pack.path, "format_version": h.format_version, "writer": h.writer,
+        "base_fingerprint": h.base_fingerprint,
         "num_params": n, "num_tensors": len(h.tensors),
         "total_bytes": sum(t["bytes"] for t in tasks), "file_bytes": os.path.getsize(pack.path),
         "float32_bytes_per_task": 4 * n, "tasks": tasks, "tensors": tensors,
@@ -70,7 +71,7 @@ def format_report(report: dict, tensors: bool = False) -> str:
     """Human-readable table of :func:`pack_report`."""
     lines = [
         f"{report['path']}: format v{report['format_version']}, {report['num_params']:,} params in "
-        f"{report['num_tensors']} tensors, {len(report['tasks'])} task(s)",
+        f"{report['num_tensors']} tensors, {len(report['tasks'])} task(s), written by {report['writer'] or 'an unknown writer'}",
         f"base {report['base_fingerprint'][:23]}…  file {report['file_bytes']:,} B  "
         f"switches {report['total_bytes']:,} B (a float32 task vector: {report['float32_bytes_per_task']:,} B)",
         "",

@@ -11,7 +11,7 @@ import json
 import os
 import secrets
 import stat
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Mapping
 
 import numpy as np
@@ -79,12 +79,19 @@ class TaskEntry:
         return out
 
 
+def _writer() -> str:
+    from .. import __version__  # tswitch/__init__.py holds only the version string
+
+    return f"tswitch {__version__}"
+
+
 @dataclass(frozen=True)
 class PackHeader:
     base_fingerprint: str
     tensors: tuple[TensorSpec, ...]
     tasks: tuple[TaskEntry, ...]
     format_version: int = FORMAT_VERSION
+    writer: str | None = None  # "tswitch <version>" that wrote the file; stamped by write_pack
 
     def task_index(self, name: str) -> int:
         for i, task in enumerate(self.tasks):
@@ -100,6 +107,7 @@ class PackHeader:
         return json.dumps({
             "format": FORMAT_NAME,
             "format_version": self.format_version,
+            **({"writer": self.writer} if self.writer is not None else {}),
             "base_fingerprint": self.base_fingerprint,
             "tensors": [asdict(t) for t in self.tensors],
             "tasks": [t.to_dict() for t in self.tasks],
@@ -125,6 +133,7 @@ class PackHeader:
                 tensor_bits=tuple(int(b) for b in t["tensor_bits"]) if t.get("tensor_bits") is not None else None)
                 for t in obj["tasks"])
             fingerprint = str(obj["base_fingerprint"])
+            writer = str(obj["writer"]) if obj.get("writer") is not None else None
         except PackError:
             raise
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
@@ -135,7 +144,7 @@ class PackHeader:
             if task.tensor_bits is not None and (len(task.tensor_bits) != len(tensors)
                                                  or any(not 1 <= b <= 16 for b in task.tensor_bits)):
                 raise PackError(f"corrupt pack metadata: task {task.name!r} needs one width in [1, 16] per tensor")
-        return cls(fingerprint, tensors, tasks, version)
+        return cls(fingerprint, tensors, tasks, version, writer)
 
 
 def payload_key(task_index: int, tensor_index: int) -> str:
@@ -261,10 +270,16 @@ def read_tensor_payload(path: str, header: PackHeader, name: str,
     return payload, scale, codebook
 
 
+STAMP = "stamp"  # write_pack's default writer: "tswitch <this version>"
+
+
 def write_pack(path: str, header: PackHeader, payloads: list[list[bytes]], scales: list[np.ndarray],
-               codebooks: list[np.ndarray | None] | None = None) -> None:
+               codebooks: list[np.ndarray | None] | None = None, writer: str | None = STAMP) -> PackHeader:
     """Write a whole pack atomically: ``payloads[i][j]`` is task ``i``'s tensor ``j``;
-    ``codebooks[i]`` the ``(T, 2)`` codebook of a quantised task (``None`` otherwise)."""
+    ``codebooks[i]`` the ``(T, 2)`` codebook of a quantised task (``None`` otherwise).
+
+    The header's ``writer`` is set to ``writer`` (default: this tswitch's version; ``None`` leaves the
+    field out, as files written before it existed). Returns the header as written."""
     from safetensors.numpy import save
 
     tensors = {}
@@ -277,8 +292,10 @@ def write_pack(path: str, header: PackHeader, payloads: list[list[bytes]], scale
             raise ValueError(f"task {header.tasks[i].name!r}: a codebook goes with tensor_bits, and only with them")
         if book is not None:
             tensors[codebook_key(i)] = np.ascontiguousarray(book, dtype=np.float32).reshape(-1, CODEBOOK_FIELDS)
+    header = replace(header, writer=_writer() if writer == STAMP else writer)
     blob = save(tensors, metadata={METADATA_KEY: header.to_json()})
     atomic_write_bytes(path, blob)
+    return header
 
 
 def atomic_write_bytes(path: str, data: bytes) -> None:
