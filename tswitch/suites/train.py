@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ..models.base import Batch, Head
+from ..models.heads import fit_probe  # noqa: F401 - re-exported: the suites' linear-probe head
 from ..models.common import tensors_of
 
 
@@ -31,43 +32,6 @@ def extract_features(
         batch = adapter.preprocess(list(chunk))
         out.append(adapter.route_features(batch) if route else adapter.features(batch, weights))
     return torch.cat(out).float().cpu()
-
-
-def fit_probe(
-    features: torch.Tensor,
-    labels: np.ndarray,
-    label_names: Sequence[str],
-    *,
-    steps: int = 300,
-    lr: float = 1e-2,
-    weight_decay: float = 1e-4,
-    seed: int = 0,
-) -> Head:
-    """Multinomial logistic regression on cached features (full-batch Adam), as a frozen :class:`Head`.
-
-    Features are centred and divided by one global standard deviation inside the optimisation (a
-    per-dimension one would amplify near-constant dimensions into huge weights that make the frozen
-    head hypersensitive to fine-tuning); the scaling is folded back into the head's weight and
-    bias, so the head applies to raw features.
-    """
-    g = torch.Generator().manual_seed(seed)
-    x = features.float()
-    y = torch.as_tensor(np.asarray(labels), dtype=torch.long)
-    mean, std = x.mean(0), x.std().clamp_min(1e-6)
-    z = (x - mean) / std
-    num_classes = len(label_names)
-    w = (0.01 * torch.randn(num_classes, x.shape[1], generator=g)).requires_grad_(True)
-    b = torch.zeros(num_classes, requires_grad=True)
-    opt = torch.optim.Adam([w, b], lr=lr, weight_decay=weight_decay)
-    for _ in range(steps):
-        opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(z @ w.T + b, y)
-        loss.backward()
-        opt.step()
-    with torch.no_grad():
-        weight = w / std  # (C, D): z @ w.T = (x - mean) / std @ w.T
-        bias = b - (mean / std) @ w.T
-    return Head(weight=weight.detach().clone(), bias=bias.detach().clone(), labels=tuple(label_names))
 
 
 def finetune(
