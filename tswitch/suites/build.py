@@ -166,6 +166,7 @@ def prepare(spec: SuiteSpec, log: Log = print, progress=None) -> Prepared:
                 lr=r.lr,
                 weight_decay=r.weight_decay,
                 train_bn=r.train_bn,
+                dropout=r.dropout,
                 seed=r.seed,
                 progress=(lambda s, loss: (bar.update(1), bar.set_postfix(loss=f"{loss:.3f}"))) if bar else None,  # noqa: B023
             )

@@ -40,6 +40,7 @@ class Recipe:
     lr: float = 5e-5  # AdamW; FusionBench uses 1e-5 for 4,000 steps, we take fewer, larger steps
     weight_decay: float = 0.0
     train_bn: bool = True  # BatchNorm statistics update during fine-tuning (part of the task)
+    dropout: bool = False  # off: fine-tunes are reproducible from the seed, like the papers' CLIP (no dropout)
     seed: int = 0
 
 

@@ -45,19 +45,33 @@ def finetune(
     lr: float,
     weight_decay: float = 0.0,
     train_bn: bool = True,
+    dropout: bool = False,
     seed: int = 0,
     progress: Callable[[int, float], object] | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Fine-tune the backbone with ``head`` frozen; returns its tensors (parameters and buffers).
+
+    The batches are drawn by a generator seeded with ``seed``; without dropout (the default, as the
+    papers' CLIP towers, which have none) nothing else is random, so the result is a function of the
+    arguments alone and no process-global random state is read or changed.
 
     Args:
         train_bn: BatchNorm layers in train mode (running statistics follow the task's data) —
             otherwise they stay in eval mode and the statistics remain the pre-trained ones.
+        dropout: keep the backbone's dropout (drawn from torch's global generator: not reproducible
+            and not for a server process).
         progress: called as ``progress(step, loss)``.
+        stop: polled before every step; when it returns true, training ends there (cancel, time cap).
     """
-    torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     module = adapter.trainable_copy()
+    if not dropout:
+        for m in module.modules():
+            if isinstance(m, torch.nn.modules.dropout._DropoutNd):
+                m.p = 0.0  # also HF attention, which reads its dropout module's p
+            elif hasattr(m, "drop_prob"):  # timm DropPath
+                m.drop_prob = 0.0
     if not train_bn:
         for m in module.modules():
             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
@@ -67,6 +81,8 @@ def finetune(
     order = rng.permutation(len(inputs))
     cursor = 0
     for step in range(steps):
+        if stop is not None and stop():
+            break
         if cursor + batch_size > len(order):
             order, cursor = rng.permutation(len(inputs)), 0
         idx = order[cursor : cursor + batch_size]
