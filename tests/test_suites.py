@@ -192,7 +192,8 @@ def test_repack_suite_keeps_accuracy_and_makes_byte_counts_match_the_packs(smoke
         assert main(["repack", os.path.join(folder, f"{stem}.tsw"), "--layout", "sass"]) == 0
     sass = json.load(open(os.path.join(folder, "results.json")))
     sass["methods"]["t-switch"]["extra_bytes"] = sum(
-        t.total_bytes for t in SwitchPack(os.path.join(folder, "switches.tsw")).header.tasks)
+        t.total_bytes for t in SwitchPack(os.path.join(folder, "switches.tsw")).header.tasks
+    )
     auto_before = sass["methods"]["auto-switch"]["extra_bytes"] - results["methods"]["t-switch"]["extra_bytes"]
     sass["methods"]["auto-switch"]["extra_bytes"] = sass["methods"]["t-switch"]["extra_bytes"] + auto_before
     with open(os.path.join(folder, "results.json"), "w") as f:
@@ -204,8 +205,9 @@ def test_repack_suite_keeps_accuracy_and_makes_byte_counts_match_the_packs(smoke
     pack = storage["packs"]["switches"]
     assert pack["bytes"] < pack["sass_bytes"] == pack["bytes_before"] and pack["bound_bytes"] > 0
     assert written["methods"]["t-switch"]["extra_bytes"] == pack["bytes"]
-    assert (written["methods"]["auto-switch"]["extra_bytes"] - written["methods"]["t-switch"]["extra_bytes"]
-            == auto_before)
+    assert (
+        written["methods"]["auto-switch"]["extra_bytes"] - written["methods"]["t-switch"]["extra_bytes"] == auto_before
+    )
     capsys.readouterr()
     assert main(["eval", "--suite", folder, "--method", "t-switch", "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)

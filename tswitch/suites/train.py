@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from ..models.base import Batch, Head
-from ..models.heads import fit_probe  # noqa: F401 - re-exported: the suites' linear-probe head
 from ..models.common import tensors_of
+from ..models.heads import fit_probe  # noqa: F401 - re-exported: the suites' linear-probe head
 
 
 def batches(inputs: Sequence, size: int):
