@@ -5,7 +5,7 @@ each floating tensor of a task vector is stored as a T-Switch (mask + polarity b
 scale) in the pack's layout, or, when its name matches the opt-in ``dense_pattern``, as a dense
 float16 copy of the task vector. FlexSwitch tasks (:mod:`tswitch.flex.storage`) add quantised
 switches, ``sass-q``/``bitmap-q``: the layout's mask with ``b``-bit codebook indices as value codes,
-decoded to :class:`tswitch.flex.quant.QSwitch`.
+decoded to :class:`tswitch.core.quant.QSwitch`.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from .codec.layouts import AUTO, LAYOUTS, check_layout_choice, choose_layout, ge
 from .core.binary import TSwitch, b_approx_codes, from_codes
 from .core.pspar import validate_alpha
 from .core.task_vector import TaskVector, is_task_tensor
-from .flex.quant import Codebook, QSwitch
+from .core.quant import Codebook, QSwitch
 
 DENSE = "dense-f16"
 # quantised switches (journal Eq. 13-15): encoding -> the layout that carries mask and codes

@@ -3,7 +3,6 @@ the optimisation loop and the storage of the result in a ``.tsw`` pack.
 
 Modules, bottom up (each imports only the ones above it):
 
-- :mod:`.quant`: the asymmetric quantiser of Eq. 13 and the decoded form of a quantised switch;
 - :mod:`.lgs`: learnable gated sparsification, Eq. 6-8;
 - :mod:`.bas`: bit-width allocation search, Eq. 12, 14, 15;
 - :mod:`.losses`: the performance-preservation losses, Eq. 9-11;
@@ -11,5 +10,6 @@ Modules, bottom up (each imports only the ones above it):
 - :mod:`.storage`: the learned switches as ``.tsw`` entries (SASS, Eq. 16-17);
 - :mod:`.run`: the ``python -m tswitch flex`` driver over a built suite.
 
-This file imports nothing, so :mod:`tswitch.pack` can import :mod:`.quant` without cycles.
+The asymmetric quantiser of Eq. 13 and the decoded form of a quantised switch are pure math and
+live in :mod:`tswitch.core.quant`, which :mod:`tswitch.pack` and :mod:`tswitch.merging` use too.
 """

@@ -11,7 +11,7 @@ adds the mean mixed width, normalised by the largest width::
     sum_l wbar_l / (L · max W),   wbar_l = sum_i softmax(w_l / omega)_i · W_i
 
 and after training each module keeps the width of its largest logit (Eq. 15). ``Q(tau; b)`` is
-:func:`tswitch.flex.quant.quantize`; it does not depend on any learned parameter, so the
+:func:`tswitch.core.quant.quantize`; it does not depend on any learned parameter, so the
 quantised tensors are computed once (:func:`quantized_stack`) and gradients reach ``w`` through
 the mixture weights alone — no straight-through estimator is needed.
 """
@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .quant import SignedRange, quantize
+from ..core.quant import SignedRange, quantize
 
 BIT_WIDTHS = (1, 2, 4, 8)  # W of journal §III-C3
 

@@ -29,7 +29,7 @@ import math
 
 import torch
 
-from .quant import SignedRange
+from ..core.quant import SignedRange
 
 # softplus(KAPPA_IDENTITY) == 1: the gated vector starts at tau ⊙ M, the knob at "no rescaling"
 KAPPA_IDENTITY = math.log(math.e - 1.0)

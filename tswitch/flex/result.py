@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .config import FlexConfig
-from .quant import Codebook, SignedRange
+from ..core.quant import Codebook, SignedRange
 
 
 @dataclass(frozen=True)

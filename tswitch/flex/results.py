@@ -220,7 +220,7 @@ def collect(suite, split: str = "test", main: str = MAIN_STEM, limit: int | None
     The main run (``flex-kl`` by default) is also routed by the Auto-FlexSwitch router
     ``router-flex.safetensors`` when the folder has it.
     """
-    from ..routing.flex import LowRankRouter
+    from ..routing.low_rank import LowRankRouter
 
     runs = run_reports(suite.path)
     if not runs:
@@ -271,7 +271,7 @@ def write(suite, block: dict) -> None:
             "hyper": {"loss": run["loss"], "lambda": run["lambda"], "steps": run["steps"]},
         }
         if "low_rank" in run:
-            from ..routing.flex import LowRankRouter
+            from ..routing.low_rank import LowRankRouter
 
             k = LowRankRouter.load(suite.file(ROUTER_FILE)).k
             methods["auto-flexswitch"] = {

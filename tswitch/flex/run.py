@@ -151,7 +151,7 @@ def run_flex(
     Args:
         suite: a :class:`tswitch.suites.suite.Suite`.
         config: the FlexSwitch settings.
-        router_config: :class:`tswitch.routing.flex.AutoFlexConfig` (default: the journal's, with
+        router_config: :class:`tswitch.routing.low_rank.AutoFlexConfig` (default: the journal's, with
             the suite's ``k``); ``None`` fits it only when every task is trained.
         exemplars: ``N`` per task.
         tasks: a subset of the suite's tasks (the pack then holds only those; no router).
@@ -164,7 +164,7 @@ def run_flex(
         The report written to ``<stem>.json`` beside the pack ``<stem>.tsw`` (:func:`run_stem`).
     """
     from ..pack import SwitchPack, create_pack, tensor_specs
-    from ..routing.flex import AutoFlexConfig
+    from ..routing.low_rank import AutoFlexConfig
 
     names = list(suite.task_names) if tasks is None else list(tasks)
     unknown = [t for t in names if t not in suite.task_names]
@@ -248,7 +248,7 @@ def run_flex(
 
 
 def _fit_router(suite, adapter, inputs: dict[str, list], config, log: Log):
-    from ..routing.flex import LowRankRouter
+    from ..routing.low_rank import LowRankRouter
     from ..suites.train import extract_features
 
     feats, ids = [], []

@@ -32,7 +32,7 @@ from .bas import final_widths, mixed_quantize, mixed_width, mixture, quantized_s
 from .config import MODES, FlexConfig, temperature
 from .lgs import KAPPA_IDENTITY, hard_mask, soft_gate, sparsity_term, thresholds
 from .losses import get_loss
-from .quant import SignedRange, signed_range
+from ..core.quant import SignedRange, signed_range
 from .result import FlexResult, FlexTensor
 
 __all__ = [

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from ..core.binary import TSwitch
-from ..flex.quant import Codebook, QSwitch
+from ..core.quant import Codebook, QSwitch
 
 if TYPE_CHECKING:  # annotations only: merging must not import the model or routing packages
     from ..models.base import Head, ModelAdapter

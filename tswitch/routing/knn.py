@@ -14,18 +14,16 @@ The search is exact (faiss flat indexes): ``"cosine"`` is inner product on L2-no
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 
 from ..extras import install_hint
+from .files import load_router, save_router
 
 ROUTER_FORMAT = "tswitch-knn-router"
 ROUTER_VERSION = 1
-_METADATA_KEY = "tswitch_router"
 
 
 @dataclass(frozen=True)
@@ -200,22 +198,11 @@ class KNNRouter:
 
     # -- persistence -------------------------------------------------------------------------
     def save(self, path: str) -> None:
-        """Write the exemplars and settings as one safetensors file (atomic)."""
-        from safetensors.torch import save
-
-        from ..codec.container import atomic_write_bytes
-
-        meta = json.dumps(
-            {
-                "format": ROUTER_FORMAT,
-                "version": ROUTER_VERSION,
-                "task_names": list(self.task_names),
-                "k": self.k,
-                "metric": self.metric,
-            }
+        """Write the exemplars and settings as one safetensors file (atomic; :mod:`.files`)."""
+        settings = {"task_names": list(self.task_names), "k": self.k, "metric": self.metric}
+        save_router(
+            path, {"features": self.features, "task_ids": self.task_ids}, ROUTER_FORMAT, ROUTER_VERSION, settings
         )
-        blob = save({"features": self.features, "task_ids": self.task_ids}, metadata={_METADATA_KEY: meta})
-        atomic_write_bytes(path, blob)
 
     @classmethod
     def load(cls, path: str) -> KNNRouter:
@@ -225,22 +212,13 @@ class KNNRouter:
             FileNotFoundError: no file at ``path``.
             ValueError: the file is not a valid router file (one line saying why).
         """
-        from safetensors import safe_open
-
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"router file not found: {path}")
-        try:
-            with safe_open(path, framework="pt") as f:
-                meta = json.loads((f.metadata() or {})[_METADATA_KEY])
-                features, task_ids = f.get_tensor("features"), f.get_tensor("task_ids")
-            if meta.get("format") != ROUTER_FORMAT:
-                raise ValueError("wrong format tag")
-            if int(meta["version"]) > ROUTER_VERSION:
-                raise ValueError(f"version {meta['version']} is newer than this tswitch reads ({ROUTER_VERSION})")
-            return cls(features, task_ids, meta["task_names"], k=meta["k"], metric=meta["metric"])
-        except Exception as exc:  # safetensors, json and our own checks each raise their own type
-            reason = (str(exc).splitlines() or [type(exc).__name__])[0]
-            raise ValueError(f"corrupt or invalid router file {path}: {reason}") from None
+        return load_router(
+            path,
+            ROUTER_FORMAT,
+            ROUTER_VERSION,
+            ("features", "task_ids"),
+            lambda t, m: cls(t["features"], t["task_ids"], m["task_names"], k=m["k"], metric=m["metric"]),
+        )
 
     def __repr__(self) -> str:
         return (

@@ -25,19 +25,17 @@ factor, so a perfect neighbourhood still scores 0).
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import torch
 
+from .files import load_router, save_router
 from .knn import KNNRouter, RouteResult
 
 ROUTER_FORMAT = "tswitch-lowrank-router"
 ROUTER_VERSION = 1
-_METADATA_KEY = "tswitch_router"
 _NUMERATOR_EPS = 1e-3  # relative to the denominator of Eq. 19 (see the module docstring)
 
 
@@ -326,25 +324,10 @@ class LowRankRouter:
 
     # -- persistence ---------------------------------------------------------------------------
     def save(self, path: str) -> None:
-        """Write ``L``, the projected centres and their tasks as one safetensors file (atomic)."""
-        from safetensors.torch import save
-
-        from ..codec.container import atomic_write_bytes
-
-        meta = json.dumps(
-            {
-                "format": ROUTER_FORMAT,
-                "version": ROUTER_VERSION,
-                "task_names": list(self.task_names),
-                "k": self.k,
-                "normalize": self.normalize,
-            }
-        )
-        blob = save(
-            {"projection": self.projection, "centres": self.centres.contiguous(), "task_ids": self.task_ids},
-            metadata={_METADATA_KEY: meta},
-        )
-        atomic_write_bytes(path, blob)
+        """Write ``L``, the projected centres and their tasks as one safetensors file (atomic; :mod:`.files`)."""
+        tensors = {"projection": self.projection, "centres": self.centres, "task_ids": self.task_ids}
+        settings = {"task_names": list(self.task_names), "k": self.k, "normalize": self.normalize}
+        save_router(path, tensors, ROUTER_FORMAT, ROUTER_VERSION, settings)
 
     @classmethod
     def load(cls, path: str) -> LowRankRouter:
@@ -354,29 +337,16 @@ class LowRankRouter:
             FileNotFoundError: no file at ``path``.
             ValueError: the file is not a valid low-rank router file (one line saying why).
         """
-        from safetensors import safe_open
-
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"router file not found: {path}")
-        try:
-            with safe_open(path, framework="pt") as f:
-                meta = json.loads((f.metadata() or {})[_METADATA_KEY])
-                tensors = {name: f.get_tensor(name) for name in ("projection", "centres", "task_ids")}
-            if meta.get("format") != ROUTER_FORMAT:
-                raise ValueError("wrong format tag")
-            if int(meta["version"]) > ROUTER_VERSION:
-                raise ValueError(f"version {meta['version']} is newer than this tswitch reads ({ROUTER_VERSION})")
-            return cls(
-                tensors["projection"],
-                tensors["centres"],
-                tensors["task_ids"],
-                meta["task_names"],
-                k=meta["k"],
-                normalize=meta["normalize"],
-            )
-        except Exception as exc:  # safetensors, json and our own checks each raise their own type
-            reason = (str(exc).splitlines() or [type(exc).__name__])[0]
-            raise ValueError(f"corrupt or invalid low-rank router file {path}: {reason}") from None
+        return load_router(
+            path,
+            ROUTER_FORMAT,
+            ROUTER_VERSION,
+            ("projection", "centres", "task_ids"),
+            lambda t, m: cls(
+                t["projection"], t["centres"], t["task_ids"], m["task_names"], k=m["k"], normalize=m["normalize"]
+            ),
+            what="low-rank router",
+        )
 
     def __repr__(self) -> str:
         return (

@@ -165,7 +165,7 @@ class Suite:
 
     @cached_property
     def flex_router(self):
-        from ..routing.flex import LowRankRouter
+        from ..routing.low_rank import LowRankRouter
 
         return LowRankRouter.load(self.file(self._flex()["router"]["file"]))
 
