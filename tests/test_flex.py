@@ -19,11 +19,11 @@ from torch.func import functional_call
 
 from tswitch.codec.container import PackError
 from tswitch.core.pspar import pspar_mask
+from tswitch.core.quant import Codebook, QSwitch, quantize, signed_range
 from tswitch.core.task_vector import TaskVector
 from tswitch.flex.bas import BIT_WIDTHS, final_widths, mixed_quantize, mixture, quantized_stack, width_term
 from tswitch.flex.lgs import KAPPA_IDENTITY, hard_mask, phi, soft_gate, sparsity_term, thresholds
 from tswitch.flex.losses import LOSSES, cka_loss, get_loss, kl_loss, mse_loss
-from tswitch.core.quant import Codebook, QSwitch, quantize, signed_range
 from tswitch.flex.storage import encode_flex_task, eq16_bits, storage_breakdown
 from tswitch.flex.train import (
     FlexConfig,

@@ -10,7 +10,14 @@ import pytest
 import torch
 
 from tswitch.routing import KNNRouter
-from tswitch.routing.low_rank import AutoFlexConfig, LowRankRouter, fit_projection, kmeans, neighbour_loss, pca_projection
+from tswitch.routing.low_rank import (
+    AutoFlexConfig,
+    LowRankRouter,
+    fit_projection,
+    kmeans,
+    neighbour_loss,
+    pca_projection,
+)
 
 
 def overlapping_clusters(n: int = 120, dim: int = 12, seed: int = 0):

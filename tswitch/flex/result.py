@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .config import FlexConfig
 from ..core.quant import Codebook, SignedRange
+from .config import FlexConfig
 
 
 @dataclass(frozen=True)

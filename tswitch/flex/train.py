@@ -28,11 +28,11 @@ import numpy as np
 import torch
 
 from ..core.pspar import pspar_mask
+from ..core.quant import SignedRange, signed_range
 from .bas import final_widths, mixed_quantize, mixed_width, mixture, quantized_stack, width_term
 from .config import MODES, FlexConfig, temperature
 from .lgs import KAPPA_IDENTITY, hard_mask, soft_gate, sparsity_term, thresholds
 from .losses import get_loss
-from ..core.quant import SignedRange, signed_range
 from .result import FlexResult, FlexTensor
 
 __all__ = [
