@@ -217,3 +217,24 @@ def mask_heatmap(values, title: str, signed: bool) -> go.Figure:
     fig.update_yaxes(autorange="reversed", scaleanchor="x", constrain="domain")
     fig.update_xaxes(constrain="domain")
     return _layout(fig, title, height=380)
+
+
+def accuracy_bars(names: Sequence[str], values: Sequence[float], intervals: Sequence[Sequence[float]]) -> go.Figure:
+    """Accuracies as bars with their 95% intervals as error bars (``intervals[i] = (lo, hi)``)."""
+    fig = go.Figure(
+        go.Bar(
+            x=list(names),
+            y=list(values),
+            marker_color=[PALETTE[i % len(PALETTE)] for i in range(len(names))],
+            error_y=dict(
+                type="data",
+                symmetric=False,
+                array=[hi - v for v, (_, hi) in zip(values, intervals)],
+                arrayminus=[v - lo for v, (lo, _) in zip(values, intervals)],
+            ),
+            text=[f"{v:.1%}" for v in values],
+            textposition="inside",
+        )
+    )
+    fig.update_yaxes(range=[0, 1], title=text.ACCURACY_AXIS, tickformat=".0%")
+    return _layout(fig, text.TEACH_ACCURACY_TITLE, height=320)

@@ -13,7 +13,7 @@ import os
 import gradio as gr
 
 from ..inputs import MAX_IMAGE_BYTES
-from . import callbacks, catalogue, text, views
+from . import callbacks, catalogue, layout_teach, layout_tour, text, views
 
 CONCURRENCY = 2  # forwards at a time: the CPU Space has 2 cores, and one suite serves all visitors
 MAX_QUEUE = 64  # waiting requests beyond this are refused at once rather than left to time out
@@ -163,13 +163,17 @@ def build_demo(concurrency_limit: int = CONCURRENCY, max_queue: int = MAX_QUEUE)
         if not names:
             gr.Markdown(text.ERROR.format(message=text.NO_SUITES_PAGE))
         suite = gr.Dropdown(names, value=names[0] if names else None, label=text.SUITE, elem_id="suite")
-        with gr.Tabs():
+        with gr.Tabs() as tabs:
             with gr.Tab(text.TAB_TRY, id="try"):
                 t = _try_tab(info)
             with gr.Tab(text.TAB_COMPARE, id="compare"):
                 cmp = _compare_tab()
             with gr.Tab(text.TAB_INSIDE, id="inside"):
                 ins = _inside_tab()
+            with gr.Tab(text.TAB_TEACH, id="teach"):
+                teach_ui = layout_teach.teach_tab()
+            with gr.Tab(text.TAB_TOUR, id="tour"):
+                tour_ui = layout_tour.tour_tab()
 
         # -- Try it: predict (the public API), then show, remember and compare (private) ----------
         inputs = [suite, t["text"], t["image"], t["method"], t["k"]]
@@ -266,6 +270,8 @@ def build_demo(concurrency_limit: int = CONCURRENCY, max_queue: int = MAX_QUEUE)
             mask_outputs,
             api_visibility="private",
         )
+        layout_teach.wire(demo, suite, teach_ui, on_gpu)
+        layout_tour.wire(demo, suite, tabs, tour_ui, teach_ui["state"])
     demo.queue(default_concurrency_limit=concurrency_limit, max_size=max_queue)
     return demo
 
@@ -278,5 +284,6 @@ def launch_options(host: str = "127.0.0.1", port: int = 7860, **extra) -> dict:
         "server_port": port,
         "max_file_size": MAX_IMAGE_BYTES,
         "allowed_paths": [s.path for s in catalogue.catalogue().values()],
+        "css": layout_tour.CSS,
         **extra,
     }

@@ -173,3 +173,130 @@ MASK_SUMMARY = (
 MASK_DENSE = "**{tensor}** for **{task}** is stored dense (float16): it has no mask."
 KEPT_FRACTION = "kept fraction"
 SIGN = "sign"
+
+# -- Teach a new task -------------------------------------------------------------------------------
+TAB_TEACH = "Teach a new task"
+TEACH_INTRO = (
+    "Give the suite a task it has never seen: paste labelled lines (`label<TAB>text`, one per line), "
+    "upload a two-column CSV (`label,text`), or pick an example. The app builds the task as the suite "
+    "built its own: a frozen zero-shot head from your label names, then a short fine-tune of the "
+    "backbone (a time cap keeps it to about a minute on the CPU Space). A fifth of your lines are "
+    "held back to measure it. Your task lives in your session only and is gone when you close the page."
+)
+TEACH_LINES = "Labelled lines (label<TAB>text)"
+TEACH_LINES_PLACEHOLDER = "positive\tI loved every minute of it\nnegative\tA waste of an evening\n…"
+TEACH_UPLOAD = "…or a CSV file (label,text)"
+TEACH_EXAMPLE = "…or an example task (not in the suite)"
+TEACH_NAME = "Task name"
+TEACH_NAME_PLACEHOLDER = "my-task-1"
+TEACH_RUN = "Teach it"
+TEACH_CANCEL = "Cancel"
+TEACH_CANCELLING = "Cancelling: the fine-tune stops after its current step."
+TEACH_QUEUE = "waiting: {ahead} fine-tune(s) ahead of yours (one runs at a time)"
+TEACH_PHASES = {
+    "head": "zero-shot head: choosing prompt templates on your training lines",
+    "fine-tune": "fine-tuning the backbone: step {step} of at most {steps}",
+    "switch": "turning the task vector into a switch",
+    "evaluate": "measuring on your held-back lines",
+    "done": "done",
+}
+TEACH_TEXT_ONLY = "suite {suite!r} takes images: a new task is taught on a text suite"
+TEACH_BAD_UPLOAD = "the upload could not be read"
+TEACH_METHODS = {"pretrained": "Pre-trained", "individual": "Individual", "t-switch": "T-Switch (the switch)"}
+TEACH_STOPPED = {"steps": "all recipe steps", "time cap": "stopped by the time cap"}
+TEACH_DONE = (
+    "### 1. Before and after: **{task}**\n"
+    "On your {n} held-back lines (never trained on): pre-trained **{pretrained:.1%}**, after the fine-tune "
+    "(Individual) **{individual:.1%}**, the switch alone (T-Switch) **{t_switch:.1%}**. "
+    "Fine-tuned on {train} lines for {steps} steps ({stopped}); {seconds:.0f} s in all."
+)
+TEACH_ACCURACY_TITLE = "Held-back accuracy with 95% Wilson intervals"
+TEACH_LOSS = "training loss"
+TEACH_LOSS_TITLE = "Fine-tune: loss per step"
+TEACH_STEP_AXIS = "step"
+TEACH_SWITCH = (
+    "### 2. The task vector becomes a switch\n"
+    "B-Approx at the suite's α = {alpha:g} keeps **{density:.2%}** of the entries (their sign, one scale per "
+    "tensor): **{bytes:,} B** in the {layouts} layout, against {fp32:,} B for the float32 task vector "
+    "(**{ratio:,.0f}× smaller**, {bits:.3f} bits per parameter).\n\n"
+    "### 3. Auto-Switch can find it\n"
+    "Your training lines became exemplars of the router: {routed:.1%} of the held-back lines "
+    "(95% interval {lo:.1%}–{hi:.1%}, {n} lines) are routed to the new switch among the suite's tasks. "
+    "Type a sentence below to see the votes."
+)
+TEACH_MASK = "Mask of one tensor, **{tensor}**: {kept:,} of {numel:,} entries kept, scale {scale:.3g}."
+TEACH_TRY = "Your next sentence"
+TEACH_TRY_PLACEHOLDER = "Type a sentence to route among the suite's tasks and yours…"
+TEACH_ROUTE = "Route it"
+TEACH_ROUTED = (
+    "Routed to **{task}**{new} ({votes} of {k} nearest exemplars; votes: {all}). "
+    "Answer: **{label}** ({prob:.1%})."
+)
+TEACH_NEW = " (your new task)"
+TEACH_DOWNLOAD = "Download the switch (.tsw, router exemplars, the suite with your task)"
+TEACH_YOUR_TASKS = "Your tasks in this session"
+TEACH_TASK_ROW = "- **{name}**: {labels} ({bytes:,} B switch)"
+TEACH_NO_TASKS = "(none yet)"
+TEACH_NONE_YET = "teach a task first: this session has none on this suite"
+TEACH_EVICTED = "task(s) {names} were evicted to free memory for other visitors; teach again to bring one back"
+TEACH_PICK = "Task to download"
+
+# -- Guided tour ------------------------------------------------------------------------------------
+TAB_TOUR = "Guided tour"
+TOUR_PREV = "◀ Previous"
+TOUR_NEXT = "Next ▶"
+TOUR_POSITION = "Step {step} of {steps} · link to this step: `?tour={step}`"
+TOUR_ALPHA = "α (fraction of each sign dropped)"
+TOUR_INPUT = "Your input"
+TOUR_ROUTE = "Route it"
+TOUR_TEACH_EXAMPLE = "Compute a task vector now (teaches the example task, about a minute)"
+TOUR_STEPS = {
+    "vectors": (
+        "## 1 · Task vectors\n"
+        "Fine-tuning moves the backbone's {params:,} numbers; the move, **τ = θ_task − θ_0**, is the "
+        "task vector. Stored as float32 it is **{fp32_mb:.1f} MB per task** — for {tasks} tasks "
+        "{all_mb:.1f} MB. Its magnitudes are far from uniform: the chart shows, per tensor and task, the "
+        "size of its largest entries (the switch scale in `switches.tsw`), from {lo:.2g} to {hi:.2g}."
+    ),
+    "pulse": (
+        "## 2 · Which entries matter?\n"
+        "Drop a fraction α of every task vector and measure ({split} average over {tasks} tasks). "
+        "At α = {alpha:g}: keeping the **largest** entries scores **{high:.1%}**, the smallest {low:.1%}, "
+        "a random rescaled set {random:.1%}; binarised largest entries (B-Approx) {bapprox:.1%}: "
+        "largest minus smallest = {gap:+.1f} points."
+    ),
+    "pulse-missing": "## 2 · Which entries matter?\nThis suite's results.json holds no pulse experiment.",
+    "switch": (
+        "## 3 · From a task vector to a switch\n"
+        "P-Spar keeps the largest entries of each sign; B-Approx then keeps only their **sign** and one "
+        "**scale** per tensor. Move α and watch the mask, the scale and the bytes of one real tensor."
+    ),
+    "switch-none": (
+        "## 3 · From a task vector to a switch\n"
+        "This step needs one real task vector. The suite's files hold switches, not float task vectors: "
+        "teach a task (tab *Teach a new task*) or press the button to compute one from the example task."
+    ),
+    "storage": (
+        "## 4 · Storage against accuracy\n"
+        "Every method of the suite ({split} average over {tasks} tasks): extra bytes beyond the one "
+        "backbone against accuracy. Individual fine-tunes score {individual:.1%} with {individual_mb:.1f} MB; "
+        "T-Switch {tswitch:.1%} with {tswitch_mb:.2f} MB ({ratio:.0f}× less); the best other method "
+        "({best_static}) {static:.1%}.{intervals}"
+    ),
+    "routing": (
+        "## 5 · Auto-Switch: no task id needed\n"
+        "The router embeds your input, finds its {k} nearest exemplars and turns their votes into switch "
+        "weights (routing accuracy on the test sets: {routing:.1%}). Type an input and route it."
+    ),
+}
+TOUR_INTERVALS = " Bars: 95% intervals from results.json."
+TOUR_SWITCH_MD = (
+    "**{tensor}** (shape {shape}) of task **{task}**, α = {alpha:.2f}: P-Spar keeps **{kept:,}** of {numel:,} "
+    "entries ({density:.2%}). Kept as float32 values with a bit mask they take {pspar_bytes:,} B; "
+    "B-Approx stores a mask and a sign per kept entry and one scale **{scale:.3g}**: **{bapprox_bytes:,} B** "
+    "({layout} layout), against {fp32:,} B for the dense float32 tensor. Relative error "
+    "‖τ − approximation‖ / ‖τ‖: P-Spar {pspar_err:.1%}, B-Approx {bapprox_err:.1%}."
+)
+TOUR_PSPAR_TITLE = "P-Spar: kept values (top-left {h}×{w}, / max |τ|)"
+TOUR_BAPPROX_TITLE = "B-Approx: ±scale (top-left {h}×{w})"
+TOUR_IMAGE_ONLY = "This suite takes images: route an upload on the *Try it* tab."

@@ -87,6 +87,11 @@ class LiveTasks:
             self._tasks.move_to_end((visitor, name))
             return task
 
+    def remove(self, visitor: str, name: str) -> None:
+        """Forget one of the visitor's tasks (not an eviction: nothing is reported)."""
+        with self._lock:
+            self._tasks.pop((visitor, name), None)
+
     def tasks(self, visitor: str, suite: str | None = None) -> list:
         """The visitor's live tasks (of ``suite`` when given), oldest first."""
         with self._lock:
