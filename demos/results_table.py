@@ -34,10 +34,10 @@ def _mb(n: int) -> str:
     return f"{n / 1e6:.2f}"
 
 
-def suite_markdown(name: str, results: dict, manifest: dict) -> str:
+def suite_markdown(name: str, results: dict, manifest) -> str:
     tasks = results["tasks"]
     lines = [
-        f"### `{name}` ({manifest['adapter']['args'].get('source', manifest['adapter']['name'])}, "
+        f"### `{name}` ({manifest.adapter_args.get('source', manifest.adapter)}, "
         f"{len(tasks)} tasks, {results['num_params']:,} parameters)",
         "",
         "| method | " + " | ".join(tasks) + " | average | extra storage (MB) | routing |",
@@ -94,7 +94,7 @@ def suite_markdown(name: str, results: dict, manifest: dict) -> str:
 
         lines += ["", storage_markdown(results["storage"])]
     if results.get("flex", {}).get("runs"):
-        from tswitch.flex.results import markdown
+        from tswitch.suites.flex_results import markdown
 
         lines += ["", markdown(results["flex"])]
     return "\n".join(lines) + "\n"
@@ -108,8 +108,9 @@ def render(root: str = ROOT) -> str:
         if os.path.isfile(os.path.join(folder, "results.json")):
             with open(os.path.join(folder, "results.json")) as f:
                 results = json.load(f)
-            with open(os.path.join(folder, "manifest.json")) as f:
-                manifest = json.load(f)
+            from tswitch.suites.manifest import Manifest
+
+            manifest = Manifest.load(folder)
             parts.append(suite_markdown(name, results, manifest))
     return "\n".join(parts) or "_No suite built yet._\n"
 

@@ -115,11 +115,12 @@ def test_examples_stay_inside_their_suite(tmp_path, image_suite):
     examples = info.examples()
     assert examples and all(os.path.isfile(p) and p.startswith(os.path.realpath(info.path)) for _, p in examples)
     (tmp_path / "in.png").write_bytes(b"x")
-    evil = catalogue.SuiteInfo(
-        "evil",
-        str(tmp_path),
-        {"modality": "image", "tasks": [{"name": "t", "examples": ["../../../etc/passwd", "in.png", "missing.png"]}]},
-    )
+    from dataclasses import replace
+
+    from tswitch.suites.manifest import TaskInfo
+
+    task = TaskInfo("t", ("a", "b"), {"name": "x"}, examples=("../../../etc/passwd", "in.png", "missing.png"))
+    evil = catalogue.SuiteInfo("evil", str(tmp_path), replace(info.manifest, modality="image", tasks=(task,)))
     assert evil.examples() == [("t", str(tmp_path / "in.png"))]
 
 
@@ -152,7 +153,7 @@ def test_predict_text_matches_the_suite(text_suite):
     assert 1 <= len(probs) <= 5 and probs == sorted(probs, reverse=True)
     direct = catalogue.runtime(text_suite).route([sentence], k=3)[0]
     assert result["routed_task"] == direct["routed_task"] and result["prediction"] == direct["prediction"]
-    assert callbacks.predict(text_suite, sentence, None, None, None)["k"] == info.default_k
+    assert callbacks.predict(text_suite, sentence, None, None, None)["k"] == info.default_k()
 
 
 def test_predict_image_in_every_form(image_suite):
@@ -170,7 +171,7 @@ def test_predict_image_in_every_form(image_suite):
 
 
 def test_predict_with_auto_flexswitch(suites):
-    """Suites with a FlexSwitch run (``results.json["flex"]``, ``manifest["flex"]``) serve it too."""
+    """Suites with a FlexSwitch run (``results.json["flex"]``, ``Manifest.flex``) serve it too."""
     from tswitch.app import callbacks, catalogue
 
     served = [n for n in catalogue.names() if "auto-flexswitch" in catalogue.get(n).methods]
@@ -181,7 +182,7 @@ def test_predict_with_auto_flexswitch(suites):
         example = info.examples()[0][1]
         item = (example, None) if info.modality == "text" else (None, example)
         result = callbacks.predict(name, *item, "auto-flexswitch", None)
-        assert result["method"] == "auto-flexswitch" and result["k"] == info.manifest["flex"]["router"]["k"]
+        assert result["method"] == "auto-flexswitch" and result["k"] == info.manifest.flex.router.k
         assert result["routed_task"] in info.task_names and sum(result["weights"].values()) == pytest.approx(1.0)
         assert all(n["exemplar"] is None and n["centre"] >= 0 for n in result["neighbours"])
         direct = catalogue.runtime(name).route([callbacks.read_input(info, *item)], method="auto-flexswitch")[0]

@@ -1,5 +1,6 @@
 """The command line: happy paths through a real subprocess-free ``main()``, and every error path
 (one line on stderr, exit status 2, no traceback, no partial output file)."""
+
 from __future__ import annotations
 
 import json
@@ -19,14 +20,20 @@ from tswitch.core.task_vector import TaskVector
 @pytest.fixture()
 def models(tmp_path):
     g = torch.Generator().manual_seed(0)
-    base = {"enc.weight": torch.randn(40, 24, generator=g), "enc.bias": torch.randn(40, generator=g),
-            "bn.running_mean": torch.randn(40, generator=g), "bn.running_var": torch.rand(40, generator=g) + 0.5,
-            "bn.num_batches_tracked": torch.tensor(7)}
+    base = {
+        "enc.weight": torch.randn(40, 24, generator=g),
+        "enc.bias": torch.randn(40, generator=g),
+        "bn.running_mean": torch.randn(40, generator=g),
+        "bn.running_var": torch.rand(40, generator=g) + 0.5,
+        "bn.num_batches_tracked": torch.tensor(7),
+    }
     paths = {"base": tmp_path / "base.safetensors"}
     save_file(base, paths["base"])
     for i, name in enumerate(["a", "b"]):
-        ft = {k: v + 0.05 * (i + 1) * torch.randn(v.shape, generator=g) if v.is_floating_point() else v
-              for k, v in base.items()}
+        ft = {
+            k: v + 0.05 * (i + 1) * torch.randn(v.shape, generator=g) if v.is_floating_point() else v
+            for k, v in base.items()
+        }
         paths[name] = tmp_path / f"{name}.safetensors"
         save_file(ft, paths[name])
     other = dict(base, **{"enc.bias": base["enc.bias"] + 1.0})
@@ -55,8 +62,19 @@ def run(capsys, *argv):
 def compress(capsys, models, tmp_path, *extra):
     paths, _ = models
     out = tmp_path / "p.tsw"
-    code, _, err = run(capsys, "compress", "--pretrained", paths["base"], "--finetuned", f"a={paths['a']}",
-                       "--alpha", "0.7", "--out", out, *extra)
+    code, _, err = run(
+        capsys,
+        "compress",
+        "--pretrained",
+        paths["base"],
+        "--finetuned",
+        f"a={paths['a']}",
+        "--alpha",
+        "0.7",
+        "--out",
+        out,
+        *extra,
+    )
     assert code == 0, err
     return out
 
@@ -95,12 +113,27 @@ def test_compress_inspect_decompress_merge(models, tmp_path, capsys):
         torch.testing.assert_close(tv[name], b_approx(t, 0.7).reconstruct())
 
     merged_path = tmp_path / "merged.safetensors"
-    assert run(capsys, "merge", "--pretrained", paths["base"], "--pack", pack,
-               "--weights", "a=0.25,b=0.75", "--out", merged_path)[0] == 0
+    assert (
+        run(
+            capsys,
+            "merge",
+            "--pretrained",
+            paths["base"],
+            "--pack",
+            pack,
+            "--weights",
+            "a=0.25,b=0.75",
+            "--out",
+            merged_path,
+        )[0]
+        == 0
+    )
     merged = load_file(merged_path)
     tau_b = TaskVector.from_state_dicts(base, load_file(paths["b"]))
     for name in tau.keys():
-        want = base[name] + 0.25 * b_approx(tau[name], 0.7).reconstruct() + 0.75 * b_approx(tau_b[name], 0.7).reconstruct()
+        want = (
+            base[name] + 0.25 * b_approx(tau[name], 0.7).reconstruct() + 0.75 * b_approx(tau_b[name], 0.7).reconstruct()
+        )
         torch.testing.assert_close(merged[name], want)
     assert merged["bn.num_batches_tracked"] == 7
 
@@ -109,8 +142,12 @@ def test_bitmap_layout_and_dense_pattern(models, tmp_path, capsys):
     pack = compress(capsys, models, tmp_path, "--layout", "bitmap", "--dense-pattern", r"^bn\.")
     report = json.loads(run(capsys, "inspect", pack, "--json")[1])
     encodings = {t["name"]: t["tasks"][0]["encoding"] for t in report["tensors"]}
-    assert encodings == {"enc.weight": "bitmap", "enc.bias": "bitmap",
-                         "bn.running_mean": "dense-f16", "bn.running_var": "dense-f16"}
+    assert encodings == {
+        "enc.weight": "bitmap",
+        "enc.bias": "bitmap",
+        "bn.running_mean": "dense-f16",
+        "bn.running_var": "dense-f16",
+    }
 
 
 def _assert_clean_error(code, out, err, needle):
@@ -119,18 +156,37 @@ def _assert_clean_error(code, out, err, needle):
     assert needle in err, err
 
 
-@pytest.mark.parametrize("case", ["missing_pretrained", "missing_finetuned", "alpha_high", "alpha_negative",
-                                  "alpha_text", "bad_pair", "wrong_shape", "pickle_file", "bad_layout"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "missing_pretrained",
+        "missing_finetuned",
+        "alpha_high",
+        "alpha_negative",
+        "alpha_text",
+        "bad_pair",
+        "wrong_shape",
+        "pickle_file",
+        "bad_layout",
+    ],
+)
 def test_compress_errors(models, tmp_path, capsys, case):
     paths, _ = models
     out = tmp_path / "out.tsw"
     pickle_file = tmp_path / "model.bin"
     pickle_file.write_bytes(b"\x80\x04not really")
     args = {"pretrained": paths["base"], "finetuned": f"a={paths['a']}", "alpha": "0.5", "layout": "sass"}
-    needle = {"missing_pretrained": "not found", "missing_finetuned": "not found", "alpha_high": "alpha must be in [0, 1)",
-              "alpha_negative": "alpha must be in [0, 1)", "alpha_text": "alpha must be in [0, 1)",
-              "bad_pair": "NAME=VALUE", "wrong_shape": "shape mismatch", "pickle_file": "pickled",
-              "bad_layout": "invalid choice"}[case]
+    needle = {
+        "missing_pretrained": "not found",
+        "missing_finetuned": "not found",
+        "alpha_high": "alpha must be in [0, 1)",
+        "alpha_negative": "alpha must be in [0, 1)",
+        "alpha_text": "alpha must be in [0, 1)",
+        "bad_pair": "NAME=VALUE",
+        "wrong_shape": "shape mismatch",
+        "pickle_file": "pickled",
+        "bad_layout": "invalid choice",
+    }[case]
     if case == "missing_pretrained":
         args["pretrained"] = str(tmp_path / "nope.safetensors")
     elif case == "missing_finetuned":
@@ -149,8 +205,20 @@ def test_compress_errors(models, tmp_path, capsys, case):
         args["finetuned"] = f"a={pickle_file}"
     elif case == "bad_layout":
         args["layout"] = "zip"
-    code, o, err = run(capsys, "compress", "--pretrained", args["pretrained"], "--finetuned", args["finetuned"],
-                       "--alpha", args["alpha"], "--layout", args["layout"], "--out", out)
+    code, o, err = run(
+        capsys,
+        "compress",
+        "--pretrained",
+        args["pretrained"],
+        "--finetuned",
+        args["finetuned"],
+        "--alpha",
+        args["alpha"],
+        "--layout",
+        args["layout"],
+        "--out",
+        out,
+    )
     _assert_clean_error(code, o, err, needle)
     assert not out.exists()
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".part")]
@@ -163,21 +231,29 @@ def test_pack_errors(models, tmp_path, capsys):
     out = tmp_path / "merged.safetensors"
 
     # pack made for another base model (same names and shapes, other values)
-    code, o, err = run(capsys, "merge", "--pretrained", paths["other"], "--pack", pack, "--weights", "a=1", "--out", out)
+    code, o, err = run(
+        capsys, "merge", "--pretrained", paths["other"], "--pack", pack, "--weights", "a=1", "--out", out
+    )
     _assert_clean_error(code, o, err, "another base model")
     code, o, err = run(capsys, "add-task", pack, "--pretrained", paths["other"], "--finetuned", f"b={paths['b']}")
     _assert_clean_error(code, o, err, "another base model")
     assert pack.read_bytes() == good
     # shape mismatch between pack and base
-    code, o, err = run(capsys, "merge", "--pretrained", paths["wrong_shape"], "--pack", pack, "--weights", "a=1", "--out", out)
+    code, o, err = run(
+        capsys, "merge", "--pretrained", paths["wrong_shape"], "--pack", pack, "--weights", "a=1", "--out", out
+    )
     _assert_clean_error(code, o, err, "shape")
     # unknown task
-    code, o, err = run(capsys, "merge", "--pretrained", paths["base"], "--pack", pack, "--weights", "zz=1", "--out", out)
+    code, o, err = run(
+        capsys, "merge", "--pretrained", paths["base"], "--pack", pack, "--weights", "zz=1", "--out", out
+    )
     _assert_clean_error(code, o, err, "unknown task 'zz'")
     code, o, err = run(capsys, "decompress", pack, "--task", "zz", "--out", out)
     _assert_clean_error(code, o, err, "unknown task 'zz'")
     # bad weights
-    code, o, err = run(capsys, "merge", "--pretrained", paths["base"], "--pack", pack, "--weights", "a=heavy", "--out", out)
+    code, o, err = run(
+        capsys, "merge", "--pretrained", paths["base"], "--pack", pack, "--weights", "a=heavy", "--out", out
+    )
     _assert_clean_error(code, o, err, "not a number")
     # duplicate task on add-task
     code, o, err = run(capsys, "add-task", pack, "--pretrained", paths["base"], "--finetuned", f"a={paths['b']}")
@@ -216,8 +292,12 @@ def test_corrupt_payload_detected(models, tmp_path, capsys):
 def test_module_entry_point_has_no_traceback(tmp_path):
     """``python -m tswitch`` itself: exit status 2 and a single stderr line."""
     env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    proc = subprocess.run([sys.executable, "-m", "tswitch", "inspect", str(tmp_path / "missing.tsw")],
-                          capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tswitch", "inspect", str(tmp_path / "missing.tsw")],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "not found" in proc.stderr
     proc = subprocess.run([sys.executable, "-m", "tswitch", "frobnicate"], capture_output=True, text=True, env=env)

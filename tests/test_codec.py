@@ -5,6 +5,7 @@ bit string field by field from the format tables (``tswitch/codec/sass.py``, ``g
 SASS group size and payload length against journal Eq. 16-17 computed here from scratch, and the
 golomb parameter against an exhaustive search.
 """
+
 from __future__ import annotations
 
 import math
@@ -23,6 +24,7 @@ CODECS = {"sass": sass, "bitmap": bitmap, "golomb": golomb}
 
 
 # -- independent references --------------------------------------------------------------------
+
 
 def eq17_group_size(n: int, density: float) -> int:
     """Journal Eq. 17: the divisor c <= 256 of n closest to ln 2 / density (ties: the smaller)."""
@@ -47,7 +49,7 @@ def eq16_bits(n: int, nnz: int, b: int) -> int:
 
 def to_bytes(bits: str) -> bytes:
     bits += "0" * (-len(bits) % 8)
-    return bytes(int(bits[i:i + 8], 2) for i in range(0, len(bits), 8))
+    return bytes(int(bits[i : i + 8], 2) for i in range(0, len(bits), 8))
 
 
 def field(value: int, width: int) -> str:
@@ -60,7 +62,7 @@ def sass_reference(mask: list[bool], values: list[int], b: int) -> bytes:
     c = eq17_group_size(n, sum(mask) / n) if n else 1
     groups = n // c
     bits = field(groups, 27) + field(c - 1, 8)
-    bits += "".join("1" if any(mask[g * c:(g + 1) * c]) else "0" for g in range(groups))
+    bits += "".join("1" if any(mask[g * c : (g + 1) * c]) else "0" for g in range(groups))
     positions = [i for i, m in enumerate(mask) if m]
     for k, p in enumerate(positions):
         last_of_group = k + 1 == len(positions) or positions[k + 1] // c != p // c
@@ -117,6 +119,7 @@ CASES = [(n, d, b) for n in SIZES for d in DENSITIES for b in WIDTHS]
 
 
 # -- round trips, sizes, reference bytes -------------------------------------------------------
+
 
 @pytest.mark.parametrize("n,density,b", CASES)
 def test_sass_round_trip_and_eq16_size(n, density, b):
@@ -218,8 +221,10 @@ def test_choose_layout_picks_the_smallest():
     for density in [0.0, 0.001, 0.05, 0.3, 0.5, 0.9, 1.0]:
         for n in [1, 8, 105, 4096]:
             mask = rng.random(n) < density
-            sizes = {name: len(lay.encode(mask, np.zeros(int(mask.sum()), dtype=np.int64), 1))
-                     for name, lay in LAYOUTS.items()}
+            sizes = {
+                name: len(lay.encode(mask, np.zeros(int(mask.sum()), dtype=np.int64), 1))
+                for name, lay in LAYOUTS.items()
+            }
             chosen = choose_layout(mask, 1)
             assert sizes[chosen.name] == min(sizes.values()), (density, n, sizes)
             assert choose_layout(mask, 1, "bitmap").name == "bitmap"
@@ -284,10 +289,11 @@ def test_layout_registry():
 
 # -- group size (Eq. 17) -----------------------------------------------------------------------
 
+
 def test_group_size_matches_eq17_and_divides():
     rng = np.random.default_rng(0)
     densities = [0.0, 1.0, 0.5, 0.3, 0.01, 0.001, 1e-6] + list(rng.uniform(0, 1, 20))
-    for n in list(range(1, 400)) + [1009, 4096, 10007, 65536, 2 ** 20, 768 * 3072]:
+    for n in list(range(1, 400)) + [1009, 4096, 10007, 65536, 2**20, 768 * 3072]:
         for d in densities:
             c = sass.group_size(n, d)
             assert n % c == 0 and 1 <= c <= 256, (n, d, c)
@@ -415,6 +421,7 @@ def test_golomb_fuzz_header_fields_and_sections():
 
 
 # -- bit streams -------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("width", range(33))
 def test_uint_bits_round_trip(width):

@@ -720,6 +720,9 @@ def _suite_folder(tmp_path, spec):
         },
     }
     splits = {t.name: {"train": [f"{t.name}-{i}" for i in range(5)], "val": [], "test": []} for t in spec.tasks}
+    # what a builder records (manifest version 2): each fine-tune's path under the cache, the exemplars' ids
+    manifest["finetunes"] = {t.name: f"{spec.name}/{t.name}-0123.safetensors" for t in spec.tasks}
+    manifest["exemplar_ids"] = {t.name: splits[t.name]["train"][:3] for t in spec.tasks}
     folder = tmp_path / spec.name
     folder.mkdir()
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=1))
@@ -727,25 +730,29 @@ def _suite_folder(tmp_path, spec):
     return str(folder), splits
 
 
-def test_locate_finetuned_uses_the_builders_cache_key(tmp_path, monkeypatch):
-    from tswitch.flex.run import FlexRunError, locate_finetuned
-    from tswitch.suites.build import _recipe_key
+def test_locate_finetuned_reads_the_paths_the_builder_recorded(tmp_path, monkeypatch):
+    from tswitch.suites.flex_run import FlexRunError, locate_finetuned
     from tswitch.suites.spec import get_suite_spec, smoke
     from tswitch.suites.suite import Suite
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     spec = smoke(get_suite_spec("text-minilm"))
-    folder, splits = _suite_folder(tmp_path, spec)
+    folder, _ = _suite_folder(tmp_path, spec)
     suite = Suite(folder)
     with pytest.raises(FlexRunError, match="no cached fine-tune for 2 task"):
         locate_finetuned(suite)
-    cache = tmp_path / "cache" / "tswitch" / spec.name
-    cache.mkdir(parents=True)
     want = {}
-    for t in spec.tasks:  # the path prepare() writes, from the real SuiteSpec
-        want[t.name] = str(cache / f"{t.name}-{_recipe_key(spec, t.name, splits[t.name]['train'])}.safetensors")
+    for t in spec.tasks:
+        want[t.name] = str(tmp_path / "cache" / "tswitch" / suite.manifest.finetunes[t.name])
+        os.makedirs(os.path.dirname(want[t.name]), exist_ok=True)
         open(want[t.name], "wb").close()
     assert locate_finetuned(suite) == want
+    manifest = json.loads(open(os.path.join(folder, "manifest.json")).read())
+    del manifest["finetunes"]  # a suite built before 0.2.0
+    with open(os.path.join(folder, "manifest.json"), "w") as f:
+        json.dump(manifest, f)
+    with pytest.raises(FlexRunError, match="does not record its fine-tunes"):
+        locate_finetuned(Suite(folder))
 
 
 def test_flex_cli_reports_missing_fine_tunes_in_one_line(tmp_path, monkeypatch, capsys):
@@ -769,7 +776,7 @@ def test_flex_cli_reports_missing_fine_tunes_in_one_line(tmp_path, monkeypatch, 
 
 
 def test_run_stem_names_the_ablations():
-    from tswitch.flex.run import run_stem
+    from tswitch.suites.flex_run import run_stem
 
     assert run_stem(FlexConfig(loss="kl")) == "flex-kl"
     assert run_stem(FlexConfig(mode="lgs", loss="cka")) == "flex-lgs-cka"

@@ -1,5 +1,6 @@
 """tswitch.pack and the .tsw container: round trips against B-Approx, atomic writes, lazy reads,
 corrupt files, and a golden pack that pins the byte format."""
+
 from __future__ import annotations
 
 import hashlib
@@ -21,14 +22,14 @@ from tswitch.codec.container import PackError, PackHeader
 from tswitch.codec.layouts import get_layout
 from tswitch.core.binary import TSwitch, b_approx
 from tswitch.core.task_vector import TaskVector
-from tswitch.pack import (DENSE, SwitchPack, add_task, base_fingerprint, create_pack, encode_task,
-                          tensor_specs)
+from tswitch.pack import DENSE, SwitchPack, add_task, base_fingerprint, create_pack, encode_task, tensor_specs
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 ALPHAS = {"a": 0.5, "b": 0.9}
 
 
 # -- a toy model -------------------------------------------------------------------------------
+
 
 def base_state() -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
@@ -47,21 +48,30 @@ def base_state() -> dict[str, torch.Tensor]:
 
 def finetuned_state(base: dict[str, torch.Tensor], seed: int) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
-    out = {k: v + 0.1 * torch.randn(v.shape, generator=g) if v.is_floating_point() else v + 5
-           for k, v in base.items()}
+    out = {k: v + 0.1 * torch.randn(v.shape, generator=g) if v.is_floating_point() else v + 5 for k, v in base.items()}
     out["fc.bias"][0] = base["fc.bias"][0]  # an exact zero in the task vector
     return out
 
 
-FLOATING = ["conv.weight", "bn.weight", "bn.running_mean", "bn.running_var", "fc.weight", "fc.bias",
-            "empty.weight", "logit_scale"]
+FLOATING = [
+    "conv.weight",
+    "bn.weight",
+    "bn.running_mean",
+    "bn.running_var",
+    "fc.weight",
+    "fc.bias",
+    "empty.weight",
+    "logit_scale",
+]
 
 
 @pytest.fixture(scope="module")
 def model():
     base = base_state()
-    taus = {name: TaskVector.from_state_dicts(base, finetuned_state(base, seed))
-            for name, seed in (("a", 1), ("b", 2), ("c", 3))}
+    taus = {
+        name: TaskVector.from_state_dicts(base, finetuned_state(base, seed))
+        for name, seed in (("a", 1), ("b", 2), ("c", 3))
+    }
     return base, taus
 
 
@@ -93,6 +103,7 @@ def one_line(exc: BaseException) -> str:
 
 
 # -- round trips -------------------------------------------------------------------------------
+
 
 def test_tensor_specs_cover_floating_tensors_only(model):
     specs = tensor_specs(model[0])
@@ -208,6 +219,7 @@ def test_pack_file_mode_follows_umask(tmp_path, model):
 
 # -- add_task, atomic writes -------------------------------------------------------------------
 
+
 def test_add_task_appends(tmp_path, model):
     base, taus = model
     path = make_pack(tmp_path, model, names=("a",))
@@ -262,6 +274,7 @@ def test_add_task_refuses_duplicates_and_other_bases(tmp_path, model):
 
 # -- base model checks, unknown tasks ----------------------------------------------------------
 
+
 def test_check_base(tmp_path, model):
     base, _ = model
     pack = SwitchPack(make_pack(tmp_path, model))
@@ -299,6 +312,7 @@ def test_unknown_task_lists_tasks(tmp_path, model):
 
 
 # -- lazy reading ------------------------------------------------------------------------------
+
 
 def test_load_task_reads_only_that_task(tmp_path, model, monkeypatch):
     path = make_pack(tmp_path, model)
@@ -341,12 +355,16 @@ def test_load_task_reads_only_that_task(tmp_path, model, monkeypatch):
 
 # -- corrupt files -----------------------------------------------------------------------------
 
+
 def tensor_offsets(data: bytes) -> dict[str, tuple[int, int]]:
     """Absolute byte ranges of each tensor in a safetensors file."""
     (size,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8:8 + size])
-    return {k: (8 + size + v["data_offsets"][0], 8 + size + v["data_offsets"][1])
-            for k, v in header.items() if k != "__metadata__"}
+    header = json.loads(data[8 : 8 + size])
+    return {
+        k: (8 + size + v["data_offsets"][0], 8 + size + v["data_offsets"][1])
+        for k, v in header.items()
+        if k != "__metadata__"
+    }
 
 
 def open_and_load_all(path: str) -> None:
@@ -371,8 +389,21 @@ def pack_bytes(tmp_path, model):
 def test_truncated_files_raise_pack_error(tmp_path, pack_bytes):
     (size,) = struct.unpack("<Q", pack_bytes[:8])
     data_start = 8 + size
-    cuts = {0, 1, 7, 8, 9, 16, 100, data_start - 1, data_start, data_start + 3,
-            (data_start + len(pack_bytes)) // 2, len(pack_bytes) - 4, len(pack_bytes) - 1}
+    cuts = {
+        0,
+        1,
+        7,
+        8,
+        9,
+        16,
+        100,
+        data_start - 1,
+        data_start,
+        data_start + 3,
+        (data_start + len(pack_bytes)) // 2,
+        len(pack_bytes) - 4,
+        len(pack_bytes) - 1,
+    }
     for cut in sorted(cuts):
         path = write(tmp_path / f"cut{cut}.tsw", pack_bytes[:cut])
         with pytest.raises(PackError) as info:
@@ -412,9 +443,11 @@ def rewrite_metadata(pack_bytes: bytes, edit) -> bytes:
     """The same tensors with the tswitch metadata JSON passed through ``edit(dict) -> dict | str``."""
     offsets = tensor_offsets(pack_bytes)
     (size,) = struct.unpack("<Q", pack_bytes[:8])
-    header = json.loads(pack_bytes[8:8 + size])
-    tensors = {k: np.frombuffer(pack_bytes[s:e], dtype=np.float32 if k.endswith("scales") else np.uint8)
-               for k, (s, e) in offsets.items()}
+    header = json.loads(pack_bytes[8 : 8 + size])
+    tensors = {
+        k: np.frombuffer(pack_bytes[s:e], dtype=np.float32 if k.endswith("scales") else np.uint8)
+        for k, (s, e) in offsets.items()
+    }
     meta = edit(json.loads(header["__metadata__"]["tswitch"]))
     return save_numpy(tensors, metadata={"tswitch": meta if isinstance(meta, str) else json.dumps(meta)})
 
@@ -461,8 +494,10 @@ def test_unchanged_metadata_rewrite_still_loads(tmp_path, pack_bytes):
     open_and_load_all(write(tmp_path / "same.tsw", rewrite_metadata(pack_bytes, lambda m: m)))
 
 
-@pytest.mark.parametrize("case", ["empty", "text", "zip", "safetensors without metadata",
-                                  "safetensors with other metadata", "missing", "folder"])
+@pytest.mark.parametrize(
+    "case",
+    ["empty", "text", "zip", "safetensors without metadata", "safetensors with other metadata", "missing", "folder"],
+)
 def test_not_a_pack_raises_pack_error(tmp_path, case):
     path = tmp_path / "x.tsw"
     if case == "empty":
@@ -495,9 +530,13 @@ def test_undecodable_payload_with_valid_checksum_names_tensor(tmp_path, model):
     payloads = list(task.payloads)
     payloads[j] = payloads[j][:-1]
     entry = task.entry
-    bad = type(entry)(**{**entry.__dict__,
-                         "nbytes": tuple(len(p) for p in payloads),
-                         "checksum": container.payload_checksum(payloads, task.scales)})
+    bad = type(entry)(
+        **{
+            **entry.__dict__,
+            "nbytes": tuple(len(p) for p in payloads),
+            "checksum": container.payload_checksum(payloads, task.scales),
+        }
+    )
     header = PackHeader(base_fingerprint(base, FLOATING), tensor_specs(base), (bad,))
     path = str(tmp_path / "bad.tsw")
     container.write_pack(path, header, [payloads], [task.scales])
@@ -525,7 +564,8 @@ def test_golden_pack_bytes_are_pinned():
     assert len(data) < 4096
     assert hashlib.sha256(data).hexdigest() == GOLDEN_SHA256, (
         "the .tsw byte format changed; if on purpose, bump format_version, rerun "
-        "`python -m tests.data.make_golden` and update GOLDEN_SHA256 and the literals here")
+        "`python -m tests.data.make_golden` and update GOLDEN_SHA256 and the literals here"
+    )
 
 
 def test_golden_pack_header():
@@ -533,7 +573,10 @@ def test_golden_pack_header():
     header = pack.header
     assert header.format_version == 1
     assert [(s.name, s.shape, s.dtype) for s in header.tensors] == [
-        ("fc.weight", (2, 4), "float32"), ("fc.bias", (3,), "float32"), ("bn.running_mean", (2,), "float32")]
+        ("fc.weight", (2, 4), "float32"),
+        ("fc.bias", (3,), "float32"),
+        ("bn.running_mean", (2,), "float32"),
+    ]
     assert pack.tasks == ["a", "b"]
     a, b = header.tasks
     assert (a.layout, a.alpha, a.bits, a.encodings) == ("sass", 0.5, 1, ("sass", "sass", "sass"))

@@ -102,10 +102,10 @@ def test_unknown_suite():
 def test_committed_suite_routes_its_examples(name):
     """Every committed suite loads and routes a known example of each task to that task."""
     suite = Suite.open(name)
-    for task in suite.manifest["tasks"]:
-        example = task["examples"][0]
+    for task in suite.manifest.tasks:
+        example = task.examples[0]
         item = example if suite.modality == "text" else _image(os.path.join(suite.path, example))
-        assert suite.route([item])[0]["routed_task"] == task["name"], (name, task["name"])
+        assert suite.route([item])[0]["routed_task"] == task.name, (name, task.name)
 
 
 def _image(path):

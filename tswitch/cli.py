@@ -4,13 +4,14 @@ Every failure the user can cause (missing or corrupt files, a pack made for anot
 shape mismatches, alpha outside [0, 1), unknown tasks) prints one line to stderr and exits with
 status 2; outputs are written atomically, so a failed command leaves no partial file.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import os
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 COMMANDS: dict[str, tuple] = {}  # name -> (fill parser, run, help)
 
@@ -21,9 +22,11 @@ class UsageError(ValueError):
 
 def command(name: str, help: str, fill: Callable[[argparse.ArgumentParser], None]):
     """Register the decorated function as sub-command ``name``; ``fill`` adds its arguments."""
+
     def register(run):
         COMMANDS[name] = (fill, run, help)
         return run
+
     return register
 
 
@@ -56,22 +59,40 @@ def _fill_compress(p: argparse.ArgumentParser, *, new: bool) -> None:
     if not new:
         p.add_argument("pack", help="existing .tsw pack to extend")
     p.add_argument("--pretrained", required=True, help="base model: .safetensors file or HF model folder")
-    p.add_argument("--finetuned", required=True, nargs="+", metavar="NAME=PATH",
-                   help="fine-tuned model(s) of the same architecture")
-    p.add_argument("--alpha", type=_alpha, required=new, default=None,
-                   help="pruning rate (fraction of each sign dropped), in [0, 1)")
+    p.add_argument(
+        "--finetuned",
+        required=True,
+        nargs="+",
+        metavar="NAME=PATH",
+        help="fine-tuned model(s) of the same architecture",
+    )
+    p.add_argument(
+        "--alpha",
+        type=_alpha,
+        required=new,
+        default=None,
+        help="pruning rate (fraction of each sign dropped), in [0, 1)",
+    )
     if new:
         _layout_arg(p)
         p.add_argument("--out", required=True, help="output .tsw pack")
-    p.add_argument("--dense-pattern", default=None, metavar="REGEX",
-                   help="keep tensors whose name matches REGEX dense (float16) instead of binarised")
+    p.add_argument(
+        "--dense-pattern",
+        default=None,
+        metavar="REGEX",
+        help="keep tensors whose name matches REGEX dense (float16) instead of binarised",
+    )
 
 
 def _layout_arg(p: argparse.ArgumentParser) -> None:
     from .codec.layouts import AUTO, LAYOUTS
 
-    p.add_argument("--layout", choices=[AUTO, *LAYOUTS], default=AUTO,
-                   help="payload layout of the switches; auto (default): per tensor the smallest (docs/FORMAT.md §3)")
+    p.add_argument(
+        "--layout",
+        choices=[AUTO, *LAYOUTS],
+        default=AUTO,
+        help="payload layout of the switches; auto (default): per tensor the smallest (docs/FORMAT.md §3)",
+    )
 
 
 def _encode_all(args, pretrained, layout, alpha, specs):
@@ -136,7 +157,7 @@ def _inspect_parser(p):
 @command("inspect", "show tasks, density, bits per parameter and bytes of a pack", _inspect_parser)
 def run_inspect(args) -> int:
     from .pack import SwitchPack
-    from .report import pack_report, format_report
+    from .report import format_report, pack_report
 
     report = pack_report(SwitchPack(args.pack))
     print(json.dumps(report, indent=1) if args.json else format_report(report, tensors=args.tensors))
@@ -165,15 +186,19 @@ def run_repack(args) -> int:
             raise UsageError("--out goes with a pack, not with --suite")
         storage = repack_suite(resolve_suite(args.suite), args.layout)
         for stem, p in storage["packs"].items():
-            print(f"{stem}.tsw: {p['bytes_before']:,} B as built -> {p['bytes']:,} B "
-                  f"(SASS {p['sass_bytes']:,} B, bound {p['bound_bytes']:,} B)")
+            print(
+                f"{stem}.tsw: {p['bytes_before']:,} B as built -> {p['bytes']:,} B "
+                f"(SASS {p['sass_bytes']:,} B, bound {p['bound_bytes']:,} B)"
+            )
         return 0
     before = sum(t.total_bytes for t in SwitchPack(args.pack).header.tasks)
     header = repack(args.pack, args.out, args.layout)
     after = sum(t.total_bytes for t in header.tasks)
     out = args.out or args.pack
-    print(f"wrote {out}: {len(header.tasks)} task(s), switches {before:,} -> {after:,} bytes "
-          f"({100 * (after - before) / max(1, before):+.1f}%), format v{header.format_version}")
+    print(
+        f"wrote {out}: {len(header.tasks)} task(s), switches {before:,} -> {after:,} bytes "
+        f"({100 * (after - before) / max(1, before):+.1f}%), format v{header.format_version}"
+    )
     return 0
 
 
@@ -184,7 +209,9 @@ def _decompress_parser(p):
     p.add_argument("--out", required=True, help="output .safetensors")
 
 
-@command("decompress", "write one task's reconstructed task vector (scale * mask * sign) as safetensors", _decompress_parser)
+@command(
+    "decompress", "write one task's reconstructed task vector (scale * mask * sign) as safetensors", _decompress_parser
+)
 def run_decompress(args) -> int:
     from .io import save_state_dict
     from .pack import SwitchPack
@@ -232,23 +259,25 @@ def _route_parser(p):
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--text")
     src.add_argument("--image", help="path of an image file")
-    p.add_argument("--method", default="auto-switch", choices=["auto-switch", "auto-flexswitch"],
-                   help="auto-flexswitch needs a suite with a FlexSwitch pack (python -m tswitch flex --collect)")
+    from .suites.methods import SERVED
+
+    p.add_argument(
+        "--method",
+        default="auto-switch",
+        choices=[n for n, m in SERVED.items() if m.routed],
+        help="auto-flexswitch needs a suite with a FlexSwitch pack (python -m tswitch flex --collect)",
+    )
     p.add_argument("-k", type=int, default=None, help="neighbours C (default: the suite's)")
     p.add_argument("--json", action="store_true")
 
 
-@command("route", "route one input with Auto-Switch and print neighbours, task weights and prediction",
-         _route_parser)
+@command("route", "route one input with Auto-Switch and print neighbours, task weights and prediction", _route_parser)
 def run_route(args) -> int:
     from .inputs import check_text, load_image
     from .suites.suite import Suite
 
     suite = Suite.open(args.suite)
-    if args.method == "auto-flexswitch" and not suite.has_flex:
-        raise UsageError(f"suite {suite.name} has no FlexSwitch pack: python -m tswitch flex --suite {suite.name}, "
-                         f"then add --collect")
-    router = suite.router_for(args.method).router
+    router = suite.router_for(args.method).router  # a suite without the method says how to add it
     if args.k is not None and not 1 <= args.k <= router.num_exemplars:
         raise UsageError(f"-k must be in [1, {router.num_exemplars}], got {args.k}")
     if args.text is not None:
@@ -266,16 +295,25 @@ def run_route(args) -> int:
     if args.json:
         print(json.dumps(out))
     else:
-        print(f"routed to {out['routed_task']}; weights " + ", ".join(f"{t}={w:.2f}" for t, w in out["weights"].items()))
+        print(
+            f"routed to {out['routed_task']}; weights " + ", ".join(f"{t}={w:.2f}" for t, w in out["weights"].items())
+        )
         for label, p in out["prediction"].items():
             print(f"  {p:6.3f}  {label}")
     return 0
 
 
 def _eval_parser(p):
+    from .suites.methods import SERVED
+
     p.add_argument("--suite", required=True)
-    p.add_argument("--method", required=True,
-                   help="t-switch, auto-switch, pretrained, or (suites with a FlexSwitch pack) flexswitch, auto-flexswitch")
+    p.add_argument(
+        "--method",
+        required=True,
+        metavar="{" + ",".join(SERVED) + "}",
+        help="a served method (flexswitch and auto-flexswitch need a suite with a FlexSwitch pack); "
+        "the other methods of results.json need the fine-tuned checkpoints",
+    )
     p.add_argument("--alpha", type=_alpha, default=None, help="must be the suite's alpha (its pack holds one)")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
     p.add_argument("--limit", type=int, default=None, help="first N examples per task")
@@ -288,9 +326,11 @@ def run_eval(args) -> int:
     from .suites.suite import Suite
 
     suite = Suite.open(args.suite)
-    if args.alpha is not None and abs(args.alpha - float(suite.manifest["alpha"])) > 1e-12:
-        raise UsageError(f"suite {suite.name} holds switches at alpha {suite.manifest['alpha']} only "
-                         f"(other alphas are in its results.json alpha_grid)")
+    if args.alpha is not None and abs(args.alpha - float(suite.manifest.alpha or -1)) > 1e-12:
+        raise UsageError(
+            f"suite {suite.name} holds switches at alpha {suite.manifest.alpha} only "
+            f"(other alphas are in its results.json alpha_grid)"
+        )
     if args.limit is not None and args.limit < 1:
         raise UsageError(f"--limit must be >= 1, got {args.limit}")
     res = suite.evaluate(args.method, args.split, args.limit, args.k)
@@ -300,8 +340,10 @@ def run_eval(args) -> int:
     else:
         for t, v in res["per_task"].items():
             print(f"{t:<24}{v:8.4f}")
-        print(f"{'average':<24}{res['average']:8.4f}   storage {res['extra_bytes']:,} B"
-              + (f"   routing {res['routing_accuracy']:.4f}" if "routing_accuracy" in res else ""))
+        print(
+            f"{'average':<24}{res['average']:8.4f}   storage {res['extra_bytes']:,} B"
+            + (f"   routing {res['routing_accuracy']:.4f}" if "routing_accuracy" in res else "")
+        )
     return 0
 
 
@@ -312,10 +354,16 @@ def _flex_parser(p):
 
     p.add_argument("--suite", required=True, help="a built suite under assets/ or a suite folder")
     p.add_argument("--loss", default="kl", choices=sorted(LOSSES), help="performance-preservation loss (Eq. 9-11)")
-    p.add_argument("--lambda", dest="lam", type=float, default=None,
-                   help="its weight (default: the journal's, KL 0.3 / MSE 0.05 / CKA 3)")
-    p.add_argument("--mode", default="lgs+bas", choices=MODES,
-                   help="lgs+bas = FlexSwitch; lgs, bas = the Tab. XI ablations")
+    p.add_argument(
+        "--lambda",
+        dest="lam",
+        type=float,
+        default=None,
+        help="its weight (default: the journal's, KL 0.3 / MSE 0.05 / CKA 3)",
+    )
+    p.add_argument(
+        "--mode", default="lgs+bas", choices=MODES, help="lgs+bas = FlexSwitch; lgs, bas = the Tab. XI ablations"
+    )
     p.add_argument("--steps", type=int, default=500)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--exemplars", type=int, default=100, help="N per task")
@@ -325,19 +373,25 @@ def _flex_parser(p):
     p.add_argument("--limit", type=int, default=None, help="first N examples per task when evaluating")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch threads")
-    p.add_argument("--collect", action="store_true",
-                   help="train nothing: evaluate every flex-*.tsw run in the suite folder on --eval's split, write "
-                        "the results.json 'flex' block (Tab. XI ablation, storage, routing cost) and serve the "
-                        "main run (flex-kl) as FlexSwitch / Auto-FlexSwitch (manifest 'flex')")
+    p.add_argument(
+        "--collect",
+        action="store_true",
+        help="train nothing: evaluate every flex-*.tsw run in the suite folder on --eval's split, write "
+        "the results.json 'flex' block (Tab. XI ablation, storage, routing cost) and serve the "
+        "main run (flex-kl) as FlexSwitch / Auto-FlexSwitch (manifest 'flex')",
+    )
 
 
-@command("flex", "learn FlexSwitch switches (journal Eq. 6-17) and the Auto-FlexSwitch router for a built suite",
-         _flex_parser)
+@command(
+    "flex",
+    "learn FlexSwitch switches (journal Eq. 6-17) and the Auto-FlexSwitch router for a built suite",
+    _flex_parser,
+)
 def run_flex_command(args) -> int:
     import torch
 
-    from .flex.run import run_flex, summary_lines
     from .flex.train import FlexConfig
+    from .suites.flex_run import run_flex, summary_lines
     from .suites.suite import Suite
 
     if args.threads is not None:
@@ -349,22 +403,36 @@ def run_flex_command(args) -> int:
     suite = Suite.open(args.suite)
     if args.collect:
         return _flex_collect(suite, args)
-    config = FlexConfig(mode=args.mode, loss=args.loss, lam=args.lam, steps=args.steps, batch_size=args.batch_size,
-                        alpha=args.alpha, seed=args.seed)
+    config = FlexConfig(
+        mode=args.mode,
+        loss=args.loss,
+        lam=args.lam,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        alpha=args.alpha,
+        seed=args.seed,
+    )
     try:
         from tqdm.auto import tqdm
     except ImportError:
         tqdm = None
     log = tqdm.write if tqdm else print
-    report = run_flex(suite, config, exemplars=args.exemplars, tasks=args.task,
-                      eval_split=None if args.eval == "none" else args.eval, eval_limit=args.limit,
-                      log=log, progress=tqdm)
+    report = run_flex(
+        suite,
+        config,
+        exemplars=args.exemplars,
+        tasks=args.task,
+        eval_split=None if args.eval == "none" else args.eval,
+        eval_limit=args.limit,
+        log=log,
+        progress=tqdm,
+    )
     print("\n".join(summary_lines(report)))
     return 0
 
 
 def _flex_collect(suite, args) -> int:
-    from .flex import results as flex_results
+    from .suites import flex_results
 
     if args.eval == "none":
         raise UsageError("--collect evaluates: give --eval val or --eval test")

@@ -7,15 +7,16 @@ float16 copy of the task vector. FlexSwitch tasks (:mod:`tswitch.flex.storage`) 
 switches, ``sass-q``/``bitmap-q``: the layout's mask with ``b``-bit codebook indices as value codes,
 decoded to :class:`tswitch.core.quant.QSwitch`.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import os
 import re
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -23,10 +24,10 @@ import torch
 from .codec import container
 from .codec.container import PackError, PackHeader, TaskEntry, TensorSpec
 from .codec.layouts import AUTO, LAYOUTS, check_layout_choice, choose_layout, get_layout
-from .core.binary import TSwitch, b_approx_codes, from_codes
+from .core.binary import b_approx_codes, from_codes
 from .core.pspar import validate_alpha
-from .core.task_vector import TaskVector, is_task_tensor
 from .core.quant import Codebook, QSwitch
+from .core.task_vector import TaskVector, is_task_tensor
 
 DENSE = "dense-f16"
 # quantised switches (journal Eq. 13-15): encoding -> the layout that carries mask and codes
@@ -50,8 +51,11 @@ def base_fingerprint(state: Mapping[str, torch.Tensor], names: Sequence[str] | N
 
 def tensor_specs(pretrained: Mapping[str, torch.Tensor]) -> tuple[TensorSpec, ...]:
     """The floating tensors of a base model, in its own order."""
-    return tuple(TensorSpec(k, tuple(v.shape), str(v.dtype).replace("torch.", ""))
-                 for k, v in pretrained.items() if is_task_tensor(v))
+    return tuple(
+        TensorSpec(k, tuple(v.shape), str(v.dtype).replace("torch.", ""))
+        for k, v in pretrained.items()
+        if is_task_tensor(v)
+    )
 
 
 @dataclass(frozen=True)
@@ -63,14 +67,25 @@ class EncodedTask:
     codebook: np.ndarray | None = None  # (T, 2) float32 (lo, step) of a quantised task
 
 
+def encode_dense(t: torch.Tensor) -> bytes:
+    """A ``dense-f16`` payload (docs/FORMAT.md §3.3): the tensor as little-endian float16."""
+    return t.detach().cpu().to(torch.float16).contiguous().numpy().astype("<f2", copy=False).tobytes()
+
+
 def _check_order(task: EncodedTask, specs: Sequence[TensorSpec]) -> None:
     if task.tensor_names != tuple(s.name for s in specs):
         raise ValueError(f"task {task.entry.name!r} was encoded for another tensor list or order")
 
 
-def encode_task(name: str, tau: TaskVector, specs: Sequence[TensorSpec], alpha: float,
-                layout: str = AUTO, dense_pattern: str | None = None,
-                labels: Sequence[str] | None = None) -> EncodedTask:
+def encode_task(
+    name: str,
+    tau: TaskVector,
+    specs: Sequence[TensorSpec],
+    alpha: float,
+    layout: str = AUTO,
+    dense_pattern: str | None = None,
+    labels: Sequence[str] | None = None,
+) -> EncodedTask:
     """Compress one task vector: B-Approx per tensor (T-Switch Eq. 5-7), then the layout's bytes
     (``"auto"``: per tensor the smallest layout, docs/FORMAT.md §3)."""
     alpha = validate_alpha(alpha)
@@ -87,8 +102,7 @@ def encode_task(name: str, tau: TaskVector, specs: Sequence[TensorSpec], alpha: 
         if tuple(t.shape) != spec.shape:
             raise ValueError(f"shape mismatch for {spec.name}: {tuple(t.shape)} vs {spec.shape}")
         if dense_re is not None and dense_re.search(spec.name):
-            data = t.detach().to(torch.float16).contiguous().numpy().tobytes()
-            return DENSE, data, 1.0, t.numel()
+            return DENSE, encode_dense(t), 1.0, t.numel()
         mask, kept_positive, scale = b_approx_codes(t, alpha)
         flat = mask.numpy().reshape(-1)
         lay = choose_layout(flat, POLARITY_BITS, layout)
@@ -103,10 +117,18 @@ def encode_task(name: str, tau: TaskVector, specs: Sequence[TensorSpec], alpha: 
     switched = [j for j, e in enumerate(encodings) if e != DENSE]
     n_switched = sum(specs[j].numel for j in switched)
     density = sum(nnz[j] for j in switched) / n_switched if n_switched else 0.0
-    entry = TaskEntry(name=name, alpha=alpha, density=density, layout=layout, bits=POLARITY_BITS,
-                      encodings=encodings, nnz=nnz, nbytes=tuple(len(p) for p in payloads),
-                      checksum=container.payload_checksum(payloads, scales),
-                      labels=tuple(labels) if labels is not None else None)
+    entry = TaskEntry(
+        name=name,
+        alpha=alpha,
+        density=density,
+        layout=layout,
+        bits=POLARITY_BITS,
+        encodings=encodings,
+        nnz=nnz,
+        nbytes=tuple(len(p) for p in payloads),
+        checksum=container.payload_checksum(payloads, scales),
+        labels=tuple(labels) if labels is not None else None,
+    )
     return EncodedTask(entry, payloads, scales, tuple(s.name for s in specs))
 
 
@@ -119,8 +141,9 @@ def _codebook(spec: TensorSpec, bits: int, codebook) -> Codebook:
         raise PackError(f"corrupt pack: {spec.name}: {exc}") from None
 
 
-def _decode_codes(payload: bytes, spec: TensorSpec, encoding: str, bits: int, nnz: int | None,
-                  positions: bool) -> tuple[np.ndarray, np.ndarray]:
+def _decode_codes(
+    payload: bytes, spec: TensorSpec, encoding: str, bits: int, nnz: int | None, positions: bool
+) -> tuple[np.ndarray, np.ndarray]:
     """The layout's ``(mask or kept positions, value codes)``, checked against the metadata's ``nnz``."""
     layout = get_layout(QUANTISED.get(encoding, encoding))
     try:
@@ -132,8 +155,9 @@ def _decode_codes(payload: bytes, spec: TensorSpec, encoding: str, bits: int, nn
     return where, values
 
 
-def decode_tensor(payload: bytes, spec: TensorSpec, encoding: str, bits: int, scale: float,
-                  nnz: int | None = None, codebook=None):
+def decode_tensor(
+    payload: bytes, spec: TensorSpec, encoding: str, bits: int, scale: float, nnz: int | None = None, codebook=None
+):
     """One stored tensor back: a :class:`TSwitch`, a :class:`QSwitch` (quantised encodings, which
     need the tensor's ``codebook`` row ``(lo, step)``) or a float32 tensor for ``dense-f16``.
 
@@ -145,13 +169,18 @@ def decode_tensor(payload: bytes, spec: TensorSpec, encoding: str, bits: int, sc
         return torch.from_numpy(np.frombuffer(payload, dtype="<f2").astype(np.float32)).view(spec.shape)
     mask, values = _decode_codes(payload, spec, encoding, bits, nnz, positions=False)
     if encoding in QUANTISED:
-        return QSwitch(torch.from_numpy(mask).view(spec.shape), torch.from_numpy(values.astype(np.int64)),
-                       _codebook(spec, bits, codebook), float(scale))
+        return QSwitch(
+            torch.from_numpy(mask).view(spec.shape),
+            torch.from_numpy(values.astype(np.int64)),
+            _codebook(spec, bits, codebook),
+            float(scale),
+        )
     return from_codes(spec.shape, torch.from_numpy(mask), torch.from_numpy(values.astype(np.bool_)), scale)
 
 
-def decode_dense(payload: bytes, spec: TensorSpec, encoding: str, bits: int, scale: float,
-                 nnz: int | None = None, codebook=None) -> torch.Tensor:
+def decode_dense(
+    payload: bytes, spec: TensorSpec, encoding: str, bits: int, scale: float, nnz: int | None = None, codebook=None
+) -> torch.Tensor:
     """One stored tensor straight to its dense float32 task-vector approximation
     (``scale · mask ⊙ sign``, T-Switch Eq. 7; ``scale · (lo + (code + 0.5) step)`` at kept entries
     for a quantised switch) without building a bool mask."""
@@ -167,14 +196,12 @@ def decode_dense(payload: bytes, spec: TensorSpec, encoding: str, bits: int, sca
     return torch.from_numpy(out).view(spec.shape)
 
 
-def _task_jobs(pack: "SwitchPack", name: str) -> list[tuple]:
+def _task_jobs(pack: SwitchPack, name: str) -> list[tuple]:
     """Per tensor ``(payload, spec, encoding, bits, scale, nnz, codebook row)`` of one task."""
     entry = pack.task(name)
     payloads, scales, codebook = container.read_task(pack.path, pack.header, name)
-    n = len(pack.header.tensors)
-    bits = entry.tensor_bits if entry.tensor_bits is not None else (entry.bits,) * n
-    rows = list(codebook) if codebook is not None else [None] * n
-    return list(zip(payloads, pack.header.tensors, entry.encodings, bits, scales, entry.nnz, rows))
+    rows = list(codebook) if codebook is not None else [None] * len(pack.header.tensors)
+    return list(zip(payloads, pack.header.tensors, entry.encodings, entry.widths, scales, entry.nnz, rows))
 
 
 class SwitchPack:
@@ -199,8 +226,10 @@ class SwitchPack:
             raise PackError(f"pack was made for another base model: it lacks {missing[:3]}")
         for s in self.header.tensors:
             if tuple(pretrained[s.name].shape) != s.shape:
-                raise PackError(f"pack was made for another base model: {s.name} has shape "
-                                f"{tuple(pretrained[s.name].shape)}, pack expects {s.shape}")
+                raise PackError(
+                    f"pack was made for another base model: {s.name} has shape "
+                    f"{tuple(pretrained[s.name].shape)}, pack expects {s.shape}"
+                )
         if base_fingerprint(pretrained, names) != self.header.base_fingerprint:
             raise PackError("pack was made for another base model (fingerprint mismatch)")
 
@@ -231,8 +260,12 @@ def _header(fingerprint: str, specs: Sequence[TensorSpec], entries: Sequence[Tas
     return PackHeader(fingerprint, tuple(specs), tuple(entries), format_version(entries))
 
 
-def create_pack(path: str, pretrained: Mapping[str, torch.Tensor], tasks: Sequence[EncodedTask],
-                writer: str | None = container.STAMP) -> PackHeader:
+def create_pack(
+    path: str,
+    pretrained: Mapping[str, torch.Tensor],
+    tasks: Sequence[EncodedTask],
+    writer: str | None = container.STAMP,
+) -> PackHeader:
     """Write a new pack holding ``tasks`` for the base model ``pretrained`` (atomic); ``writer`` is the
     header's writer field (default ``"tswitch <version>"``, see :func:`tswitch.codec.container.write_pack`)."""
     specs = tensor_specs(pretrained)
@@ -242,8 +275,9 @@ def create_pack(path: str, pretrained: Mapping[str, torch.Tensor], tasks: Sequen
     for t in tasks:
         _check_order(t, specs)
     header = _header(base_fingerprint(pretrained, [s.name for s in specs]), specs, [t.entry for t in tasks])
-    return container.write_pack(path, header, [t.payloads for t in tasks], [t.scales for t in tasks],
-                                [t.codebook for t in tasks], writer)
+    return container.write_pack(
+        path, header, [t.payloads for t in tasks], [t.scales for t in tasks], [t.codebook for t in tasks], writer
+    )
 
 
 def add_task(path: str, pretrained: Mapping[str, torch.Tensor], task: EncodedTask) -> PackHeader:
@@ -255,8 +289,13 @@ def add_task(path: str, pretrained: Mapping[str, torch.Tensor], task: EncodedTas
         raise ValueError(f"task {task.entry.name!r} is already in {path}")
     old = [container.read_task(path, pack.header, t.name) for t in pack.header.tasks]
     header = _header(pack.header.base_fingerprint, pack.header.tensors, pack.header.tasks + (task.entry,))
-    return container.write_pack(path, header, [p for p, _, _ in old] + [task.payloads],
-                                [s for _, s, _ in old] + [task.scales], [c for _, _, c in old] + [task.codebook])
+    return container.write_pack(
+        path,
+        header,
+        [p for p, _, _ in old] + [task.payloads],
+        [s for _, s, _ in old] + [task.scales],
+        [c for _, _, c in old] + [task.codebook],
+    )
 
 
 def _relayout(payload: bytes, spec: TensorSpec, encoding: str, bits: int, nnz: int, layout: str) -> tuple[str, bytes]:
@@ -277,14 +316,19 @@ def repack(path: str, out: str | None = None, layout: str = AUTO) -> PackHeader:
     entries, payloads, scales, books = [], [], [], []
     for entry in pack.header.tasks:
         old, task_scales, book = container.read_task(path, pack.header, entry.name)
-        bits = entry.tensor_bits if entry.tensor_bits is not None else (entry.bits,) * len(old)
-        jobs = zip(old, pack.header.tensors, entry.encodings, bits, entry.nnz)
+        jobs = zip(old, pack.header.tensors, entry.encodings, entry.widths, entry.nnz)
         with ThreadPoolExecutor(_THREADS) as pool:
             rows = list(pool.map(lambda a: _relayout(*a, layout), jobs))
         new = [p for _, p in rows]
-        entries.append(replace(entry, layout=layout, encodings=tuple(e for e, _ in rows),
-                               nbytes=tuple(len(p) for p in new),
-                               checksum=container.payload_checksum(new, task_scales, book)))
+        entries.append(
+            replace(
+                entry,
+                layout=layout,
+                encodings=tuple(e for e, _ in rows),
+                nbytes=tuple(len(p) for p in new),
+                checksum=container.payload_checksum(new, task_scales, book),
+            )
+        )
         payloads.append(new)
         scales.append(task_scales)
         books.append(book)

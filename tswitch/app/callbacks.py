@@ -38,7 +38,7 @@ def check_method(info: catalogue.SuiteInfo, method) -> str:
 
 def check_k(info: catalogue.SuiteInfo, k, method: str = "auto-switch") -> int:
     if k is None or k == "":
-        return info.default_k if method == "auto-switch" else int(info.manifest["flex"]["router"]["k"])
+        return info.default_k(method)
     top = catalogue.max_k(info.name, method)
     ok = isinstance(k, (int, float)) and not isinstance(k, bool) and math.isfinite(k) and k == int(k)
     if not ok or not 1 <= int(k) <= top:
@@ -227,7 +227,7 @@ def suite_controls(suite: str):
             visible=len(info.methods) > 1,
         ),
         # a slider needs minimum < maximum; check_k still refuses C beyond the exemplars
-        gr.update(maximum=max(2, catalogue.max_k(info.name)), value=min(info.default_k, catalogue.max_k(info.name))),
+        gr.update(maximum=max(2, catalogue.max_k(info.name)), value=min(info.default_k(), catalogue.max_k(info.name))),
         # the inputs keep their values: this also runs at page load, maybe after an example was picked
         gr.update(visible=is_text),
         gr.update(visible=not is_text),

@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from functools import cache, lru_cache
 
 from ..assets import assets_dir
+from ..suites.manifest import Manifest, ManifestError
+from ..suites.methods import get_method, served_by
 from . import text
 
 ENV_VAR = "TSWITCH_SUITES"
 MAX_K = 50  # the k slider's upper end when a suite has more exemplars
-FLEX_KEY = "flex"  # manifest block naming the FlexSwitch pack and Auto-FlexSwitch router (tswitch.flex.results)
 
 log = logging.getLogger(__name__)
 
@@ -36,25 +37,25 @@ class SuiteInfo:
 
     name: str
     path: str
-    manifest: dict
+    manifest: Manifest
 
     @property
     def modality(self) -> str:
-        return self.manifest["modality"]
+        return self.manifest.modality
 
     @property
     def task_names(self) -> list[str]:
-        return [t["name"] for t in self.manifest["tasks"]]
+        return self.manifest.task_names
 
-    @property
-    def default_k(self) -> int:
-        return int(self.manifest["router"]["k"])
+    def default_k(self, method: str = "auto-switch") -> int:
+        """The C the suite serves a routed method with (:data:`tswitch.suites.methods.SERVED`)."""
+        default = get_method(method).default_k
+        return default(self.manifest) if default is not None else 1
 
     @property
     def methods(self) -> list[str]:
-        """The routers this suite offers: Auto-Switch, and Auto-FlexSwitch when it has one."""
-        flex = self.manifest.get(FLEX_KEY) or {}
-        return ["auto-switch"] + (["auto-flexswitch"] if isinstance(flex, dict) and flex.get("router") else [])
+        """The routed methods this suite offers (Auto-Switch; Auto-FlexSwitch when it has a FlexSwitch run)."""
+        return served_by(self.manifest, routed=True)
 
     def file(self, key: str) -> str:
         return os.path.join(self.path, key)
@@ -62,14 +63,14 @@ class SuiteInfo:
     def examples(self) -> list[tuple[str, str]]:
         """``(task, example)`` pairs: the text, or the absolute path of the image file."""
         pairs = []
-        for task in self.manifest["tasks"]:
-            for example in task.get("examples", []):
+        for task in self.manifest.tasks:
+            for example in task.examples:
                 if self.modality == "image":
                     path = os.path.realpath(os.path.join(self.path, example))
                     if not path.startswith(os.path.realpath(self.path) + os.sep) or not os.path.isfile(path):
                         continue  # a manifest may only point inside its own folder
                     example = path
-                pairs.append((task["name"], example))
+                pairs.append((task.name, example))
         return pairs
 
 
@@ -99,10 +100,9 @@ def catalogue() -> dict[str, SuiteInfo]:
     suites: dict[str, SuiteInfo] = {}
     for path in suite_paths(extra=os.environ.get(ENV_VAR)):
         try:
-            with open(os.path.join(path, "manifest.json"), encoding="utf-8") as f:
-                manifest = json.load(f)
-            name = str(manifest["name"])
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+            manifest = Manifest.load(path)
+            name = manifest.name
+        except ManifestError as exc:
             log.warning("%s: unreadable manifest, suite skipped (%s)", path, exc)
             continue
         if name in suites:
@@ -175,7 +175,7 @@ def exemplars(name: str) -> list[dict]:
 def max_k(name: str, method: str = "auto-switch") -> int:
     """The k slider's range end: ``min(MAX_K, entries the router searches)`` — the exemplars for
     Auto-Switch, the K-means centres (``results.json["flex"]``) for Auto-FlexSwitch."""
-    if method == "auto-flexswitch":
+    if get_method(method).neighbours == "centres":
         entries = results(name).get("flex", {}).get("routing", {}).get("low_rank", {}).get("entries", MAX_K)
         return max(1, min(MAX_K, int(entries)))
     return max(1, min(MAX_K, len(exemplars(name))))
@@ -184,7 +184,7 @@ def max_k(name: str, method: str = "auto-switch") -> int:
 @cache
 def pack_path(name: str) -> str:
     info = get(name)
-    return info.file(info.manifest["pack"])
+    return info.file(info.manifest.pack)
 
 
 @cache
@@ -230,17 +230,11 @@ def stored_tensor(name: str, task: str, tensor: str):
         payload,
         header.tensors[index],
         entry.encodings[index],
-        tensor_bits(entry)[index],
+        entry.widths[index],
         scale,
         entry.nnz[index],
         codebook,
     )
-
-
-def tensor_bits(entry) -> list[int]:
-    """Bits per kept entry of each tensor of a task: FlexSwitch's per-tensor widths, or the task's."""
-    per_tensor = getattr(entry, "tensor_bits", None)
-    return list(per_tensor) if per_tensor is not None else [entry.bits] * len(entry.nnz)
 
 
 def clear_caches() -> None:

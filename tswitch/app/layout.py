@@ -58,7 +58,7 @@ def _try_tab(info):
                 visible=len(methods) > 1,
             )
             top = catalogue.max_k(info.name) if info else 1
-            c["k"] = gr.Slider(1, max(2, top), step=1, value=min(info.default_k, top) if info else 1, label=text.K)
+            c["k"] = gr.Slider(1, max(2, top), step=1, value=min(info.default_k(), top) if info else 1, label=text.K)
             c["text"] = gr.Textbox(
                 label=text.TEXT_INPUT,
                 placeholder=text.TEXT_PLACEHOLDER,

@@ -7,6 +7,8 @@ and ``REGISTRY_NAME`` says which registry entry describes a ``results.json`` met
 
 from __future__ import annotations
 
+from ..suites.methods import SERVED
+
 TITLE = "tswitch: binary task switches"
 HEADER = """# tswitch — binary task switches for model merging
 One pre-trained backbone, a tiny **switch** per task (a bit mask, the signs of the kept entries and one
@@ -31,7 +33,7 @@ TRY_INTRO = (
     "for the task switches; the backbone runs with those switches turned on."
 )
 METHOD = "Router"
-METHOD_LABELS = {"auto-switch": "Auto-Switch", "auto-flexswitch": "Auto-FlexSwitch"}
+METHOD_LABELS = {name: method.label for name, method in SERVED.items()}  # one label per served method
 K = "C: nearest exemplars that vote"
 TEXT_INPUT = "Text"
 TEXT_PLACEHOLDER = "Type a sentence…"
@@ -229,8 +231,7 @@ TEACH_TRY = "Your next sentence"
 TEACH_TRY_PLACEHOLDER = "Type a sentence to route among the suite's tasks and yours…"
 TEACH_ROUTE = "Route it"
 TEACH_ROUTED = (
-    "Routed to **{task}**{new} ({votes} of {k} nearest exemplars; votes: {all}). "
-    "Answer: **{label}** ({prob:.1%})."
+    "Routed to **{task}**{new} ({votes} of {k} nearest exemplars; votes: {all}). Answer: **{label}** ({prob:.1%})."
 )
 TEACH_NEW = " (your new task)"
 TEACH_DOWNLOAD = "Download the switch (.tsw, router exemplars, the suite with your task)"

@@ -85,7 +85,7 @@ def alpha_grid(results: dict) -> dict[str, list[tuple[float, str]]]:
 def flex_markdown(results: dict) -> str:
     """The FlexSwitch runs, the Tab. XI ablation and the routing cost, when the results hold
     them (``results.json["flex"]``; ``""`` otherwise). The README's tables use the same renderer."""
-    from ..flex.results import markdown
+    from ..suites.flex_results import markdown
 
     flex = results.get("flex")
     return markdown(flex) if flex and flex.get("runs") else ""
@@ -182,7 +182,7 @@ def _matrices(suite: str):
     names = [s["name"] for s in report["tensors"]]
     density, scale, bits, hover = [], [], [], []
     for i, entry in enumerate(header.tasks):
-        widths = catalogue.tensor_bits(entry)
+        widths = entry.widths
         d_row, s_row, b_row, h_row = [], [], [], []
         for j, spec in enumerate(report["tensors"]):
             cell = spec["tasks"][i]

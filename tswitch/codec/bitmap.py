@@ -5,6 +5,7 @@ kept entry in increasing position (for T-Switch ``b = 1``: the polarity bit, 1 =
 padding to a whole byte. Size: ``ceil((n + nnz * b) / 8)`` bytes, the "Indep" scheme of the journal
 (§III-C4) with value codes stored only for kept entries.
 """
+
 from __future__ import annotations
 
 import numpy as np

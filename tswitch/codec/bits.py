@@ -4,6 +4,7 @@ Every bit stream in a ``.tsw`` pack is MSB-first: bit ``i`` of the stream is bit
 byte ``i // 8``; the last byte is padded with zero bits. Integers are written MSB-first too.
 This module knows nothing of models or tensors' meaning; it works on NumPy arrays.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -29,7 +30,7 @@ def unpack_bits(data: bytes | np.ndarray, count: int, offset: int = 0) -> np.nda
     first, last = offset // 8, -(-end // 8)
     bits = np.unpackbits(buf[first:last])
     start = offset - first * 8
-    return bits[start:start + count].view(np.bool_)
+    return bits[start : start + count].view(np.bool_)
 
 
 def uint_to_bits(values: np.ndarray, width: int) -> np.ndarray:
@@ -45,7 +46,7 @@ def uint_to_bits(values: np.ndarray, width: int) -> np.ndarray:
         raw = np.unpackbits(values.astype(">u4").view(np.uint8).reshape(-1, 4), axis=1)
     else:
         raise ValueError(f"field width must be <= 32 bits, got {width}")
-    return raw[:, raw.shape[1] - width:].view(np.bool_)
+    return raw[:, raw.shape[1] - width :].view(np.bool_)
 
 
 def bits_to_uint(bits: np.ndarray) -> np.ndarray:
@@ -78,7 +79,7 @@ def pack_fixed_width(codes: np.ndarray, width: int) -> bytes:
     for i in range(8):
         word <<= np.uint64(width)
         word |= padded[:, i]
-    raw = word.astype(">u8").view(np.uint8).reshape(rows, 8)[:, 8 - width:]
+    raw = word.astype(">u8").view(np.uint8).reshape(rows, 8)[:, 8 - width :]
     return raw.tobytes()[: -(-count * width // 8)]
 
 
@@ -95,14 +96,14 @@ def unpack_fixed_width(data: bytes | np.ndarray, count: int, width: int, offset:
     end = offset + count * width
     if end > buf.size * 8:
         raise ValueError(f"bit stream truncated: need {end} bits, have {buf.size * 8}")
-    aligned = shift_left(buf[offset // 8: -(-end // 8)], offset % 8)
+    aligned = shift_left(buf[offset // 8 : -(-end // 8)], offset % 8)
     rows = -(-count // 8)
     need = rows * width
     chunk = np.zeros(need, dtype=np.uint8)
     take = min(need, aligned.size)
     chunk[:take] = aligned[:take]
     by = np.zeros((rows, 8), dtype=np.uint8)
-    by[:, 8 - width:] = chunk.reshape(rows, width)
+    by[:, 8 - width :] = chunk.reshape(rows, width)
     word = by.view(">u8").reshape(rows).astype(np.uint64)
     out = np.empty((rows, 8), dtype=np.uint64)
     lowmask = np.uint64((1 << width) - 1)

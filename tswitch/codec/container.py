@@ -4,6 +4,7 @@ The byte-level specification is ``docs/FORMAT.md``. This module only moves bytes
 it never unpickles, reads one task's payload without touching the others' (safetensors is
 read lazily through ``safe_open``), and writes atomically (temporary file, then ``os.replace``).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -11,8 +12,8 @@ import json
 import os
 import secrets
 import stat
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
-from typing import Mapping
 
 import numpy as np
 
@@ -65,6 +66,12 @@ class TaskEntry:
     tensor_bits: tuple[int, ...] | None = None  # per-tensor value-code width of quantised tasks
 
     @property
+    def widths(self) -> tuple[int, ...]:
+        """Bits per kept entry of each tensor: the learned ``tensor_bits`` of a quantised task, else
+        ``bits`` for every tensor (the one place this rule is written)."""
+        return self.tensor_bits if self.tensor_bits is not None else (self.bits,) * len(self.nnz)
+
+    @property
     def total_bytes(self) -> int:
         """Payload bytes plus 4 bytes of float32 scale per tensor (and, for a quantised task,
         8 bytes of float32 codebook ``(lo, step)`` per tensor)."""
@@ -104,17 +111,20 @@ class PackHeader:
         return sum(t.numel for t in self.tensors)
 
     def to_json(self) -> str:
-        return json.dumps({
-            "format": FORMAT_NAME,
-            "format_version": self.format_version,
-            **({"writer": self.writer} if self.writer is not None else {}),
-            "base_fingerprint": self.base_fingerprint,
-            "tensors": [asdict(t) for t in self.tensors],
-            "tasks": [t.to_dict() for t in self.tasks],
-        }, separators=(",", ":"))
+        return json.dumps(
+            {
+                "format": FORMAT_NAME,
+                "format_version": self.format_version,
+                **({"writer": self.writer} if self.writer is not None else {}),
+                "base_fingerprint": self.base_fingerprint,
+                "tensors": [asdict(t) for t in self.tensors],
+                "tasks": [t.to_dict() for t in self.tasks],
+            },
+            separators=(",", ":"),
+        )
 
     @classmethod
-    def from_json(cls, text: str) -> "PackHeader":
+    def from_json(cls, text: str) -> PackHeader:
         try:
             obj = json.loads(text)
             if not isinstance(obj, dict) or obj.get("format") != FORMAT_NAME:
@@ -122,16 +132,26 @@ class PackHeader:
             version = int(obj["format_version"])
             if version > FORMAT_VERSION:
                 raise PackError(f"pack format version {version} is newer than this tswitch reads ({FORMAT_VERSION})")
-            tensors = tuple(TensorSpec(t["name"], tuple(int(s) for s in t["shape"]), t["dtype"])
-                            for t in obj["tensors"])
-            tasks = tuple(TaskEntry(
-                name=t["name"], alpha=float(t["alpha"]), density=float(t["density"]),
-                layout=t["layout"], bits=int(t["bits"]), encodings=tuple(t["encodings"]),
-                nnz=tuple(int(x) for x in t["nnz"]), nbytes=tuple(int(x) for x in t["nbytes"]),
-                checksum=t["checksum"], labels=tuple(t["labels"]) if t.get("labels") is not None else None,
-                extra=dict(t.get("extra") or {}),
-                tensor_bits=tuple(int(b) for b in t["tensor_bits"]) if t.get("tensor_bits") is not None else None)
-                for t in obj["tasks"])
+            tensors = tuple(
+                TensorSpec(t["name"], tuple(int(s) for s in t["shape"]), t["dtype"]) for t in obj["tensors"]
+            )
+            tasks = tuple(
+                TaskEntry(
+                    name=t["name"],
+                    alpha=float(t["alpha"]),
+                    density=float(t["density"]),
+                    layout=t["layout"],
+                    bits=int(t["bits"]),
+                    encodings=tuple(t["encodings"]),
+                    nnz=tuple(int(x) for x in t["nnz"]),
+                    nbytes=tuple(int(x) for x in t["nbytes"]),
+                    checksum=t["checksum"],
+                    labels=tuple(t["labels"]) if t.get("labels") is not None else None,
+                    extra=dict(t.get("extra") or {}),
+                    tensor_bits=tuple(int(b) for b in t["tensor_bits"]) if t.get("tensor_bits") is not None else None,
+                )
+                for t in obj["tasks"]
+            )
             fingerprint = str(obj["base_fingerprint"])
             writer = str(obj["writer"]) if obj.get("writer") is not None else None
         except PackError:
@@ -141,8 +161,9 @@ class PackHeader:
         for task in tasks:
             if not (len(task.encodings) == len(task.nnz) == len(task.nbytes) == len(tensors)):
                 raise PackError(f"corrupt pack metadata: task {task.name!r} does not list every tensor")
-            if task.tensor_bits is not None and (len(task.tensor_bits) != len(tensors)
-                                                 or any(not 1 <= b <= 16 for b in task.tensor_bits)):
+            if task.tensor_bits is not None and (
+                len(task.tensor_bits) != len(tensors) or any(not 1 <= b <= 16 for b in task.tensor_bits)
+            ):
                 raise PackError(f"corrupt pack metadata: task {task.name!r} needs one width in [1, 16] per tensor")
         return cls(fingerprint, tensors, tasks, version, writer)
 
@@ -239,12 +260,15 @@ def read_task_scales(path: str, header: PackHeader, name: str) -> np.ndarray:
     except Exception as exc:
         raise PackError(f"corrupt pack {path}: {str(exc).splitlines()[0]}") from None
     if scales.shape != (len(header.tensors),):
-        raise PackError(f"corrupt pack {path}: task {name!r} has {scales.shape} scales for {len(header.tensors)} tensors")
+        raise PackError(
+            f"corrupt pack {path}: task {name!r} has {scales.shape} scales for {len(header.tensors)} tensors"
+        )
     return scales
 
 
-def read_tensor_payload(path: str, header: PackHeader, name: str,
-                        tensor: int) -> tuple[bytes, float, np.ndarray | None]:
+def read_tensor_payload(
+    path: str, header: PackHeader, name: str, tensor: int
+) -> tuple[bytes, float, np.ndarray | None]:
     """One task's payload, scale and codebook row ``(lo, step)`` (``None`` unless the task is
     quantised) for tensor index ``tensor``, without reading the other tensors.
 
@@ -257,24 +281,31 @@ def read_tensor_payload(path: str, header: PackHeader, name: str,
     try:
         with _safe_open(path) as f:
             payload = f.get_tensor(payload_key(i, tensor)).tobytes()
-            scale = float(f.get_slice(scales_key(i))[tensor:tensor + 1][0])
+            scale = float(f.get_slice(scales_key(i))[tensor : tensor + 1][0])
             if header.tasks[i].tensor_bits is not None:
-                codebook = np.asarray(f.get_slice(codebook_key(i))[tensor:tensor + 1], dtype=np.float32)[0]
+                codebook = np.asarray(f.get_slice(codebook_key(i))[tensor : tensor + 1], dtype=np.float32)[0]
     except PackError:
         raise
     except Exception as exc:
         raise PackError(f"corrupt pack {path}: {str(exc).splitlines()[0]}") from None
     if len(payload) != header.tasks[i].nbytes[tensor]:
-        raise PackError(f"corrupt pack {path}: payload size of task {name!r}, tensor {tensor} "
-                        f"does not match its metadata")
+        raise PackError(
+            f"corrupt pack {path}: payload size of task {name!r}, tensor {tensor} does not match its metadata"
+        )
     return payload, scale, codebook
 
 
 STAMP = "stamp"  # write_pack's default writer: "tswitch <this version>"
 
 
-def write_pack(path: str, header: PackHeader, payloads: list[list[bytes]], scales: list[np.ndarray],
-               codebooks: list[np.ndarray | None] | None = None, writer: str | None = STAMP) -> PackHeader:
+def write_pack(
+    path: str,
+    header: PackHeader,
+    payloads: list[list[bytes]],
+    scales: list[np.ndarray],
+    codebooks: list[np.ndarray | None] | None = None,
+    writer: str | None = STAMP,
+) -> PackHeader:
     """Write a whole pack atomically: ``payloads[i][j]`` is task ``i``'s tensor ``j``;
     ``codebooks[i]`` the ``(T, 2)`` codebook of a quantised task (``None`` otherwise).
 

@@ -29,6 +29,7 @@ Elias gamma of ``x >= 1``: ``floor(log2 x)`` zero bits, then ``x`` in binary (wh
 Coded positions ``p_0 < p_1 < ...`` give the gaps ``g_0 = p_0``, ``g_i = p_i - p_(i-1) - 1``;
 ``nnz = m`` (or ``n - m`` with ``complement``).
 """
+
 from __future__ import annotations
 
 import math
@@ -105,8 +106,10 @@ def choose_m(gaps: np.ndarray) -> int:
         return 1
     p = 1.0 / (mean + 1.0)
     center = max(1, math.ceil(math.log(2 - p) / -math.log1p(-p)))
-    candidates = sorted({max(1, min(MAX_N, round(center * f))) for f in (0.7, 0.8, 0.9, 1.0, 1.1, 1.25, 1.4)}
-                        | {max(1, center - 1), center + 1})
+    candidates = sorted(
+        {max(1, min(MAX_N, round(center * f))) for f in (0.7, 0.8, 0.9, 1.0, 1.1, 1.25, 1.4)}
+        | {max(1, center - 1), center + 1}
+    )
     sample = gaps[:: max(1, gaps.size // _SAMPLE)]
     return min(candidates, key=lambda M: (golomb_gap_bits(sample, M), M))
 
@@ -180,7 +183,7 @@ def _read_gamma(buf: np.ndarray, offset: int, what: str) -> tuple[int, int]:
     if ones.size == 0 or ones[0] > 39 or 2 * ones[0] + 1 > bits.size:
         raise ValueError(f"corrupt golomb payload: bad {what} field")
     zeros = int(ones[0])
-    value = int(bits_to_uint(bits[zeros: 2 * zeros + 1].reshape(1, -1))[0])
+    value = int(bits_to_uint(bits[zeros : 2 * zeros + 1].reshape(1, -1))[0])
     return value, offset + 2 * zeros + 1
 
 
@@ -227,8 +230,9 @@ def _decode(data: bytes, n: int, b: int) -> tuple[bool, np.ndarray, np.ndarray]:
     ones = np.flatnonzero(unpack_bits(buf, buf.size * 8 - at, at))
     end = at + (int(ones[-1]) + 1 if ones.size else 0)
     if ones.size != m or buf.size != -(-end // 8):
-        raise ValueError(f"corrupt golomb payload: {ones.size} gaps for {m} coded entries, "
-                         f"{buf.size} bytes for {end} bits")
+        raise ValueError(
+            f"corrupt golomb payload: {ones.size} gaps for {m} coded entries, {buf.size} bytes for {end} bits"
+        )
     if m and int(ones[-1]) - m + 1 > n:  # the quotients alone run past the end of the tensor
         raise ValueError("corrupt golomb payload: a gap runs past the end of the tensor")
     if m and int(remainders.max()) >= M:

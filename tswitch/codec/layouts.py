@@ -1,9 +1,10 @@
 """Registry of mask layouts: how one tensor's (mask, value codes) become payload bytes."""
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -40,13 +41,31 @@ def _by_count(nbytes: Callable[[int, int, int], int]) -> Callable[[np.ndarray, i
 
 
 LAYOUTS: dict[str, Layout] = {
-    "sass": Layout("sass", sass.encode, sass.decode, _by_count(sass.sass_nbytes),
-                   "grouped COO, group size by journal Eq. 17, size = ceil(Eq. 16 / 8)", sass.decode_positions),
-    "bitmap": Layout("bitmap", bitmap.encode, bitmap.decode, _by_count(bitmap.bitmap_nbytes),
-                     "full mask bitmap + value codes of kept entries", bitmap.decode_positions),
-    "golomb": Layout("golomb", golomb.encode, golomb.decode, golomb.golomb_nbytes,
-                   "Golomb codes of the gaps between kept entries (near H(d) bits per entry)",
-                   golomb.decode_positions, min_version=2),
+    "sass": Layout(
+        "sass",
+        sass.encode,
+        sass.decode,
+        _by_count(sass.sass_nbytes),
+        "grouped COO, group size by journal Eq. 17, size = ceil(Eq. 16 / 8)",
+        sass.decode_positions,
+    ),
+    "bitmap": Layout(
+        "bitmap",
+        bitmap.encode,
+        bitmap.decode,
+        _by_count(bitmap.bitmap_nbytes),
+        "full mask bitmap + value codes of kept entries",
+        bitmap.decode_positions,
+    ),
+    "golomb": Layout(
+        "golomb",
+        golomb.encode,
+        golomb.decode,
+        golomb.golomb_nbytes,
+        "Golomb codes of the gaps between kept entries (near H(d) bits per entry)",
+        golomb.decode_positions,
+        min_version=2,
+    ),
 }
 
 

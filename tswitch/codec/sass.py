@@ -21,14 +21,14 @@ so a payload holds exactly ``ceil(Eq16 / 8)`` bytes with
 by the measured ``nnz``). ``c`` follows Eq. 17: the divisor of ``n`` (at most 256) closest to
 ``ln 2 / density`` (ties: the smaller divisor; density 0: the largest divisor).
 """
+
 from __future__ import annotations
 
 import math
 
 import numpy as np
 
-from .bits import (bits_to_uint, concat_bits, pack_bits, pack_fixed_width, uint_to_bits,
-                   unpack_bits, unpack_fixed_width)
+from .bits import bits_to_uint, concat_bits, pack_bits, pack_fixed_width, uint_to_bits, unpack_bits, unpack_fixed_width
 
 HEADER_BITS = 35
 GROUP_COUNT_BITS = 27
@@ -83,8 +83,12 @@ def _group_any(mask: np.ndarray, c: int) -> np.ndarray:
 
 
 def _header_and_bitmap(n_groups: int, c: int, bitmap: np.ndarray) -> bytes:
-    header = np.concatenate([uint_to_bits(np.array([n_groups]), GROUP_COUNT_BITS).reshape(-1),
-                             uint_to_bits(np.array([c - 1]), GROUP_SIZE_BITS).reshape(-1)])
+    header = np.concatenate(
+        [
+            uint_to_bits(np.array([n_groups]), GROUP_COUNT_BITS).reshape(-1),
+            uint_to_bits(np.array([c - 1]), GROUP_SIZE_BITS).reshape(-1),
+        ]
+    )
     return pack_bits(np.concatenate([header, bitmap]))
 
 

@@ -15,11 +15,12 @@ A SASS payload holds exactly ``ceil(Eq16 / 8)`` bytes with the measured ``nnz`` 
 ``n (1 - alpha)`` (:func:`tswitch.codec.sass.sass_bits`); :func:`storage_breakdown` separates the
 payloads from the per-tensor side information that Eq. 16 leaves out (scale, codebook).
 """
+
 from __future__ import annotations
 
 import math
 import re
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -29,7 +30,7 @@ from ..codec.container import CODEBOOK_FIELDS, TaskEntry, TensorSpec
 from ..codec.layouts import AUTO, check_layout_choice, choose_layout
 from ..codec.sass import sass_bits
 from ..core.binary import switch_scale
-from ..pack import DENSE, QUANTISED, EncodedTask
+from ..pack import DENSE, QUANTISED, EncodedTask, encode_dense
 from .train import FlexResult, FlexTensor
 
 POLARITY_BITS = 1
@@ -51,9 +52,15 @@ def _encode_one(t: FlexTensor, tau: torch.Tensor, layout: str) -> tuple[str, byt
     return f"{lay.name}-q", lay.encode(mask.numpy(), codes.numpy(), book.bits), t.scale, book.bits, (book.lo, book.step)
 
 
-def encode_flex_task(result: FlexResult, tau: Mapping[str, torch.Tensor], specs: Sequence[TensorSpec],
-                     layout: str = AUTO, labels: Sequence[str] | None = None,
-                     name: str | None = None, dense_pattern: str | None = None) -> EncodedTask:
+def encode_flex_task(
+    result: FlexResult,
+    tau: Mapping[str, torch.Tensor],
+    specs: Sequence[TensorSpec],
+    layout: str = AUTO,
+    labels: Sequence[str] | None = None,
+    name: str | None = None,
+    dense_pattern: str | None = None,
+) -> EncodedTask:
     """One task's learned switches as a pack entry (``create_pack``/``add_task`` take it).
 
     Args:
@@ -81,8 +88,7 @@ def encode_flex_task(result: FlexResult, tau: Mapping[str, torch.Tensor], specs:
             t = tau.get(spec.name) if hasattr(tau, "get") else tau[spec.name]
             if t is None or tuple(t.shape) != spec.shape:
                 raise ValueError(f"task vector lacks tensor {spec.name} or its shape differs from {spec.shape}")
-            data = t.detach().to(torch.float16).contiguous().numpy().tobytes()
-            rows.append((DENSE, data, 1.0, DENSE_BITS, (0.0, 0.0)))
+            rows.append((DENSE, encode_dense(t), 1.0, DENSE_BITS, (0.0, 0.0)))
             nnz.append(t.numel())
             continue
         if spec.name not in by_name or spec.name not in tau:
@@ -104,13 +110,26 @@ def encode_flex_task(result: FlexResult, tau: Mapping[str, torch.Tensor], specs:
     density = sum(nnz[j] for j in switched) / n if n else 0.0
     cfg = result.config
     entry = TaskEntry(
-        name=name or result.task, alpha=1.0 - density, density=density, layout=layout,
-        bits=max((tensor_bits[j] for j in switched), default=POLARITY_BITS) if tensor_bits else POLARITY_BITS, encodings=encodings, nnz=nnz,
-        nbytes=tuple(len(p) for p in payloads), checksum=container.payload_checksum(payloads, scales, codebook),
+        name=name or result.task,
+        alpha=1.0 - density,
+        density=density,
+        layout=layout,
+        bits=max((tensor_bits[j] for j in switched), default=POLARITY_BITS) if tensor_bits else POLARITY_BITS,
+        encodings=encodings,
+        nnz=nnz,
+        nbytes=tuple(len(p) for p in payloads),
+        checksum=container.payload_checksum(payloads, scales, codebook),
         labels=tuple(labels) if labels is not None else None,
-        extra={"method": "flexswitch", "mode": cfg.mode, "loss": cfg.loss, "lambda": cfg.lam_value,
-               "steps": cfg.steps, "exemplars": result.exemplars},
-        tensor_bits=tensor_bits)
+        extra={
+            "method": "flexswitch",
+            "mode": cfg.mode,
+            "loss": cfg.loss,
+            "lambda": cfg.lam_value,
+            "steps": cfg.steps,
+            "exemplars": result.exemplars,
+        },
+        tensor_bits=tensor_bits,
+    )
     return EncodedTask(entry, payloads, scales, tuple(s.name for s in specs), codebook)
 
 
@@ -131,9 +150,14 @@ def storage_breakdown(entry: TaskEntry, specs: Sequence[TensorSpec]) -> dict:
     eq16 = 0
     for j, spec in enumerate(specs):
         if entry.encodings[j] != DENSE:
-            b = entry.tensor_bits[j] if entry.tensor_bits is not None else entry.bits
-            eq16 += -(-sass_bits(spec.numel, entry.nnz[j], b) // 8)
+            eq16 += -(-sass_bits(spec.numel, entry.nnz[j], entry.widths[j]) // 8)
     codebook = CODEBOOK_FIELDS * 4 * len(specs) if entry.tensor_bits is not None else 0
     dense = sum(nb for nb, e in zip(entry.nbytes, entry.encodings) if e == DENSE)
-    return {"payload_bytes": int(sum(entry.nbytes)), "eq16_bytes": eq16, "dense_bytes": int(dense), "scale_bytes": 4 * len(specs),
-            "codebook_bytes": codebook, "total_bytes": entry.total_bytes}
+    return {
+        "payload_bytes": int(sum(entry.nbytes)),
+        "eq16_bytes": eq16,
+        "dense_bytes": int(dense),
+        "scale_bytes": 4 * len(specs),
+        "codebook_bytes": codebook,
+        "total_bytes": entry.total_bytes,
+    }

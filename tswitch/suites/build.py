@@ -10,8 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -24,10 +24,10 @@ from ..models import load_adapter
 from ..models.base import Head
 from .data import apply_split, load_task, make_splits
 from .evaluate import EvalSet
+from .files import Log
+from .manifest import Manifest
 from .spec import SuiteSpec
 from .train import extract_features, finetune, fit_probe
-
-Log = Callable[[str], None]
 
 
 def cache_root() -> str:
@@ -50,6 +50,7 @@ class TaskState:
     val: EvalSet
     test: EvalSet
     test_inputs: Sequence[Any]
+    finetune_file: str | None = None  # the fine-tune's path under cache_root(), when this build made or reused it
 
 
 @dataclass
@@ -173,7 +174,10 @@ def prepare(spec: SuiteSpec, log: Log = print, progress=None) -> Prepared:
             if bar:
                 bar.close()
             save_state_dict(finetuned, ckpt)
-        tasks[ts.name] = task_state(adapter, base, ts.name, data, splits, head, finetuned, spec.eval_batch)
+        tasks[ts.name] = replace(
+            task_state(adapter, base, ts.name, data, splits, head, finetuned, spec.eval_batch),
+            finetune_file=os.path.relpath(ckpt, cache_root()),
+        )
     return Prepared(spec, adapter, base, tasks)
 
 
@@ -252,8 +256,7 @@ def finish_build(
     if manifest_extra or heads_extra:
         _amend_suite(out_dir, manifest_extra or {}, heads_extra or {})
     # the committed files are the source of truth for switch-based numbers: recompute from them
-    suite = Suite(out_dir)
-    suite.__dict__["adapter"] = prep.adapter  # same backbone object, no second load
+    suite = Suite(out_dir, adapter=prep.adapter)  # same backbone object, no second load
     for method in ("t-switch", "auto-switch"):
         res = suite.evaluate(method, "test")
         res["hyper"] = {"alpha": choice["alpha"], "dense_option": option, "k": choice["k"]}
@@ -278,12 +281,9 @@ def finish_build(
 
 def _amend_suite(out_dir: str, manifest_extra: dict, heads_extra: dict[str, torch.Tensor]) -> None:
     """Rewrite ``manifest.json`` with ``manifest_extra`` merged in, and add ``heads_extra`` tensors."""
-    from .write import _json
-
-    path = os.path.join(out_dir, "manifest.json")
-    with open(path, encoding="utf-8") as f:
-        manifest = json.load(f)
-    _json(path, {**manifest, **manifest_extra})
+    manifest = Manifest.load(out_dir)
+    manifest = Manifest.from_dict({**manifest.to_dict(), **manifest_extra})
+    manifest.save(out_dir)
     if heads_extra:
-        heads_path = os.path.join(out_dir, manifest.get("heads", "heads.safetensors"))
+        heads_path = os.path.join(out_dir, manifest.heads)
         save_state_dict({**load_state_dict(heads_path), **heads_extra}, heads_path)

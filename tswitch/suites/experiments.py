@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -33,9 +32,8 @@ from ..merging import (
 from ..pack import SwitchPack, create_pack, encode_task, tensor_specs
 from ..routing import KNNRouter
 from .evaluate import evaluate_auto_switch, evaluate_per_task, evaluate_static, evaluate_tswitch
+from .files import Log
 from .train import extract_features
-
-Log = Callable[[str], None]
 
 
 def _bytes_float32(n: int) -> int:
@@ -53,6 +51,7 @@ class Experiments:
         self.floating = {k: v for k, v in prep.base.items() if torch.is_floating_point(v)}
         self.n = sum(v.numel() for v in self.floating.values())
         self.workdir = workdir or tempfile.mkdtemp(prefix="tswitch-build-")
+        self.exemplar_index: dict[str, list[int]] = {}  # task -> train positions of its Auto-Switch exemplars
         self.router = self._router()
 
     # -- helpers -------------------------------------------------------------------------------
@@ -78,7 +77,7 @@ class Experiments:
         for i, t in enumerate(self.names):
             inputs = self.prep.tasks[t].train_inputs
             pick = sorted(rng.choice(len(inputs), min(self.spec.exemplars_per_task, len(inputs)), replace=False))
-            self.prep.tasks[t].exemplar_index = [int(j) for j in pick]
+            self.exemplar_index[t] = [int(j) for j in pick]
             feats.append(
                 extract_features(self.adapter, [inputs[j] for j in pick], route=True, batch_size=self.spec.eval_batch)
             )

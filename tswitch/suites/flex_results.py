@@ -1,7 +1,7 @@
 """FlexSwitch runs of a suite gathered into its ``results.json`` and ``manifest.json``.
 
 ``python -m tswitch flex`` leaves one ``flex-*.tsw`` / ``flex-*.json`` pair per run in the suite
-folder (:func:`tswitch.flex.run.run_stem`). :func:`collect` evaluates every run on one split with the
+folder (:func:`tswitch.suites.flex_run.run_stem`). :func:`collect` evaluates every run on one split with the
 same evaluators as the other methods (:mod:`tswitch.suites.evaluate`):
 
 - ``flexswitch``: each task under its own learned switch (oracle task id, like T-Switch Eq. 7);
@@ -21,20 +21,13 @@ from __future__ import annotations
 import glob
 import json
 import os
-from collections.abc import Callable
 from typing import Any
 
 from .. import __version__
-from ..codec.container import atomic_write_bytes
+from .files import FLEX_MAIN_STEM, FLEX_ROUTER_FILE, Log, write_json
+from .manifest import FlexRef, RouterRef
 
-
-def _json(path: str, obj) -> None:  # as tswitch.suites.write writes a suite's JSON files
-    atomic_write_bytes(path, (json.dumps(obj, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
-
-
-Log = Callable[[str], None]
-MAIN_STEM = "flex-kl"
-ROUTER_FILE = "router-flex.safetensors"
+MAIN_STEM = FLEX_MAIN_STEM
 REFERENCE_ALPHA = "0.7"  # the journal compares FlexSwitch with T-Switch at alpha 0.7 (its Tab. III)
 ABLATION = (  # Tab. XI rows: (label, run stem prefix or None for Auto-Switch, router)
     ("Auto-Switch", None, "knn"),
@@ -81,7 +74,7 @@ def evaluate_run(suite, stem: str, sets, routers: dict, log: Log = print, known:
     known = known or {}
     from ..merging import AutoSwitch, DynamicMergeEngine, PackedSwitches
     from ..pack import SwitchPack
-    from ..suites.evaluate import evaluate_routed, evaluate_tswitch, switch_bytes
+    from .evaluate import evaluate_routed, evaluate_tswitch, switch_bytes
 
     pack = SwitchPack(suite.file(f"{stem}.tsw"))
     pack.check_base(suite.adapter.state_dict())
@@ -228,7 +221,9 @@ def collect(suite, split: str = "test", main: str = MAIN_STEM, limit: int | None
             f"no FlexSwitch runs (flex-*.json + .tsw) in {suite.path}; "
             f"run python -m tswitch flex --suite {suite.name} first"
         )
-    low_rank = LowRankRouter.load(suite.file(ROUTER_FILE)) if os.path.isfile(suite.file(ROUTER_FILE)) else None
+    low_rank = (
+        LowRankRouter.load(suite.file(FLEX_ROUTER_FILE)) if os.path.isfile(suite.file(FLEX_ROUTER_FILE)) else None
+    )
     sets = suite.eval_sets(split, limit)
     evaluated = {}
     for stem, report in runs.items():
@@ -241,7 +236,7 @@ def collect(suite, split: str = "test", main: str = MAIN_STEM, limit: int | None
     if low_rank is not None:
         fitted = runs.get(main, {}).get("router", {})
         router_report = {
-            "file": ROUTER_FILE,
+            "file": FLEX_ROUTER_FILE,
             "bytes": low_rank.nbytes,
             "rank": low_rank.rank,
             "entries": low_rank.num_exemplars,
@@ -255,14 +250,13 @@ def collect(suite, split: str = "test", main: str = MAIN_STEM, limit: int | None
 
 def write(suite, block: dict) -> None:
     """Store ``block`` as ``results.json["flex"]``, add the main run as the ``flexswitch`` and
-    ``auto-flexswitch`` methods, and name its pack and router in ``manifest.json["flex"]``
+    ``auto-flexswitch`` methods, and name its pack and router in the manifest (``Manifest.flex``)
     (both files rewritten atomically)."""
     results = suite.results()
     results["flex"] = block
     main = block.get("main")
     methods = {k: v for k, v in results["methods"].items() if k not in ("flexswitch", "auto-flexswitch")}
-    manifest = dict(suite.manifest)
-    manifest.pop("flex", None)
+    flex = None
     if main:
         run = block["runs"][main]
         methods["flexswitch"] = {
@@ -273,16 +267,17 @@ def write(suite, block: dict) -> None:
         if "low_rank" in run:
             from ..routing.low_rank import LowRankRouter
 
-            k = LowRankRouter.load(suite.file(ROUTER_FILE)).k
+            k = LowRankRouter.load(suite.file(FLEX_ROUTER_FILE)).k
             methods["auto-flexswitch"] = {
                 **run["low_rank"],
                 "extra_bytes": run["bytes"] + block["routing"]["low_rank"]["bytes"],
                 "hyper": {"k": k},
             }
-            manifest["flex"] = {"pack": f"{main}.tsw", "router": {"file": ROUTER_FILE, "k": k}}
+            flex = FlexRef(f"{main}.tsw", RouterRef(FLEX_ROUTER_FILE, k))
     results["methods"] = methods
-    _json(suite.file("results.json"), results)
-    _json(suite.file("manifest.json"), manifest)
+    write_json(suite.file("results.json"), results)
+    manifest = suite.manifest.with_flex(flex)
+    manifest.save(suite.path)
     suite.manifest = manifest
 
 

@@ -1,11 +1,12 @@
 """FlexSwitch and Auto-FlexSwitch over a built suite: what ``python -m tswitch flex`` runs.
 
-For a suite folder (docs/SUITE.md) this
+The method lives in :mod:`tswitch.flex`; this module is the suite-side orchestration. For a suite
+folder (docs/SUITE.md) it
 
-1. finds each task's fine-tuned checkpoint in the builder's cache (:func:`locate_finetuned`) and
-   rebuilds ``tau_k = theta_k - theta_0``;
-2. takes ``N`` exemplars per task from its train split, drawn as the builder draws the Auto-Switch
-   exemplars (:func:`exemplar_inputs`);
+1. takes each task's fine-tuned checkpoint from the builder's cache, as the manifest records it
+   (:func:`locate_finetuned`), and rebuilds ``tau_k = theta_k - theta_0``;
+2. takes the first ``N`` of the task's Auto-Switch exemplars, as the manifest records them
+   (:func:`exemplar_inputs`);
 3. learns each task's FlexSwitch (:func:`tswitch.flex.train.train_flex`) and writes every task into
    ``flex-<loss>.tsw`` in the suite folder (:func:`run_stem` names the ablations' files);
 4. fits the Auto-FlexSwitch router on the exemplars' routing features and writes
@@ -22,19 +23,13 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable
-from types import SimpleNamespace
-from typing import Any
 
-import numpy as np
 import torch
 
 from ..codec.container import atomic_write_bytes
-from .storage import encode_flex_task, storage_breakdown
-from .train import FlexConfig, train_flex
-
-Log = Callable[[str], None]
-ROUTER_FILE = "router-flex.safetensors"
+from ..flex.storage import encode_flex_task, storage_breakdown
+from ..flex.train import FlexConfig, train_flex
+from .files import FLEX_ROUTER_FILE, Log
 
 
 class FlexRunError(ValueError):
@@ -48,56 +43,27 @@ def run_stem(config: FlexConfig) -> str:
     return f"flex-{mode}{config.loss}"
 
 
-def _recipe(manifest: dict):
-    from ..suites.spec import Recipe
-
-    probe, ft = manifest["recipe"]["probe"], manifest["recipe"]["finetune"]
-    return Recipe(
-        probe_steps=probe["steps"],
-        probe_lr=probe["lr"],
-        probe_weight_decay=probe["weight_decay"],
-        steps=ft["steps"],
-        batch_size=ft["batch_size"],
-        lr=ft["lr"],
-        weight_decay=ft["weight_decay"],
-        train_bn=ft["train_bn"],
-        seed=ft["seed"],
+def _rebuild(suite) -> FlexRunError:
+    return FlexRunError(
+        f"suite {suite.name} does not record its fine-tunes and exemplars (built before tswitch 0.2.0); "
+        f"rebuild it with demos/build_suite.py --suite {suite.name}"
     )
 
 
 def locate_finetuned(suite) -> dict[str, str]:
-    """The cached fine-tuned checkpoint of every task of ``suite``.
-
-    The builder (:func:`tswitch.suites.build.prepare`) stores them as
-    ``<cache>/<suite>/<task>-<key>.safetensors``, ``key`` a hash of the adapter, its arguments, the
-    recipe and the task's train ids — all of which the manifest and ``splits.json`` record.
+    """The cached fine-tuned checkpoint of every task of ``suite``: the builder records each one's
+    path under the fine-tune cache (:func:`tswitch.suites.build.cache_root`) in ``manifest.finetunes``.
 
     Raises:
-        FlexRunError: a checkpoint is missing (names the first missing path).
+        FlexRunError: the manifest records none, or a checkpoint is missing (names the first).
     """
-    from ..suites.build import _recipe_key, cache_root
+    from .build import cache_root
 
-    try:
-        with open(suite.file("splits.json"), encoding="utf-8") as f:
-            splits = json.load(f)
-        spec: Any = SimpleNamespace(  # the SuiteSpec fields that _recipe_key reads
-            adapter=suite.manifest["adapter"]["name"],
-            adapter_args=suite.manifest["adapter"]["args"],
-            recipe=_recipe(suite.manifest),
-        )
-    except (OSError, KeyError, TypeError, json.JSONDecodeError) as exc:
-        raise FlexRunError(
-            f"suite {suite.name} lacks what locates its fine-tunes ({type(exc).__name__}: {exc})"
-        ) from None
-    paths, missing = {}, []
-    for task in suite.task_names:
-        path = os.path.join(
-            cache_root(), suite.name, f"{task}-{_recipe_key(spec, task, splits[task]['train'])}.safetensors"
-        )
-        if os.path.isfile(path):
-            paths[task] = path
-        else:
-            missing.append(path)
+    recorded = suite.manifest.finetunes
+    if not recorded or set(recorded) != set(suite.task_names):
+        raise _rebuild(suite)
+    paths = {task: os.path.join(cache_root(), recorded[task]) for task in suite.task_names}
+    missing = [p for p in paths.values() if not os.path.isfile(p)]
     if missing:
         raise FlexRunError(
             f"no cached fine-tune for {len(missing)} task(s) of suite {suite.name}, e.g. {missing[0]}; "
@@ -106,20 +72,19 @@ def locate_finetuned(suite) -> dict[str, str]:
     return paths
 
 
-def exemplar_inputs(suite, n: int, seed: int | None = None) -> dict[str, list]:
-    """``N`` train inputs per task, drawn like the builder's Auto-Switch exemplars: one
-    ``numpy.random.default_rng(seed)`` over the tasks in manifest order, ``sorted(rng.choice(...))``
-    per task (``seed``: the manifest's ``split_seed``, else 0)."""
-    from ..suites.data import apply_split, load_task
+def exemplar_inputs(suite, n: int) -> dict[str, list]:
+    """The first ``n`` Auto-Switch exemplars of each task (train ids in ``manifest.exemplar_ids``)."""
+    from .data import apply_split, load_task
 
-    with open(suite.file("splits.json"), encoding="utf-8") as f:
-        splits = json.load(f)
-    rng = np.random.default_rng(suite.manifest.get("split_seed", 0) if seed is None else seed)
+    recorded = suite.manifest.exemplar_ids
+    if not recorded or set(recorded) != set(suite.task_names):
+        raise _rebuild(suite)
     out = {}
-    for t in suite.manifest["tasks"]:
-        train = apply_split(load_task(t["loader"]["name"], **t["loader"]["args"]), splits[t["name"]]["train"])
-        pick = sorted(rng.choice(len(train.inputs), min(n, len(train.inputs)), replace=False))
-        out[t["name"]] = [train.inputs[int(j)] for j in pick]
+    for t in suite.manifest.tasks:
+        ids = recorded[t.name]
+        if n > len(ids):
+            raise FlexRunError(f"suite {suite.name} records {len(ids)} exemplars of {t.name}, fewer than {n}")
+        out[t.name] = list(apply_split(load_task(t.loader["name"], **t.loader.get("args", {})), ids[:n]).inputs)
     return out
 
 
@@ -180,12 +145,12 @@ def run_flex(
         "suite": suite.name,
         "config": config.to_dict(),
         "exemplars_per_task": exemplars,
-        "dense_pattern": suite.manifest.get("dense_pattern"),
+        "dense_pattern": suite.manifest.dense_pattern,
         "threads": torch.get_num_threads(),
         "tasks": {},
     }
     encoded = []
-    dense_pattern = suite.manifest.get("dense_pattern")
+    dense_pattern = suite.manifest.dense_pattern
     dense_re = re.compile(dense_pattern) if dense_pattern else None
     for task in names:
         tau = task_vector(base, checkpoints[task])
@@ -224,19 +189,19 @@ def run_flex(
     path = suite.file(f"{stem}.tsw")
     create_pack(path, floating, encoded)
     report["pack"] = {"file": f"{stem}.tsw", "bytes": sum(e.entry.total_bytes for e in encoded)}
-    if os.path.isfile(suite.file(suite.manifest.get("pack", "switches.tsw"))):
-        tswitch = SwitchPack(suite.file(suite.manifest.get("pack", "switches.tsw")))
+    if os.path.isfile(suite.file(suite.manifest.pack)):
+        tswitch = SwitchPack(suite.file(suite.manifest.pack))
         report["t-switch"] = {
-            "alpha": suite.manifest.get("alpha"),
+            "alpha": suite.manifest.alpha,
             "bytes": sum(tswitch.task(t).total_bytes for t in names if t in tswitch.tasks),
         }
     router = None
     if tasks is None:
-        rc = router_config or AutoFlexConfig(k=int(suite.manifest["router"]["k"]))
+        rc = router_config or AutoFlexConfig(k=suite.manifest.router.k)
         router, router_report = _fit_router(suite, adapter, inputs, rc, log)
-        router.save(suite.file(ROUTER_FILE))
+        router.save(suite.file(FLEX_ROUTER_FILE))
         report["router"] = {
-            "file": ROUTER_FILE,
+            "file": FLEX_ROUTER_FILE,
             "bytes": router.nbytes,
             "macs_per_query": router.macs_per_query(),
             **router_report,
@@ -249,13 +214,11 @@ def run_flex(
 
 def _fit_router(suite, adapter, inputs: dict[str, list], config, log: Log):
     from ..routing.low_rank import LowRankRouter
-    from ..suites.train import extract_features
+    from .train import extract_features
 
     feats, ids = [], []
     for i, task in enumerate(suite.task_names):
-        feats.append(
-            extract_features(adapter, inputs[task], route=True, batch_size=suite.manifest.get("eval_batch", 64))
-        )
+        feats.append(extract_features(adapter, inputs[task], route=True, batch_size=suite.manifest.eval_batch))
         ids += [i] * len(inputs[task])
     t0 = time.perf_counter()
     router, report = LowRankRouter.fit(torch.cat(feats), torch.tensor(ids), suite.task_names, config)
@@ -266,8 +229,8 @@ def _fit_router(suite, adapter, inputs: dict[str, list], config, log: Log):
 
 def _evaluate(suite, path: str, router, names: list[str], split: str, limit: int | None, log: Log) -> dict:
     """The run's pack under oracle task ids and, given ``router``, routed by it: the evaluation
-    :func:`tswitch.flex.results.evaluate_run` makes (``--collect`` reuses it)."""
-    from .results import evaluate_run
+    :func:`tswitch.suites.flex_results.evaluate_run` makes (``--collect`` reuses it)."""
+    from .flex_results import evaluate_run
 
     sets = suite.eval_sets(split, limit)
     stem = os.path.basename(path)[: -len(".tsw")]

@@ -13,9 +13,10 @@ import glob
 import json
 import os
 
-from ..codec.container import atomic_write_bytes
 from ..pack import SwitchPack, repack
 from ..report import pack_report
+from .files import write_json
+from .manifest import Manifest
 
 
 def _pack_totals(path: str) -> dict:
@@ -38,8 +39,7 @@ def repack_suite(folder: str, layout: str = "auto") -> dict:
     """Repack every ``.tsw`` of the suite in ``folder`` and update ``results.json``; returns its new
     ``storage`` block ``{"layout", "built_layout", "packs": {stem: {"bytes", "sass_bytes", "bound_bytes",
     "bytes_by_encoding", "format_version", "bytes_before"}}}``. Running it twice changes nothing more."""
-    with open(os.path.join(folder, "manifest.json"), encoding="utf-8") as f:
-        manifest = json.load(f)
+    manifest = Manifest.load(folder)
     results_path = os.path.join(folder, "results.json")
     with open(results_path, encoding="utf-8") as f:
         results = json.load(f)
@@ -52,10 +52,10 @@ def repack_suite(folder: str, layout: str = "auto") -> dict:
         packs[stem] = {**_pack_totals(path), "bytes_before": old.get(stem, {}).get("bytes_before", before)}
         delta[stem] = packs[stem]["bytes"] - before
 
-    switches = os.path.splitext(manifest["pack"])[0]
+    switches = os.path.splitext(manifest.pack)[0]
     methods = results["methods"]
     if methods["t-switch"]["extra_bytes"] + delta[switches] != packs[switches]["bytes"]:
-        raise ValueError(f"{results_path}: t-switch bytes do not match {manifest['pack']}; rebuild the suite")
+        raise ValueError(f"{results_path}: t-switch bytes do not match {manifest.pack}; rebuild the suite")
     for name in ("t-switch", "auto-switch"):
         methods[name]["extra_bytes"] += delta[switches]
     flex = results.get("flex")
@@ -67,9 +67,12 @@ def repack_suite(folder: str, layout: str = "auto") -> dict:
             run["bytes"] += delta.get(stem, 0)
         for row in flex.get("ablation", []):
             row["switch_bytes"] += delta[row["run"] or switches]
-    results["storage"] = {"layout": layout, "built_layout": results.get("storage", {}).get("built_layout", "sass"),
-                          "packs": packs}
-    atomic_write_bytes(results_path, (json.dumps(results, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
+    results["storage"] = {
+        "layout": layout,
+        "built_layout": results.get("storage", {}).get("built_layout", "sass"),
+        "packs": packs,
+    }
+    write_json(results_path, results)
     return results["storage"]
 
 

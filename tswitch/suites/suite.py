@@ -18,9 +18,8 @@ import torch
 from ..assets import ENV_VAR as ASSETS_ENV
 from ..assets import assets_dir
 from ..models.base import Head
-
-SWITCH_METHODS = ("t-switch", "auto-switch", "pretrained", "flexswitch", "auto-flexswitch")
-ROUTED = ("auto-switch", "auto-flexswitch")
+from .manifest import Manifest, ManifestError
+from .methods import SERVED, get_method, served_by
 
 
 class SuiteError(ValueError):
@@ -49,16 +48,19 @@ def resolve_suite(name_or_path: str, root: str | None = None) -> str:
 
 
 class Suite:
-    def __init__(self, path: str):
+    """A suite folder. ``adapter``: an already loaded backbone of this suite (a builder's), used
+    instead of loading one from the manifest."""
+
+    def __init__(self, path: str, adapter=None):
         self.path = path
         try:
-            with open(os.path.join(path, "manifest.json"), encoding="utf-8") as f:
-                self.manifest = json.load(f)
-        except (OSError, json.JSONDecodeError) as exc:
-            raise SuiteError(f"{path}: unreadable manifest ({exc})") from None
-        self.name = self.manifest["name"]
-        self.task_names = [t["name"] for t in self.manifest["tasks"]]
+            self.manifest: Manifest = Manifest.load(path)
+        except ManifestError as exc:
+            raise SuiteError(str(exc)) from None
+        self.name = self.manifest.name
+        self.task_names = self.manifest.task_names
         self._lock = threading.RLock()
+        self._given_adapter = adapter
 
     @classmethod
     def open(cls, name_or_path: str) -> Suite:
@@ -69,7 +71,12 @@ class Suite:
 
     @property
     def modality(self) -> str:
-        return self.manifest["modality"]
+        return self.manifest.modality
+
+    @property
+    def methods(self) -> list[str]:
+        """The methods this suite serves (:data:`tswitch.suites.methods.SERVED`)."""
+        return served_by(self.manifest)
 
     def results(self) -> dict:
         with open(self.file("results.json"), encoding="utf-8") as f:
@@ -98,36 +105,37 @@ class Suite:
         from ..models import load_adapter
 
         with self._lock:
-            spec = self.manifest["adapter"]
+            if self._given_adapter is not None:
+                return self._given_adapter
             device = "cuda" if torch.cuda.is_available() else "cpu"
-            return load_adapter(spec["name"], **{**spec["args"], "device": device})
+            return load_adapter(self.manifest.adapter, **{**self.manifest.adapter_args, "device": device})
 
     @cached_property
     def heads(self) -> dict[str, Head]:
         from safetensors.torch import load_file
 
-        tensors = load_file(self.file(self.manifest.get("heads", "heads.safetensors")))
+        tensors = load_file(self.file(self.manifest.heads))
         return {
-            t["name"]: Head(
-                tensors[f"{t['name']}.weight"],
-                tensors[f"{t['name']}.bias"],
-                tuple(t["labels"]),
-                bool(t.get("normalize", False)),
-                tensors.get(f"{t['name']}.dense.weight"),
-                tensors.get(f"{t['name']}.dense.bias"),
+            t.name: Head(
+                tensors[f"{t.name}.weight"],
+                tensors[f"{t.name}.bias"],
+                t.labels,
+                t.normalize,
+                tensors.get(f"{t.name}.dense.weight"),
+                tensors.get(f"{t.name}.dense.bias"),
             )
-            for t in self.manifest["tasks"]
+            for t in self.manifest.tasks
         }
 
     @cached_property
     def pack(self):
-        return self._checked_pack(self.manifest["pack"])
+        return self._checked_pack(self.manifest.pack)
 
     @cached_property
     def router(self):
         from ..routing import KNNRouter
 
-        return KNNRouter.load(self.file(self.manifest["router"]["file"]))
+        return KNNRouter.load(self.file(self.manifest.router.file))
 
     @cached_property
     def exemplars(self) -> list[dict]:
@@ -145,29 +153,29 @@ class Suite:
         with self._lock:
             return AutoSwitch(self.engine, self.router)
 
-    # -- FlexSwitch (manifest["flex"], written by tswitch.flex.results.write) --------------------
+    # -- FlexSwitch (Manifest.flex, written by tswitch.suites.flex_results.write) -------------------
     @property
     def has_flex(self) -> bool:
         """Whether the suite serves FlexSwitch and Auto-FlexSwitch (a learned pack and router)."""
-        return bool(self.manifest.get("flex"))
+        return self.manifest.flex is not None
 
-    def _flex(self) -> dict:
-        if not self.has_flex:
+    def _flex(self):
+        if self.manifest.flex is None:
             raise SuiteError(
                 f"suite {self.name} has no FlexSwitch pack; learn one with python -m tswitch flex "
                 f"--suite {self.name}, then python -m tswitch flex --suite {self.name} --collect"
             )
-        return self.manifest["flex"]
+        return self.manifest.flex
 
     @cached_property
     def flex_pack(self):
-        return self._checked_pack(self._flex()["pack"])
+        return self._checked_pack(self._flex().pack)
 
     @cached_property
     def flex_router(self):
         from ..routing.low_rank import LowRankRouter
 
-        return LowRankRouter.load(self.file(self._flex()["router"]["file"]))
+        return LowRankRouter.load(self.file(self._flex().router.file))
 
     @cached_property
     def flex_engine(self):
@@ -181,14 +189,25 @@ class Suite:
         with self._lock:
             return AutoSwitch(self.flex_engine, self.flex_router)
 
+    def _served(self, method: str, routed: bool = False):
+        try:
+            m = get_method(method)
+        except ValueError as exc:
+            raise SuiteError(str(exc)) from None
+        if routed and not m.routed:
+            valid = ", ".join(n for n, x in SERVED.items() if x.routed)
+            raise SuiteError(f"unknown routing method {method!r}; valid: {valid}")
+        if not m.available(self.manifest):
+            self._flex()  # the one kind of method a suite may lack: says how to add it
+            raise SuiteError(f"suite {self.name} does not serve {method!r}")
+        return m
+
     def router_for(self, method: str = "auto-switch"):
-        """The routed method's :class:`AutoSwitch` (``auto-switch`` or ``auto-flexswitch``)."""
-        if method not in ROUTED:
-            raise SuiteError(f"unknown routing method {method!r}; valid: {', '.join(ROUTED)}")
-        return self.auto_switch if method == "auto-switch" else self.auto_flexswitch
+        """The routed method's :class:`AutoSwitch` (router + engine)."""
+        return self._served(method, routed=True).pipeline(self)
 
     def default_k(self, method: str = "auto-switch") -> int:
-        return int((self.manifest["router"] if method == "auto-switch" else self._flex()["router"])["k"])
+        return self._served(method, routed=True).default_k(self.manifest)
 
     # -- serving -------------------------------------------------------------------------------
     def route(self, inputs: Sequence, k: int | None = None, top: int = 5, method: str = "auto-switch") -> list[dict]:
@@ -197,15 +216,16 @@ class Suite:
         are K-means centres, not exemplars (``exemplar`` is then ``None``)."""
         from ..routing import diagnostics
 
-        auto = self.router_for(method)
-        k = k or self.default_k(method)
+        served = self._served(method, routed=True)
+        auto = served.pipeline(self)
+        k = k or served.default_k(self.manifest)
         batch = self.adapter.preprocess(list(inputs))
         output, route = auto.predict(batch, k=k)
         results = []
         for b in range(len(inputs)):
             diag = diagnostics(route, b)
             for n in diag["neighbours"]:
-                if method == "auto-flexswitch":
+                if served.neighbours == "centres":
                     n["centre"], n["exemplar"], n["exemplar_preview"] = n["exemplar"], None, None
                 else:
                     n["exemplar_preview"] = self.exemplars[n["exemplar"]].get("text") if self.exemplars else None
@@ -226,33 +246,14 @@ class Suite:
         with open(self.file("splits.json"), encoding="utf-8") as f:
             splits = json.load(f)
         sets = {}
-        for t in self.manifest["tasks"]:
-            data = apply_split(load_task(t["loader"]["name"], **t["loader"]["args"]), splits[t["name"]][split])
-            sets[t["name"]] = EvalSet.build(
-                self.adapter, t["name"], data.inputs, data.labels, self.manifest.get("eval_batch", 64), limit
+        for t in self.manifest.tasks:
+            data = apply_split(load_task(t.loader["name"], **t.loader.get("args", {})), splits[t.name][split])
+            sets[t.name] = EvalSet.build(
+                self.adapter, t.name, data.inputs, data.labels, self.manifest.eval_batch, limit
             )
         return sets
 
     def evaluate(self, method: str, split: str = "test", limit: int | None = None, k: int | None = None) -> dict:
-        """Recompute a switch-based method's numbers from the committed files."""
-        from .evaluate import evaluate_auto_switch, evaluate_routed, evaluate_static, evaluate_tswitch, switch_bytes
-
-        sets = self.eval_sets(split, limit)
-        if method == "pretrained":
-            return {**evaluate_static(self.adapter, self.heads, sets, None), "extra_bytes": 0}
-        if method == "t-switch":
-            return evaluate_tswitch(self.engine, sets, self.pack.header)
-        if method == "auto-switch":
-            return evaluate_auto_switch(
-                self.auto_switch, sets, k or int(self.manifest["router"]["k"]), self.pack.header
-            )
-        if method == "flexswitch":
-            return evaluate_tswitch(self.flex_engine, sets, self.flex_pack.header)
-        if method == "auto-flexswitch":
-            out = evaluate_routed(self.auto_flexswitch, self.heads, sets, k or self.default_k(method))
-            return {**out, "extra_bytes": switch_bytes(self.flex_pack.header) + self.flex_router.nbytes}
-        raise SuiteError(
-            f"method {method!r} cannot be recomputed from a suite's files; valid: "
-            f"{', '.join(SWITCH_METHODS)} (the others need the fine-tuned checkpoints: "
-            f"rebuild with demos/build_suite.py)"
-        )
+        """Recompute a served method's numbers from the committed files (:data:`SERVED`)."""
+        served = self._served(method)
+        return served.evaluate(self, self.eval_sets(split, limit), k)

@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import os
 import shutil
 
 from .. import __version__
-from ..codec.container import atomic_write_bytes
 from ..io import save_state_dict
 from ..routing import KNNRouter
+from .files import write_json
+from .manifest import MANIFEST_VERSION, Manifest
 
 EXAMPLES_PER_TASK = 3
 PREVIEW_CHARS = 280
-
-
-def _json(path: str, obj) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
 
 
 def _thumb(image, size: int = 48) -> str:
@@ -48,15 +44,15 @@ def write_suite(prep, exps, choice: dict, results: dict, out_dir: str) -> None:
     router.save(os.path.join(out_dir, "router.safetensors"))
     exemplars = []
     for t, state in prep.tasks.items():
-        for j in state.exemplar_index:
+        for j in exps.exemplar_index[t]:
             item = state.train_inputs[j]
             exemplars.append(
                 {"task": t, "text": item[:PREVIEW_CHARS]}
                 if isinstance(item, str)
                 else {"task": t, "thumb": _thumb(item)}
             )
-    _json(os.path.join(out_dir, "exemplars.json"), exemplars)
-    _json(os.path.join(out_dir, "splits.json"), {t: s.splits for t, s in prep.tasks.items()})
+    write_json(os.path.join(out_dir, "exemplars.json"), exemplars)
+    write_json(os.path.join(out_dir, "splits.json"), {t: s.splits for t, s in prep.tasks.items()})
 
     tasks = []
     for ts in spec.tasks:
@@ -84,7 +80,7 @@ def write_suite(prep, exps, choice: dict, results: dict, out_dir: str) -> None:
     adapter_args = dict(spec.adapter_args)
     manifest = {
         "name": spec.name,
-        "format_version": 1,
+        "format_version": MANIFEST_VERSION,
         "modality": spec.modality,
         "adapter": {"name": spec.adapter, "args": adapter_args},
         "tasks": tasks,
@@ -118,13 +114,18 @@ def write_suite(prep, exps, choice: dict, results: dict, out_dir: str) -> None:
             },
         },
         "eval_batch": spec.eval_batch,
+        "split_seed": spec.split_seed,
         "smoke": spec.smoke,
         "tswitch_version": __version__,
+        "exemplar_ids": {t: [s.splits["train"][j] for j in exps.exemplar_index[t]] for t, s in prep.tasks.items()},
     }
-    _json(os.path.join(out_dir, "manifest.json"), manifest)
+    finetunes = {t: s.finetune_file for t, s in prep.tasks.items() if s.finetune_file}
+    if len(finetunes) == len(prep.tasks):  # builders that fine-tune here record where (FlexSwitch reads it)
+        manifest["finetunes"] = finetunes
+    Manifest.from_dict(manifest).save(out_dir)
     write_results(out_dir, results)
 
 
 def write_results(out_dir: str, results: dict) -> None:
     """(Re)write only ``results.json``."""
-    _json(os.path.join(out_dir, "results.json"), results)
+    write_json(os.path.join(out_dir, "results.json"), results)
