@@ -30,7 +30,7 @@ from tswitch.flex.train import (
     _modules,
     _Params,
     compressed_delta,
-    differentiable_batch_norm,
+    fold_batch_norm,
     temperature,
     train_flex,
 )
@@ -334,8 +334,8 @@ def test_gradients_reach_thresholds_scales_and_width_logits(toy, mode):
     weights = {k: base[k] + d for k, d in deltas.items()}
     batch = adapter.preprocess(exemplars[:8])
     teacher = head(adapter.features(batch, {k: base[k] + tau[k] for k in tau}))
-    with differentiable_batch_norm():
-        loss = sparsity + width + mse_loss(head(adapter.features_train(batch, weights)), teacher)
+    folded = fold_batch_norm(adapter.module, weights)
+    loss = sparsity + width + mse_loss(head(adapter.features_train(batch, folded)), teacher)
     loss.backward()
     learned = {"lgs+bas": ("s_pos", "s_neg", "kappa", "w"), "lgs": ("s_pos", "s_neg", "kappa"), "bas": ("w",)}[mode]
     for name in ("s_pos", "s_neg", "kappa", "w"):
@@ -347,7 +347,7 @@ def test_gradients_reach_thresholds_scales_and_width_logits(toy, mode):
             assert grad is None or not grad.any(), name
 
 
-def test_differentiable_batch_norm_is_the_same_function():
+def test_folded_batch_norm_is_the_same_function_and_learns_the_statistics():
     bn = nn.BatchNorm2d(3).eval()
     with torch.no_grad():
         bn.running_mean.normal_()
@@ -361,14 +361,17 @@ def test_differentiable_batch_norm_is_the_same_function():
     with pytest.raises(RuntimeError, match="not differentiable"):
         functional_call(bn, state, (x,)).sum().backward()
     original = torch.nn.functional.batch_norm
-    with differentiable_batch_norm():
-        assert torch.nn.functional.batch_norm is not original
-        out = functional_call(bn, state, (x,))
-        torch.testing.assert_close(bn(x), out)  # statistics without gradients: the original kernel
-    assert torch.nn.functional.batch_norm is original
-    torch.testing.assert_close(out, bn(x))
+    folded = fold_batch_norm(bn, state)
+    assert torch.nn.functional.batch_norm is original  # nothing global is touched
+    assert not folded["running_mean"].requires_grad and set(folded) == set(state)
+    out = functional_call(bn, folded, (x,))
+    torch.testing.assert_close(out, bn(x), rtol=1e-5, atol=1e-6)
     out.sum().backward()
     assert mean.grad is not None and var.grad is not None and mean.grad.abs().sum() > 0
+    plain = {k: v.detach() for k, v in state.items()}  # statistics without gradients: left as they are
+    assert all(fold_batch_norm(bn, plain)[k] is plain[k] for k in plain)
+    with pytest.raises(ValueError, match="affine"):
+        fold_batch_norm(nn.BatchNorm1d(3, affine=False).eval(), {"running_mean": mean, "running_var": var})
 
 
 def test_sparse_support_gives_the_same_result(toy, monkeypatch):

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,7 +43,7 @@ __all__ = [
     "train_flex",
     "teacher_outputs",
     "compressed_delta",
-    "differentiable_batch_norm",
+    "fold_batch_norm",
 ]
 
 # Work on the non-zero entries only when at least this fraction is zero (an embedding's untouched
@@ -143,41 +142,44 @@ def compressed_delta(
     return deltas, sparsity, width
 
 
-@contextmanager
-def differentiable_batch_norm():
-    """Within this block, eval-mode batch norm is computed from its formula when its running
-    statistics need gradients.
+def fold_batch_norm(module: torch.nn.Module, weights: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``weights`` with every eval-mode BatchNorm whose running statistics need gradients folded into
+    its affine parameters: ``a = weight / sqrt(running_var + eps)``, ``b = bias - running_mean · a``,
+    with the statistics replaced by ``(0, 1 - eps)`` — the same function, ``x · a + b``.
 
-    BatchNorm running statistics are part of a task vector (they change in fine-tuning), so LGS /
-    BAS gate them like any tensor; PyTorch's native kernel refuses gradients for them
-    (``native_batch_norm`` "is not differentiable with respect to argument 'running_mean'").
-    ``(x - mean) / sqrt(var + eps) · weight + bias`` is the same function, differentiable.
-    Training-mode calls, and calls whose statistics need no gradient, go to the original.
-    ``torch.nn.functional.batch_norm`` is swapped for the duration (torch.nn's and timm's norm
-    layers look it up at call time); the replacement is exact for every other caller.
+    BatchNorm running statistics can be part of a task vector (suites that fine-tuned them), so LGS /
+    BAS may gate them like any tensor; PyTorch's native kernel refuses gradients for them
+    (``native_batch_norm`` "is not differentiable with respect to argument 'running_mean'"), while
+    its weight and bias take them. Only this call's weights change: no module, no torch function.
+
+    Raises:
+        ValueError: such a BatchNorm has no affine parameters to fold into.
     """
-    functional = torch.nn.functional
-    original = functional.batch_norm
-
-    def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
-        stats = [t for t in (running_mean, running_var) if t is not None]
-        if training or not any(t.requires_grad for t in stats) or len(stats) < 2:
-            return original(input, running_mean, running_var, weight, bias, training, momentum, eps)
-        shape = (1, -1) + (1,) * (input.dim() - 2)  # broadcast over (B, C, *spatial)
-        out = (input - running_mean.view(shape)) * torch.rsqrt(running_var.view(shape) + eps)
-        if weight is not None:
-            out = out * weight.view(shape)
-        return out + bias.view(shape) if bias is not None else out
-
-    functional.batch_norm = batch_norm
-    try:
-        yield
-    finally:
-        functional.batch_norm = original
+    out = dict(weights)
+    for name, m in module.named_modules():
+        if not isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            continue
+        prefix = f"{name}." if name else ""
+        mean, var = out.get(prefix + "running_mean"), out.get(prefix + "running_var")
+        if mean is None or var is None or not (mean.requires_grad or var.requires_grad):
+            continue
+        if not m.affine:
+            raise ValueError(f"{name}: learning the running statistics of a BatchNorm needs affine parameters")
+        weight = out.get(prefix + "weight", m.weight)
+        bias = out.get(prefix + "bias", m.bias)
+        scale = weight * torch.rsqrt(var + m.eps)
+        out[prefix + "weight"] = scale
+        out[prefix + "bias"] = bias - mean * scale
+        out[prefix + "running_mean"] = torch.zeros_like(mean, requires_grad=False)
+        out[prefix + "running_var"] = torch.full_like(var, 1.0 - m.eps, requires_grad=False)
+    return out
 
 
 def _outputs(adapter, head, batch, weights, kind: str, grad: bool) -> torch.Tensor:
-    feats = adapter.features_train(batch, weights) if grad else adapter.features(batch, weights)
+    if grad:
+        feats = adapter.features_train(batch, fold_batch_norm(adapter.module, weights))
+    else:
+        feats = adapter.features(batch, weights)
     return head(feats) if kind == "logits" else feats
 
 
@@ -254,26 +256,25 @@ def train_flex(
     loss_fn = (lambda s, t: loss.fn(s, t, config.kl_temperature)) if config.loss == "kl" else loss.fn
     history: list[dict] = []
     t0 = time.perf_counter()
-    with differentiable_batch_norm():
-        _loop(
-            adapter,
-            head,
-            exemplars,
-            modules,
-            params,
-            opt,
-            frozen,
-            untouched,
-            teacher,
-            config,
-            kind,
-            loss_fn,
-            rng,
-            batch_size,
-            history,
-            progress,
-            log_every,
-        )
+    _loop(
+        adapter,
+        head,
+        exemplars,
+        modules,
+        params,
+        opt,
+        frozen,
+        untouched,
+        teacher,
+        config,
+        kind,
+        loss_fn,
+        rng,
+        batch_size,
+        history,
+        progress,
+        log_every,
+    )
     seconds = time.perf_counter() - t0
     rho_end = temperature(config.steps - 1, config.rho_init, config.decay, config.decay_every)
     omega_end = temperature(config.steps - 1, config.omega_init, config.decay, config.decay_every)
