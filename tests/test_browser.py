@@ -25,6 +25,7 @@ ARGS = [
     "--no-first-run",
 ]
 TIMEOUT_MS = 180_000  # the first request of a suite loads its backbone
+os.environ.setdefault("TSWITCH_TEACH_SECONDS", "20")  # the served app's fine-tune cap: the path, not the accuracy
 
 pytestmark = [
     pytest.mark.browser,
@@ -106,3 +107,89 @@ def test_compare_and_inside_tabs_draw(page):
     page.get_by_role("tab", name="Inside a switch").click()
     page.wait_for_selector("#density-plot .js-plotly-plot")
     page.wait_for_selector("#mask-plot .js-plotly-plot")
+
+
+# -- the Teach and Tour tabs ---------------------------------------------------------------------------
+SHOTS = os.environ.get("TSWITCH_SCREENSHOTS")  # a folder: README's screenshots of every view (docs/screenshots)
+
+
+def wait_text(page, selector: str, needle: str) -> None:
+    """Wait until ``selector`` exists and its text holds ``needle``."""
+    page.wait_for_function(
+        "([s, n]) => { const e = document.querySelector(s); return e !== null && e.innerText.includes(n); }",
+        arg=[selector, needle],
+    )
+
+
+def shot(page, tmp_path, name: str) -> None:
+    folder = SHOTS or str(tmp_path)
+    os.makedirs(folder, exist_ok=True)
+    page.screenshot(path=os.path.join(folder, f"{name}.png"), full_page=True)
+
+
+def test_teach_a_task_in_the_browser_and_another_session_does_not_see_it(page, tmp_path):
+    import re
+
+    from tswitch.teach.data import example_lines
+
+    suite = app_suites()["text"]
+    choose_suite(page, suite)
+    page.get_by_role("tab", name="Teach a new task").click()
+    page.locator("#teach-lines textarea").fill(example_lines("chat-small-talk"))
+    page.locator("#teach-name textarea").fill("browser-task")
+    page.locator("#teach-run").click()
+    try:
+        wait_text(page, "#teach-status", "Before and after")
+        page.wait_for_selector("#teach-accuracy .js-plotly-plot")
+    except Exception as exc:
+        raise AssertionError(f"{exc}\napp.py log:\n{server_log(page.url)}") from None
+    status = page.locator("#teach-status").inner_text()
+    assert re.search(r"pre-trained \d+\.\d%.*\(Individual\) \d+\.\d%", status), status
+    assert re.search(r"[\d,]+ B in the \w+ layout, against [\d,]+ B", page.locator("#teach-switch").inner_text())
+    assert "browser-task" in page.locator("#teach-tasks").inner_text()
+    page.locator("#teach-try textarea").fill("Tell me a joke")
+    page.locator("#teach-route").click()
+    wait_text(page, "#teach-routed", "Routed to")
+    assert "browser-task" in page.locator("#teach-routed").inner_text()
+    assert page.locator("#teach-prediction").inner_text().strip()
+    shot(page, tmp_path, "teach")
+
+    other = page.context.browser.new_page(viewport={"width": 1400, "height": 1000})  # a new context: a new session
+    other.set_default_timeout(TIMEOUT_MS)
+    other.goto(page.url)
+    other.wait_for_selector("#suite")
+    choose_suite(other, suite)
+    other.get_by_role("tab", name="Teach a new task").click()
+    wait_text(other, "#teach-tasks", "none yet")
+    assert "browser-task" not in other.content()
+    other.locator("#teach-try textarea").fill("Tell me a joke")
+    other.locator("#teach-route").click()
+    wait_text(other, "#teach-routed", "teach a task first")
+    other.close()
+
+
+def test_tour_opens_a_step_from_the_url_and_walks(page, tmp_path):
+    choose_suite(page, app_suites()["text"])
+    base = page.url.split("?")[0]
+    page.goto(base + "?tour=4")
+    wait_text(page, "#tour-text", "Storage against accuracy")
+    page.wait_for_selector("#tour-figure .js-plotly-plot")
+    assert "Step 4 of 5" in page.locator("#tour-position").inner_text()
+    shot(page, tmp_path, "tour")
+    page.locator("#tour-prev").click()
+    wait_text(page, "#tour-text", "From a task vector")
+    page.locator("#tour-next").click()
+    page.locator("#tour-next").click()
+    wait_text(page, "#tour-text", "Auto-Switch")
+    page.locator("#tour-input textarea").fill("Tell me a joke")
+    page.locator("#tour-route").click()
+    wait_text(page, "#tour-routed", "Routed to")
+    page.goto(base)
+    page.wait_for_selector("#suite")
+    for tab, selector, name in (
+        ("Compare", "#storage-plot .js-plotly-plot", "compare"),
+        ("Inside a switch", "#density-plot .js-plotly-plot", "inside"),
+    ):
+        page.get_by_role("tab", name=tab).click()
+        page.wait_for_selector(selector)
+        shot(page, tmp_path, name)
