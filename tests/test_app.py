@@ -173,9 +173,12 @@ def test_predict_image_in_every_form(image_suite):
 def test_predict_with_auto_flexswitch(suites):
     """Suites with a FlexSwitch run (``results.json["flex"]``, ``Manifest.flex``) serve it too."""
     from tswitch.app import callbacks, catalogue
+    from tswitch.suites.suite import Suite, list_suites
 
     served = [n for n in catalogue.names() if "auto-flexswitch" in catalogue.get(n).methods]
-    if not served:
+    committed = [n for n in list_suites() if Suite.open(n).has_flex]
+    assert set(committed) <= set(served), "every committed suite with a FlexSwitch run is served with it"
+    if not served:  # a checkout without the committed suites (smoke suites have no FlexSwitch run)
         pytest.skip("no served suite has a FlexSwitch run (python -m tswitch flex --collect)")
     for name in served:
         info = catalogue.get(name)

@@ -153,21 +153,28 @@ def test_bad_requests_answer_with_an_error_and_the_app_keeps_serving(client, tmp
     assert "routed_task" in ok
 
 
-def test_concurrent_clients(server):
+def test_concurrent_clients_each_get_their_own_answer(server):
+    """Four clients send different inputs at once; each answer equals the one the same input gets
+    alone (no request sees another's merged weights or result)."""
     from gradio_client import Client
 
+    from tswitch.app import catalogue
+
     suites = app_suites()
-    results, errors = [], []
+    name = suites["text"]
+    examples = [text for _, text in catalogue.get(name).examples()]
+    inputs = [examples[i % len(examples)] + (f" {i}" if i >= len(examples) else "") for i in range(8)]
+    alone = Client(server, verbose=False)
+    want = [alone.predict(name, x, None, "auto-switch", 3, api_name="/predict") for x in inputs]
+    assert all("routed_task" in w for w in want) and len({w["routed_task"] for w in want}) > 1
+    got: dict[int, dict] = {}
+    errors = []
 
     def work(i):
         try:
             c = Client(server, verbose=False)
-            for j in range(3):
-                results.append(
-                    c.predict(
-                        suites["text"], f"sentence {i} {j} about football", None, "auto-switch", 3, api_name="/predict"
-                    )
-                )
+            for j in (i, i + 4):  # every client sends two inputs; all four clients at once
+                got[j] = c.predict(name, inputs[j], None, "auto-switch", 3, api_name="/predict")
         except Exception as exc:  # collected and reported below
             errors.append(repr(exc))
 
@@ -176,4 +183,8 @@ def test_concurrent_clients(server):
         t.start()
     for t in threads:
         t.join(timeout=300)
-    assert not errors and len(results) == 12 and all("routed_task" in r for r in results)
+    assert not errors and sorted(got) == list(range(8)), errors
+    for j, w in enumerate(want):
+        assert got[j]["routed_task"] == w["routed_task"] and got[j]["weights"] == w["weights"], j
+        assert got[j]["prediction"].keys() == w["prediction"].keys(), j
+        assert all(abs(got[j]["prediction"][k] - w["prediction"][k]) < 1e-5 for k in w["prediction"]), j

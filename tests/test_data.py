@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -197,11 +196,10 @@ def test_the_class_changes_the_picture(draw, classes):
             assert np.abs(pictures[a] - pictures[b]).mean() > 1.0, (classes[a], classes[b])
 
 
-def test_rendering_1000_images_takes_under_10_seconds():
-    start = time.perf_counter()
+def test_rendered_tasks_load_a_thousand_images():
+    # how fast: python -m benchmarks.bench_data (timings belong in benchmarks, not in unit tests)
     count = sum(len(load_task(name, n_per_class=n)) for name, n in (("letters", 13), ("shapes", 42), ("textures", 37)))
-    seconds = time.perf_counter() - start
-    assert count >= 1000 and seconds < 10, f"{count} images in {seconds:.1f} s"
+    assert count >= 1000
 
 
 # ---------------------------------------------------------------- splits

@@ -18,7 +18,9 @@ from torch.func import functional_call
 from tswitch.core.binary import b_approx
 from tswitch.core.task_vector import TaskVector
 from tswitch.merging import AutoSwitch, DynamicMergeEngine, PackedSwitches, tswitch_merge
-from tswitch.merging.engine import PackedSwitch, pack_bits, signed_lut, unpack_bits
+from tswitch.merging.packed import PackedSwitch, signed_lut
+from tswitch.merging.packed import pack_bool_tensor as pack_bits
+from tswitch.merging.packed import unpack_bool_tensor as unpack_bits
 from tswitch.models.base import Head, ModelAdapter, ModulePool
 from tswitch.pack import SwitchPack, create_pack, encode_task
 from tswitch.routing import KNNRouter

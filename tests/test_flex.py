@@ -435,7 +435,7 @@ def test_result_shapes_and_report(toy):
         assert not (t.mask & (tau[t.name] == 0)).any()
     assert 0 < res.density <= 1 and 1 <= res.mean_bits <= 8 and res.exemplars == 40
     rows = res.modules()
-    assert len(rows) == len(res.tensors) and json.dumps(rows)
+    assert len(rows) == len(res.tensors) and json.loads(json.dumps(rows)) == rows  # JSON-ready as it is
 
 
 def test_lambda_trades_sparsity_for_fidelity(toy):
@@ -462,11 +462,25 @@ def test_cka_on_features_and_kl_on_logits_run(toy):
         assert all(math.isfinite(h["loss"]) for h in res.history)
 
 
-def test_a_partial_task_vector_leaves_the_other_tensors_at_theta0(toy):
+def test_a_partial_task_vector_leaves_the_other_tensors_at_theta0(toy, monkeypatch):
     adapter, base, tau, head, exemplars = toy
     part = {k: v for k, v in tau.items() if k.startswith("0.")}
+    seen = []
+    forward = adapter.features_train
+
+    def spy(batch, weights=None):  # every training forward: which weights did the model run with?
+        seen.append({k: v.detach().clone() for k, v in (weights or {}).items()})
+        return forward(batch, weights)
+
+    monkeypatch.setattr(adapter, "features_train", spy)
     res = train_flex(adapter, base, part, head, exemplars, quick(steps=3), task="part")
     assert [t.name for t in res.tensors] == list(part)
+    others = [k for k, v in base.items() if torch.is_floating_point(v) and k not in part]
+    assert seen and others
+    for weights in seen:
+        for k in others:  # outside the partial task vector: exactly theta_0 at every step
+            assert k not in weights or torch.equal(weights[k], base[k]), k
+        assert any(not torch.equal(weights[k], base[k]) for k in part if k in weights)  # the part is switched
 
 
 def test_training_rejects_bad_inputs(toy):

@@ -20,11 +20,16 @@ pytestmark = pytest.mark.slow
 def smoke_text(tmp_path_factory):
     from tswitch.suites.build import run_build
 
-    torch.set_num_threads(1)
     out = str(tmp_path_factory.mktemp("smoke") / "text")
-    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))  # never reuse user fine-tunes
-    results = run_build(smoke(get_suite_spec("text-minilm")), out, log=lambda s: None)
-    return out, results
+    with pytest.MonkeyPatch.context() as mp:  # restored when the module's tests are done
+        mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))  # never reuse user fine-tunes
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            results = run_build(smoke(get_suite_spec("text-minilm")), out, log=lambda s: None)
+            yield out, results
+        finally:
+            torch.set_num_threads(threads)
 
 
 def test_smoke_build_writes_every_file(smoke_text):

@@ -13,7 +13,8 @@ from .dynamic import (
     tall_masks_from,
     tswitch_merge,
 )
-from .engine import AutoSwitch, CacheInfo, DenseDelta, DynamicMergeEngine, EngineOutput, PackedSwitch, PackedSwitches
+from .engine import AutoSwitch, CacheInfo, DynamicMergeEngine, EngineOutput
+from .packed import DenseDelta, PackedQuantSwitch, PackedSwitch, PackedSwitches, SwitchEntry
 from .registry import MergeMethod, get_method, list_methods, register
 from .static import (
     dare,
@@ -50,6 +51,8 @@ __all__ = [
     "PackedSwitch",
     "DenseDelta",
     "PackedSwitches",
+    "PackedQuantSwitch",
+    "SwitchEntry",
     "DynamicMergeEngine",
     "EngineOutput",
     "CacheInfo",

@@ -96,10 +96,7 @@ def evaluate_routed(auto_switch, heads: Mapping[str, Head], sets: Mapping[str, E
     per_task, routed_ok, routed_head_ok, total = {}, 0, 0, 0
     for task, data in sets.items():
         feats = data.routing_features(adapter)
-        route = router.route(feats, k=k)
-        weights = _engine_weights(route, router.task_names, engine.tasks)
-        to_engine = torch.tensor([list(engine.tasks).index(t) for t in router.task_names])
-        routed_all = to_engine[route.routed_task]  # the router's choice (its tie rule), engine order
+        weights, routed_all = auto_switch.engine_view(router.route(feats, k=k))  # engine order
         correct, start = 0, 0
         for batch in data.batches:
             n = next(iter(batch.values())).shape[0]
@@ -138,12 +135,6 @@ def evaluate_auto_switch(auto_switch, sets: Mapping[str, EvalSet], k: int, heade
     """Auto-Switch (Eq. 8) via :func:`evaluate_routed`; storage = switches + router exemplars."""
     out = evaluate_routed(auto_switch, auto_switch.engine.heads, sets, k)
     return {**out, "extra_bytes": switch_bytes(header) + 4 * auto_switch.router.features.numel()}
-
-
-def _engine_weights(route, router_tasks: Sequence[str], engine_tasks: Sequence[str]) -> torch.Tensor:
-    """Router weights ``(B, K_router)`` reordered to the engine's task order ``(B, K_engine)``."""
-    index = [list(router_tasks).index(t) for t in engine_tasks]
-    return route.weights[:, index]
 
 
 def _summary(per_task: dict[str, float]) -> dict:
