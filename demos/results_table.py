@@ -94,7 +94,7 @@ def suite_markdown(name: str, results: dict, manifest) -> str:
 
         lines += ["", storage_markdown(results["storage"])]
     if results.get("flex", {}).get("runs"):
-        from tswitch.suites.flex_results import markdown
+        from tswitch.suites.flex_report import markdown
 
         lines += ["", markdown(results["flex"])]
     return "\n".join(lines) + "\n"

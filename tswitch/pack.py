@@ -6,6 +6,9 @@ scale) in the pack's layout, or, when its name matches the opt-in ``dense_patter
 float16 copy of the task vector. FlexSwitch tasks (:mod:`tswitch.flex.storage`) add quantised
 switches, ``sass-q``/``bitmap-q``: the layout's mask with ``b``-bit codebook indices as value codes,
 decoded to :class:`tswitch.core.quant.QSwitch`.
+
+Length: one module on purpose — encoding, decoding, creating, extending and repacking are the two
+directions of one byte mapping (docs/FORMAT.md §3); split, the format would live in several places.
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 Method explanations and paper links come from the merge registry (``tswitch.merging``); only the
 methods the registry does not hold (the pre-trained and fine-tuned references) are described here,
 and ``REGISTRY_NAME`` says which registry entry describes a ``results.json`` method name.
+
+Length: every string the app shows is here by rule (../shared/STYLE.md: all UI text in one module).
 """
 
 from __future__ import annotations

@@ -2,6 +2,9 @@
 
 Every number comes from the suite's ``results.json`` and ``switches.tsw`` (through
 :mod:`.catalogue`, cached); explanations and paper links come from the merge registry.
+
+Length: the Compare and Inside-a-switch callbacks, each a few lines over catalogue data; one module
+keeps the page's read-only views together (charts are in charts.py, text in text.py).
 """
 
 from __future__ import annotations
@@ -85,7 +88,7 @@ def alpha_grid(results: dict) -> dict[str, list[tuple[float, str]]]:
 def flex_markdown(results: dict) -> str:
     """The FlexSwitch runs, the Tab. XI ablation and the routing cost, when the results hold
     them (``results.json["flex"]``; ``""`` otherwise). The README's tables use the same renderer."""
-    from ..suites.flex_results import markdown
+    from ..suites.flex_report import markdown
 
     flex = results.get("flex")
     return markdown(flex) if flex and flex.get("runs") else ""

@@ -202,7 +202,10 @@ def run_merge(args) -> int:
     pretrained = load_state_dict(args.pretrained)
     pack.check_base(pretrained)
     # theta = theta_0 + sum_k w_k * scale_k * mask_k ⊙ sign_k   (T-Switch Eq. 7, journal Eq. 5)
-    delta = sum(w * pack.task_vector(name) for name, w in weights)
+    scaled = [pack.task_vector(name) * w for name, w in weights]
+    delta = scaled[0]
+    for tv in scaled[1:]:
+        delta = delta + tv
     save_state_dict(delta.apply_to(pretrained), args.out)
     print(f"wrote {args.out}: " + ", ".join(f"{n}={w:g}" for n, w in weights))
     return 0

@@ -186,12 +186,12 @@ def run_flex_command(args) -> int:
 
 
 def _flex_collect(suite, args) -> int:
-    from ..suites import flex_results
+    from ..suites import flex_report, flex_results
 
     if args.eval == "none":
         raise UsageError("--collect evaluates: give --eval val or --eval test")
     block = flex_results.collect(suite, split=args.eval, main=f"flex-{args.loss}", limit=args.limit)
     flex_results.write(suite, block)
-    for line in flex_results.summary_lines(block):
+    for line in flex_report.summary_lines(block):
         print(line)
     return 0

@@ -15,6 +15,9 @@ For task ``k`` with task vector ``tau_k``, frozen head and exemplar inputs, ever
 Afterwards each module gets its hard mask ``1(M > 0.5)`` at the last temperature, its width by
 Eq. 15 and its scale ``softplus(kappa)``: a :class:`FlexResult`, which :mod:`tswitch.flex.storage`
 writes into a ``.tsw`` pack.
+
+Length: one module on purpose — the Eq. 8 / Eq. 14 loop with its setup and finalisation; the pieces
+it combines (LGS, BAS, losses, quantiser) are already modules of their own.
 """
 
 from __future__ import annotations

@@ -16,6 +16,9 @@ dare_ties          random       ties         - (mergekit)   0.3
 
 ``density`` is always the fraction kept; DARE's ``drop`` and P-Spar's ``alpha`` are the fraction
 dropped (each paper's own name) and are converted at the boundary.
+
+Length: one module on purpose — TIES, DARE and the other baselines are configurations of one sparse
+task-arithmetic merge (as in mergekit); apart, they would drift from the function they configure.
 """
 
 from __future__ import annotations

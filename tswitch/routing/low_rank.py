@@ -21,6 +21,9 @@ one epoch is one full-batch Adam step; ``N_i`` is recomputed every epoch and gra
 through the distances only; an exemplar with no same-task neighbour keeps a finite loss through
 ``eps = 1e-3 · sum_{z in N_i} d^-1`` added to the numerator (and ``1 + 1e-3`` to the denominator's
 factor, so a perfect neighbourhood still scores 0).
+
+Length: one module on purpose — K-means centres, the Eq. 19 projection fit and the router that uses
+them are one algorithm (journal §III-C5) sharing shapes and settings.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ same evaluators as the other methods (:mod:`tswitch.suites.evaluate`):
 and :func:`build_block` assembles the ``flex`` block of ``results.json`` (runs, Tab. XI ablation,
 storage against T-Switch at alpha 0.7, routing cost, per-module density and bit-width of the main
 run). :func:`write` stores it, adds ``flexswitch`` / ``auto-flexswitch`` to the methods table and
-names the main pack and router in the manifest (``manifest["flex"]``), which is what makes the app
+names the main pack and router in the manifest (``Manifest.flex``), which is what makes the app
 and :class:`tswitch.suites.suite.Suite` serve Auto-FlexSwitch.
 """
 
@@ -279,91 +279,3 @@ def write(suite, block: dict) -> None:
     manifest = suite.manifest.with_flex(flex)
     manifest.save(suite.path)
     suite.manifest = manifest
-
-
-def summary_lines(block: dict) -> list[str]:
-    """The collected runs and the Tab. XI ablation as text (``python -m tswitch flex --collect``)."""
-    lines = [
-        f"{'run':<24}{'FlexSwitch':>11}{'routed':>8}{'routing':>9}{'bytes':>13}",
-    ]
-    for stem, run in block["runs"].items():
-        routed = run.get("knn") or {}
-        lines.append(
-            f"{stem:<24}{run['flexswitch']['average']:>11.4f}"
-            + (f"{routed['average']:>8.4f}{routed['routing_accuracy']:>9.4f}" if routed else f"{'-':>8}{'-':>9}")
-            + f"{run['bytes']:>13,}"
-        )
-    ref = block.get("reference_tswitch")
-    if ref and block.get("bytes_vs_reference") is not None:
-        lines.append(
-            f"{block['main']}: {100 * block['bytes_vs_reference']:.1f}% of T-Switch's bytes at alpha "
-            f"{ref['alpha']:g} ({ref['bytes']:,} B, average {ref['average']:.4f})"
-        )
-    if block["ablation"]:
-        lines.append("Tab. XI ablation (" + block["split"] + "):")
-        for row in block["ablation"]:
-            lines.append(
-                f"  {row['row']:<40}{row['average']:.4f}  routing {row['routing_accuracy']:.4f}  "
-                f"{row['switch_bytes']:,} B + router {row['router_bytes'] or 0:,} B"
-            )
-    return lines
-
-
-def _pct(value) -> str:
-    return "—" if value is None else f"{100 * value:.1f}%"
-
-
-def markdown(block: dict) -> str:
-    """The ``flex`` block as Markdown: the runs, the Tab. XI ablation, storage against T-Switch at
-    alpha 0.7 and the routing cost (the app's *Compare* view and the README)."""
-    lines = [
-        f"**FlexSwitch runs** ({block['split']} split; each learned on "
-        f"{next(iter(block['runs'].values())).get('exemplars') or 100} exemplars per task)",
-        "",
-        "| run | loss | λ | steps | FlexSwitch | routed (k-NN) | routing | bytes | s/step |",
-        "|---" * 9 + "|",
-    ]
-    for stem, run in block["runs"].items():
-        routed = run.get("knn") or {}
-        sps = run.get("seconds_per_step") or {}
-        loss = run["loss"] + (f", BAS on P-Spar α {run['alpha']:g}" if run.get("alpha") else "")
-        lines.append(
-            f"| `{stem}` | {loss} | {run['lambda']:g} | {run['steps']} | "
-            f"{_pct(run['flexswitch']['average'])} | {_pct(routed.get('average'))} | "
-            f"{_pct(routed.get('routing_accuracy'))} | {run['bytes']:,} | "
-            f"{sum(sps.values()) / max(1, len(sps)):.2f} |"
-        )
-    ref = block.get("reference_tswitch")
-    if ref and block.get("bytes_vs_reference") is not None:
-        lines += [
-            "",
-            f"The main run (`{block['main']}`) takes **{_pct(block['bytes_vs_reference'])}** of the bytes "
-            f"of T-Switch at α = {ref['alpha']:g} ({ref['bytes']:,} B, {_pct(ref['average'])}); the "
-            f"journal's target is ≤ 30% at equal or better accuracy.",
-        ]
-    if block.get("ablation"):
-        lines += [
-            "",
-            "**Component ablation** (journal Tab. XI)",
-            "",
-            "| configuration | run | average | routing | switch bytes | router bytes |",
-            "|---" * 6 + "|",
-        ]
-        for row in block["ablation"]:
-            router = "—" if row.get("router_bytes") is None else f"{row['router_bytes']:,}"
-            lines.append(
-                f"| {row['row']} | {('`' + row['run'] + '`') if row['run'] else '—'} | "
-                f"{_pct(row['average'])} | {_pct(row.get('routing_accuracy'))} | "
-                f"{row['switch_bytes']:,} | {router} |"
-            )
-    routing = block.get("routing", {})
-    if "knn" in routing and "low_rank" in routing:
-        knn, low = routing["knn"], routing["low_rank"]
-        lines += [
-            "",
-            f"Routing cost per query: Auto-Switch searches {knn['entries']} exemplars of dimension "
-            f"{knn['dim']} ({knn['macs_per_query']:,} multiply-adds, {knn['bytes']:,} B stored); "
-            f"Auto-FlexSwitch projects to rank {low['rank']} and searches {low['entries']} K-means "
-            f"centres ({low['macs_per_query']:,} multiply-adds, {low['bytes']:,} B stored).",
-        ]
-    return "\n".join(lines)
