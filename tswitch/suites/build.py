@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -22,12 +22,14 @@ from ..core.task_vector import TaskVector
 from ..io import load_state_dict, save_state_dict
 from ..models import load_adapter
 from ..models.base import Head
+from ..models.heads import HeadTask, class_mean_head, head_accuracy, linear_probe_head, zero_shot_head
 from .data import apply_split, load_task, make_splits
 from .evaluate import EvalSet
 from .files import Log
 from .manifest import Manifest
 from .spec import SuiteSpec
-from .train import extract_features, finetune, fit_probe
+from .stats import annotate
+from .train import finetune
 
 
 def cache_root() -> str:
@@ -51,6 +53,7 @@ class TaskState:
     test: EvalSet
     test_inputs: Sequence[Any]
     finetune_file: str | None = None  # the fine-tune's path under cache_root(), when this build made or reused it
+    head_info: dict = field(default_factory=dict)  # how the frozen head was made (kind, prompts, K, ...)
 
 
 @dataclass
@@ -127,6 +130,65 @@ def task_state(
     )
 
 
+def make_head(adapter, spec: SuiteSpec, ts, label_names, train, val) -> tuple[Head, dict]:
+    """The task's frozen head by the recipe (``zero-shot``: the prompt set, names or descriptions,
+    chosen by pre-trained accuracy on validation; ``class-mean``: K training inputs per class;
+    ``linear-probe``: all training features), and what was chosen, for the manifest."""
+    hr = spec.recipe.head
+    task = HeadTask(tuple(label_names), train.inputs, np.asarray(train.labels))
+    if hr.kind == "zero-shot":
+        candidates: list[tuple[tuple[str, ...] | None, tuple[str, ...]]] = [(None, t) for t in hr.templates]
+        if ts.descriptions:
+            candidates += [(tuple(ts.descriptions), t) for t in hr.templates]
+        best = None
+        for names, templates in candidates:
+            cand = replace(task, descriptions=names)
+            head = zero_shot_head(adapter, cand, templates=templates, logit_scale=hr.logit_scale)
+            acc = head_accuracy(adapter, head, val.inputs, val.labels, spec.eval_batch)
+            if best is None or acc > best[0]:  # ties: the earlier (simpler) candidate
+                best = (acc, head, names, templates)
+        if best is None:
+            raise ValueError(f"{ts.name}: the head recipe lists no prompt templates")
+        acc, head, names, templates = best
+        info = {
+            "kind": "zero-shot",
+            "templates": list(templates),
+            "descriptions": list(names) if names else None,
+            "logit_scale": hr.logit_scale,
+            "val_accuracy": acc,
+            "candidates": len(candidates),
+        }
+        return head, info
+    if hr.kind == "class-mean":
+        head = class_mean_head(adapter, task, shots=hr.shots, logit_scale=hr.logit_scale, seed=spec.recipe.seed)
+        return head, {"kind": "class-mean", "shots": hr.shots, "logit_scale": hr.logit_scale, "seed": spec.recipe.seed}
+    r = spec.recipe
+    head = linear_probe_head(
+        adapter, task, steps=r.probe_steps, lr=r.probe_lr, weight_decay=r.probe_weight_decay, seed=r.seed
+    )
+    return head, {"kind": "linear-probe", "steps": r.probe_steps, "lr": r.probe_lr}
+
+
+def _selector(adapter, head: Head, val, recipe, batch_size: int, trace: list):
+    """``finetune``'s ``select``: score the module on (at most 500 of) the validation items every
+    ``recipe.select_every`` steps; ``None`` when the recipe does not select."""
+    if recipe.select_every <= 0:
+        return None
+    inputs, labels = list(val.inputs)[:500], np.asarray(val.labels)[:500]
+
+    def score(module) -> float:
+        correct = 0
+        with torch.no_grad():
+            for start in range(0, len(inputs), batch_size):
+                batch = adapter.preprocess(inputs[start : start + batch_size])
+                pred = head(adapter.features_of(module, batch).float()).argmax(-1).numpy()
+                correct += int((pred == labels[start : start + len(pred)]).sum())
+        return correct / max(1, len(labels))
+
+    steps = list(range(recipe.select_every, recipe.steps + 1, recipe.select_every))
+    return steps, score, trace
+
+
 def prepare(spec: SuiteSpec, log: Log = print, progress=None) -> Prepared:
     """Load data, split it, fit each probe head, fine-tune (or reuse the cached fine-tune)."""
     adapter = load_adapter(spec.adapter, **spec.adapter_args)
@@ -140,23 +202,17 @@ def prepare(spec: SuiteSpec, log: Log = print, progress=None) -> Prepared:
         splits = make_splits(data.ids, data.labels, sizes=sizes, seed=spec.split_seed)
         train = apply_split(data, splits["train"])
         log(f"[{ts.name}] {len(data)} items, {data.num_classes} classes; train/val/test = {sizes}")
-        feats = extract_features(adapter, train.inputs, batch_size=spec.eval_batch)
+        val = apply_split(data, splits["val"])
+        head, head_info = make_head(adapter, spec, ts, data.label_names, train, val)
+        log(f"[{ts.name}] head: {head_info}")
         r = spec.recipe
-        head = fit_probe(
-            feats,
-            train.labels,
-            data.label_names,
-            steps=r.probe_steps,
-            lr=r.probe_lr,
-            weight_decay=r.probe_weight_decay,
-            seed=r.seed,
-        )
         ckpt = os.path.join(cache, f"{ts.name}-{_recipe_key(spec, ts.name, splits['train'])}.safetensors")
         if os.path.exists(ckpt):
             log(f"[{ts.name}] reusing cached fine-tune {ckpt}")
             finetuned = load_state_dict(ckpt)
         else:
             bar = progress(total=r.steps, desc=f"fine-tune {ts.name}") if progress else None
+            trace: list[tuple[int, float]] = []
             finetuned = finetune(
                 adapter,
                 head,
@@ -169,14 +225,18 @@ def prepare(spec: SuiteSpec, log: Log = print, progress=None) -> Prepared:
                 train_bn=r.train_bn,
                 dropout=r.dropout,
                 seed=r.seed,
+                select=_selector(adapter, head, val, r, spec.eval_batch, trace),
                 progress=(lambda s, loss: (bar.update(1), bar.set_postfix(loss=f"{loss:.3f}"))) if bar else None,  # noqa: B023
             )
             if bar:
                 bar.close()
             save_state_dict(finetuned, ckpt)
+            if trace:
+                log(f"[{ts.name}] validation by step: " + ", ".join(f"{s_}: {a:.3f}" for s_, a in trace))
         tasks[ts.name] = replace(
             task_state(adapter, base, ts.name, data, splits, head, finetuned, spec.eval_batch),
             finetune_file=os.path.relpath(ckpt, cache_root()),
+            head_info=head_info,
         )
     return Prepared(spec, adapter, base, tasks)
 
@@ -275,6 +335,8 @@ def finish_build(
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
     }
+    # 95% intervals (Wilson per task, bootstrap for the average), normalized accuracy, gain retained
+    results = annotate(results, {t: len(state.test.labels) for t, state in prep.tasks.items()})
     write_results(out_dir, results)  # the other files are already written and verified
     return results
 

@@ -61,11 +61,27 @@ class EvalSet:
         return self.route_features
 
 
+class InvalidWeights(ValueError):
+    """A merged model computes non-finite features (e.g. a BatchNorm variance pushed below zero)."""
+
+
 def accuracy(adapter, head: Head, data: EvalSet, weights: Weights) -> float:
-    """Top-1 accuracy of ``head`` on ``data`` with backbone ``weights`` (``None``: pre-trained)."""
+    """Top-1 accuracy of ``head`` on ``data`` with backbone ``weights`` (``None``: pre-trained).
+
+    Raises:
+        InvalidWeights: the features are not finite. The argmax of NaN logits is a constant class,
+            which once turned whole result tables into one constant number (BatchNorm running
+            variances rescaled or binarised below zero); such weights are an error, not a score.
+    """
     correct = 0
     for batch, start in zip(data.batches, _starts(data)):
-        preds = head(adapter.features(batch, weights)).argmax(-1).numpy()
+        feats = adapter.features(batch, weights)
+        if not bool(torch.isfinite(feats).all()):
+            raise InvalidWeights(
+                f"{data.task}: the weights give non-finite features (a negative BatchNorm variance? "
+                f"fine-tune with frozen BatchNorm statistics, PROTOCOL.md)"
+            )
+        preds = head(feats).argmax(-1).numpy()
         correct += int((preds == data.labels[start : start + len(preds)]).sum())
     return correct / max(1, len(data.labels))
 
@@ -101,6 +117,8 @@ def evaluate_routed(auto_switch, heads: Mapping[str, Head], sets: Mapping[str, E
         for batch in data.batches:
             n = next(iter(batch.values())).shape[0]
             out = engine.run(batch, weights[start : start + n], routed_task=routed_all[start : start + n])
+            if not bool(torch.isfinite(out.features).all()):
+                raise InvalidWeights(f"{task}: merged weights give non-finite features")
             labels = data.labels[start : start + n]
             correct += int((out.logits[task].argmax(-1).numpy() == labels).sum())
             routed = [engine.tasks[i] for i in out.routed_task.tolist()]

@@ -26,6 +26,7 @@ from typing import Any
 from .. import __version__
 from .files import FLEX_MAIN_STEM, FLEX_ROUTER_FILE, Log, write_json
 from .manifest import FlexRef, RouterRef
+from .stats import annotate, test_sizes
 
 MAIN_STEM = FLEX_MAIN_STEM
 REFERENCE_ALPHA = "0.7"  # the journal compares FlexSwitch with T-Switch at alpha 0.7 (its Tab. III)
@@ -275,6 +276,7 @@ def write(suite, block: dict) -> None:
             }
             flex = FlexRef(f"{main}.tsw", RouterRef(FLEX_ROUTER_FILE, k))
     results["methods"] = methods
+    results = annotate(results, test_sizes(suite.manifest)) if test_sizes(suite.manifest) else results
     write_json(suite.file("results.json"), results)
     manifest = suite.manifest.with_flex(flex)
     manifest.save(suite.path)

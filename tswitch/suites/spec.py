@@ -26,22 +26,59 @@ class TaskSpec:
     train: int = 600  # at most; stratified
     val: int = 150
     test: int = 300
+    descriptions: tuple[str, ...] | None = None  # zero-shot heads: a short phrase per class, tried beside the names
+
+
+# Prompt sets a zero-shot head may use, chosen per task on validation (train/val data only). Short
+# generic sentences: MiniLM embeds sentences, and "{}" alone is the bare class name (or description).
+TEXT_TEMPLATES: tuple[tuple[str, ...], ...] = (
+    ("{}",),
+    ("this text is about {}.", "a sentence about {}.", "{}."),
+    ("a message about {}.", "someone writes about {}.", "this is {}."),
+)
+
+
+@dataclass(frozen=True)
+class HeadRecipe:
+    """How each task's frozen head is made before fine-tuning (:mod:`tswitch.models.heads`).
+
+    ``zero-shot`` is the papers' head (prompt embeddings of the class names from the backbone
+    itself); ``class-mean`` the closest head without a text tower (PROTOCOL.md); ``linear-probe``
+    the first suites' head, which made Pre-trained nearly as good as Individual.
+    """
+
+    kind: str = "zero-shot"
+    templates: tuple[tuple[str, ...], ...] = TEXT_TEMPLATES  # zero-shot: candidate sets, chosen on validation
+    shots: int = 10  # class-mean: K labelled training inputs per class (PROTOCOL.md's pilot)
+    logit_scale: float = 20.0  # cosine logits x 20 (the pilot's); fine-tuning's cross-entropy temperature
+
+    def __post_init__(self) -> None:
+        from ..models.heads import HEAD_BUILDERS
+
+        if self.kind not in HEAD_BUILDERS:
+            raise ValueError(f"unknown head {self.kind!r}; valid: {', '.join(sorted(HEAD_BUILDERS))}")
+        if not self.templates or any(not t or any(x.count("{}") != 1 for x in t) for t in self.templates):
+            raise ValueError("templates must be non-empty sets of prompts with one '{}' each")
+        if self.shots < 1 or self.logit_scale <= 0:
+            raise ValueError(f"shots must be >= 1 and logit_scale > 0, got {self.shots}, {self.logit_scale}")
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """Linear probe on frozen pre-trained features, then full fine-tuning with that head frozen."""
+    """A frozen head (:class:`HeadRecipe`), then full fine-tuning with that head frozen."""
 
-    probe_steps: int = 300  # full-batch Adam on cached features: converges well before this
+    head: HeadRecipe = HeadRecipe()
+    probe_steps: int = 300  # linear-probe heads: full-batch Adam on cached features
     probe_lr: float = 1e-2
     probe_weight_decay: float = 1e-4
     steps: int = 150  # fine-tuning steps per task (2 CPU cores: minutes, not hours)
     batch_size: int = 16
     lr: float = 5e-5  # AdamW; FusionBench uses 1e-5 for 4,000 steps, we take fewer, larger steps
     weight_decay: float = 0.0
-    train_bn: bool = True  # BatchNorm statistics update during fine-tuning (part of the task)
+    train_bn: bool = False  # BatchNorm statistics stay pre-trained: never in a task vector (PROTOCOL.md)
     dropout: bool = False  # off: fine-tunes are reproducible from the seed, like the papers' CLIP (no dropout)
     seed: int = 0
+    select_every: int = 0  # > 0: score the fine-tune on validation every this many steps, keep the best
 
 
 @dataclass(frozen=True)
@@ -99,7 +136,7 @@ VISION_EFFNET = SuiteSpec(
         TaskSpec("shapes", "shapes", {"n_per_class": 150}, train=600),
         TaskSpec("textures", "textures", {"n_per_class": 150}, train=600),
     ),
-    recipe=Recipe(steps=150, batch_size=32, lr=1e-3),
+    recipe=Recipe(head=HeadRecipe(kind="class-mean"), steps=150, batch_size=32, lr=1e-3),
     # BatchNorm running statistics: binarised like every tensor (the papers), or kept dense per task
     dense_options={"binary": None, "dense-bn": r"\.running_(mean|var)$"},
 )
@@ -122,7 +159,7 @@ def smoke(spec: SuiteSpec, per_split: int = 12, steps: int = 2) -> SuiteSpec:
         name=f"{spec.name}-smoke",
         tasks=tasks,
         smoke=True,
-        recipe=replace(spec.recipe, steps=steps, probe_steps=20, batch_size=4),
+        recipe=replace(spec.recipe, steps=steps, probe_steps=20, batch_size=4, select_every=1),
         exemplars_per_task=8,
         k_grid=(3,),
         alpha_grid=(0.5, 0.9),

@@ -20,6 +20,7 @@ from ..assets import assets_dir
 from ..models.base import Head
 from .manifest import Manifest, ManifestError
 from .methods import SERVED, get_method, served_by
+from .stats import intervals
 
 
 class SuiteError(ValueError):
@@ -256,4 +257,6 @@ class Suite:
     def evaluate(self, method: str, split: str = "test", limit: int | None = None, k: int | None = None) -> dict:
         """Recompute a served method's numbers from the committed files (:data:`SERVED`)."""
         served = self._served(method)
-        return served.evaluate(self, self.eval_sets(split, limit), k)
+        sets = self.eval_sets(split, limit)
+        out = served.evaluate(self, sets, k)
+        return {**out, **intervals(out, {t: len(s.labels) for t, s in sets.items()})}

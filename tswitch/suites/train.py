@@ -49,6 +49,7 @@ def finetune(
     seed: int = 0,
     progress: Callable[[int, float], object] | None = None,
     stop: Callable[[], bool] | None = None,
+    select: tuple[Sequence[int], Callable[[torch.nn.Module], float], list] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Fine-tune the backbone with ``head`` frozen; returns its tensors (parameters and buffers).
 
@@ -63,8 +64,12 @@ def finetune(
             and not for a server process).
         progress: called as ``progress(step, loss)``.
         stop: polled before every step; when it returns true, training ends there (cancel, time cap).
+        select: ``(steps, score, trace)``: after each of ``steps`` the module (in eval mode) is
+            scored (validation accuracy) and ``(step, score)`` appended to ``trace``; the best-scoring
+            state is returned (ties: the earlier one) instead of the last — steps chosen on validation.
     """
     rng = np.random.default_rng(seed)
+    best = None  # (validation score, tensors) when selecting
     module = adapter.trainable_copy()
     if not dropout:
         for m in module.modules():
@@ -95,5 +100,25 @@ def finetune(
         opt.step()
         if progress is not None:
             progress(step, float(loss.detach()))
+        if select is not None and step + 1 in select[0]:
+            best = _checkpoint(module, step + 1, select, best, train_bn)
     module.eval()
+    if select is not None and best is not None:
+        return best[1]
     return {k: v.detach().clone() for k, v in tensors_of(module).items()}
+
+
+def _checkpoint(module, step: int, select, best, train_bn: bool):
+    """Score ``module`` for ``select``; return the best ``(score, tensors)`` so far."""
+    _, score, trace = select
+    module.eval()
+    value = float(score(module))
+    module.train()
+    if not train_bn:
+        for m in module.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.eval()
+    trace.append((step, value))
+    if best is None or value > best[0]:
+        return value, {k: v.detach().clone() for k, v in tensors_of(module).items()}
+    return best

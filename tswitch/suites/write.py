@@ -6,6 +6,7 @@ import base64
 import io
 import os
 import shutil
+from dataclasses import asdict
 
 from .. import __version__
 from ..io import save_state_dict
@@ -72,6 +73,7 @@ def write_suite(prep, exps, choice: dict, results: dict, out_dir: str) -> None:
                 "metric": "accuracy",
                 "description": state.description,
                 "normalize": state.head.normalize,
+                "head": state.head_info,
                 "loader": {"name": ts.loader, "args": ts.loader_args},
                 "examples": examples,
                 "split_sizes": {s: len(v) for s, v in state.splits.items()},
@@ -96,12 +98,19 @@ def write_suite(prep, exps, choice: dict, results: dict, out_dir: str) -> None:
             "exemplars_per_task": spec.exemplars_per_task,
         },
         "recipe": {
-            "probe": {
-                "steps": spec.recipe.probe_steps,
-                "lr": spec.recipe.probe_lr,
-                "weight_decay": spec.recipe.probe_weight_decay,
-                "optimizer": "Adam, full batch",
-            },
+            "head": {**asdict(spec.recipe.head), "frozen": True},
+            **(
+                {
+                    "probe": {
+                        "steps": spec.recipe.probe_steps,
+                        "lr": spec.recipe.probe_lr,
+                        "weight_decay": spec.recipe.probe_weight_decay,
+                        "optimizer": "Adam, full batch",
+                    }
+                }
+                if spec.recipe.head.kind == "linear-probe"
+                else {}
+            ),
             "finetune": {
                 "steps": spec.recipe.steps,
                 "batch_size": spec.recipe.batch_size,
@@ -109,8 +118,10 @@ def write_suite(prep, exps, choice: dict, results: dict, out_dir: str) -> None:
                 "weight_decay": spec.recipe.weight_decay,
                 "optimizer": "AdamW",
                 "train_bn": spec.recipe.train_bn,
-                "head": "frozen linear probe",
+                "dropout": spec.recipe.dropout,
+                "head": f"frozen {spec.recipe.head.kind}",
                 "seed": spec.recipe.seed,
+                "select_every": spec.recipe.select_every,
             },
         },
         "eval_batch": spec.eval_batch,
