@@ -40,24 +40,33 @@ def suite_markdown(name: str, results: dict, manifest) -> str:
         f"### `{name}` ({manifest.adapter_args.get('source', manifest.adapter)}, "
         f"{len(tasks)} tasks, {results['num_params']:,} parameters)",
         "",
-        "| method | " + " | ".join(tasks) + " | average | extra storage (MB) | routing |",
-        "|---|" + "---|" * (len(tasks) + 3),
+        "| method | "
+        + " | ".join(tasks)
+        + " | average | 95% interval | gain retained | extra storage (MB) | routing |",
+        "|---|" + "---|" * (len(tasks) + 5),
     ]
     methods = results["methods"]
     for m in [m for m in ORDER if m in methods] + [m for m in methods if m not in ORDER]:
         r = methods[m]
-        routing = r.get("routing_accuracy")
+        routing, ci, gain = r.get("routing_accuracy"), r.get("average_ci"), r.get("gain_retained")
         lines.append(
             f"| {m} | "
             + " | ".join(f"{100 * r['per_task'][t]:.1f}" for t in tasks)
-            + f" | **{100 * r['average']:.1f}** | {_mb(r['extra_bytes'])} | "
+            + f" | **{100 * r['average']:.1f}** | "
+            + (f"{100 * ci[0]:.1f}–{100 * ci[1]:.1f}" if ci else "")
+            + " | "
+            + ("" if gain is None else f"{100 * gain:.0f}%")
+            + f" | {_mb(r['extra_bytes'])} | "
             + ("" if routing is None else f"{100 * routing:.1f}")
             + " |"
         )
     c = results["choice"]
     lines += [
         "",
-        f"Test accuracy (%); hyper-parameters chosen on validation: alpha {c['alpha']:g}, "
+        "Test accuracy (%); 95% intervals of the average resample each task's test items (methods whose "
+        "averages fall inside each other's interval are a tie); gain retained = (method − Pre-trained) / "
+        "(Individual − Pre-trained). "
+        f"Hyper-parameters chosen on validation: alpha {c['alpha']:g}, "
         f"C = {c['k']}, BatchNorm statistics: {c['dense_option']}. Build: "
         f"`{results.get('provenance', {}).get('command', '')}` "
         f"({results.get('provenance', {}).get('seconds', 0) / 60:.0f} min).",
@@ -109,8 +118,11 @@ def render(root: str = ROOT) -> str:
             with open(os.path.join(folder, "results.json")) as f:
                 results = json.load(f)
             from tswitch.suites.manifest import Manifest
+            from tswitch.suites.stats import annotate, test_sizes
 
             manifest = Manifest.load(folder)
+            if test_sizes(manifest):  # intervals from each task's accuracy and recorded test size
+                results = annotate(results, test_sizes(manifest))
             parts.append(suite_markdown(name, results, manifest))
     return "\n".join(parts) or "_No suite built yet._\n"
 

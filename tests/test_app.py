@@ -366,6 +366,20 @@ def test_compare_view(text_suite):
     grid = sorted(float(a) for a in results["alpha_grid"][option["value"]])
     assert f"α = {grid[0]:g}" in summary and len(fig.data) == 4
     assert views.alpha_view(text_suite, "no-such-option", 0.5) == (None, "")
+    # every method with its 95% interval (error bars and a column) and the gain retained
+    headers = table["value"]["headers"]
+    ci_col, gain_col = headers.index("95% interval"), headers.index("gain retained")
+    for row, r in zip(table["value"]["data"], results["methods"].values()):
+        lo, hi = r["average_ci"]
+        assert lo <= r["average"] <= hi and row[ci_col] == f"{100 * lo:.1f}–{100 * hi:.1f}"
+        if r.get("gain_retained") is not None:
+            assert row[gain_col] == round(100 * r["gain_retained"], 1)
+    assert results["methods"]["individual"]["gain_retained"] == pytest.approx(1.0)
+    bars = storage.data[0].error_y
+    assert bars.array is not None and all(v >= 0 for v in bars.array) and any(v > 0 for v in bars.array)
+    refs = [s.y0 for s in storage.layout.shapes]
+    assert results["methods"]["pretrained"]["average"] in refs and results["methods"]["individual"]["average"] in refs
+    assert "tie" in methods
 
 
 # -- Inside a switch ----------------------------------------------------------------------------------
@@ -430,6 +444,15 @@ def test_pulse_curves_sort_alphas():
 
 
 # -- charts -------------------------------------------------------------------------------------------
+def test_percent_ticks_follow_the_spread_so_labels_differ():
+    from tswitch.app.charts import percent_format
+
+    assert percent_format([0.805, 0.81, 0.808, 0.798]) == ".2%"  # printed "81%, 81%, 80%" before
+    assert percent_format([0.79, 0.83]) == ".1%" and percent_format([0.1, 0.9]) == ".0%"
+    ticks = [0.798 + 0.002 * i for i in range(7)]
+    assert len({format(t, percent_format(ticks)[1:]) for t in ticks}) == len(ticks)  # distinct labels
+
+
 def test_charts_return_figures():
     from tswitch.app import charts
 
@@ -444,6 +467,9 @@ def test_charts_return_figures():
             0.5,
         ),
         charts.lines({"s": ([0.1, 0.2], [0.5, 0.6])}, "t", "x", marker_x=0.1, marker_label="m"),
+        charts.storage_scatter(
+            [{"name": "b", "label": "B", "bytes": 10, "accuracy": 0.7, "pareto": True, "ci": [0.65, 0.75]}], 0.5, 0.8
+        ),
         charts.tensor_heatmap([[0.1, None]], ["t"], ["w", "b"], "t", "c"),
         charts.eq16_scatter([10, 20], [10, 20], ["a", "b"]),
         charts.mask_heatmap([[1, 0], [-1, 0]], "t", signed=True),

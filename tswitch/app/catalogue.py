@@ -19,6 +19,7 @@ from functools import cache, lru_cache
 from ..assets import assets_dir
 from ..suites.manifest import Manifest, ManifestError
 from ..suites.methods import get_method, served_by
+from ..suites.stats import annotate, test_sizes
 from . import text
 
 ENV_VAR = "TSWITCH_SUITES"
@@ -162,8 +163,14 @@ def runtime(name: str, progress=None):
 # -- suite files, each read once -----------------------------------------------------------------
 @cache
 def results(name: str) -> dict:
+    """The suite's ``results.json``; rows a build wrote without intervals get them here, from each
+    task's accuracy and its recorded test size (``k / n`` is exact, so the interval is the build's)."""
     with open(get(name).file("results.json"), encoding="utf-8") as f:
-        return json.load(f)
+        out = json.load(f)
+    sizes = test_sizes(get(name).manifest)
+    if sizes and any("average_ci" not in r for r in out.get("methods", {}).values()):
+        out = annotate(out, sizes)
+    return out
 
 
 @cache

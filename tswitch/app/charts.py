@@ -69,10 +69,21 @@ def comparison_heatmap(models: Sequence[str], labels: Sequence[str], probs: Sequ
     return _layout(fig, text.COMPARISON, height=max(220, 60 + 34 * len(models)))
 
 
-def storage_scatter(points: Sequence[dict], pretrained_accuracy: float | None) -> go.Figure:
-    """Extra bytes (log axis) against average accuracy; ``points[i]``: name, label, bytes, accuracy,
-    pareto (bool). Methods with zero extra bytes cannot sit on a log axis: the pre-trained model is
-    drawn as a horizontal reference line instead."""
+def percent_format(values: Sequence[float]) -> str:
+    """A tick format whose precision follows the spread of ``values`` (fractions), so that ticks a few
+    tenths of a point apart never print the same label ("81%, 81%, 80%")."""
+    finite = [v for v in values if v is not None]
+    span = max(finite) - min(finite) if len(finite) > 1 else 1.0
+    return ".0%" if span >= 0.2 else ".1%" if span >= 0.02 else ".2%"
+
+
+def storage_scatter(
+    points: Sequence[dict], pretrained_accuracy: float | None, individual_accuracy: float | None = None
+) -> go.Figure:
+    """Extra bytes (log axis) against average accuracy with its 95% interval as an error bar;
+    ``points[i]``: name, label, bytes, accuracy, pareto (bool), ci (``[lo, hi]`` or ``None``). Methods
+    with zero extra bytes cannot sit on a log axis: the pre-trained model is a horizontal reference
+    line instead, and so is the individual fine-tunes' accuracy."""
     fig = go.Figure()
     shown = sorted((p for p in points if p["bytes"] > 0), key=lambda p: (p["bytes"], p["accuracy"]))
     # neighbours along the storage axis alternate their labels above and below, so they rarely collide
@@ -90,6 +101,15 @@ def storage_scatter(points: Sequence[dict], pretrained_accuracy: float | None) -
                 color=[PALETTE[1] if p["pareto"] else PALETTE[0] for p in shown],
             ),
             hovertemplate="%{text}<br>%{x:,.0f} B<br>%{y:.2%}<extra></extra>",
+            error_y=dict(
+                type="data",
+                symmetric=False,
+                array=[(p["ci"][1] - p["accuracy"]) if p.get("ci") else 0 for p in shown],
+                arrayminus=[(p["accuracy"] - p["ci"][0]) if p.get("ci") else 0 for p in shown],
+                thickness=1,
+                width=3,
+                color="grey",
+            ),
         )
     )
     front = sorted((p for p in shown if p["pareto"]), key=lambda p: p["bytes"])
@@ -111,8 +131,17 @@ def storage_scatter(points: Sequence[dict], pretrained_accuracy: float | None) -
             line_color="grey",
             annotation_text=text.PRETRAINED_LINE.format(acc=pretrained_accuracy),
         )
+    if individual_accuracy is not None:
+        fig.add_hline(
+            y=individual_accuracy,
+            line_dash="dot",
+            line_color="grey",
+            annotation_text=text.INDIVIDUAL_LINE.format(acc=individual_accuracy),
+            annotation_position="bottom right",
+        )
+    ys = [p["accuracy"] for p in shown] + [a for a in (pretrained_accuracy, individual_accuracy) if a is not None]
     fig.update_xaxes(type="log", title=text.STORAGE_AXIS)
-    fig.update_yaxes(title=text.ACCURACY_AXIS, tickformat=".0%")
+    fig.update_yaxes(title=text.ACCURACY_AXIS, tickformat=percent_format(ys))
     return _layout(fig, text.STORAGE_TITLE, height=420, legend=dict(orientation="h", y=-0.25))
 
 
@@ -140,7 +169,7 @@ def lines(
     if marker_x is not None:
         fig.add_vline(x=marker_x, line_dash="dash", line_color="grey", annotation_text=marker_label or "")
     fig.update_xaxes(title=x_title)
-    fig.update_yaxes(title=y_title, tickformat=".0%")
+    fig.update_yaxes(title=y_title, tickformat=percent_format([y for _, ys in series.values() for y in ys]))
     return _layout(fig, title, legend=dict(orientation="h", y=-0.3))
 
 

@@ -40,7 +40,13 @@ def method_label(name: str) -> str:
 
 def storage_points(results: dict) -> list[dict]:
     points = [
-        {"name": m, "label": method_label(m), "bytes": int(r["extra_bytes"]), "accuracy": float(r["average"])}
+        {
+            "name": m,
+            "label": method_label(m),
+            "bytes": int(r["extra_bytes"]),
+            "accuracy": float(r["average"]),
+            "ci": r.get("average_ci"),
+        }
         for m, r in results["methods"].items()
         if "extra_bytes" in r and "average" in r
     ]
@@ -49,21 +55,25 @@ def storage_points(results: dict) -> list[dict]:
 
 
 def per_task_table(results: dict) -> tuple[list[str], list[list]]:
-    """Headers and rows: method, accuracy per task and on average (%), extra MB, routing accuracy (%)."""
+    """Headers and rows: method, accuracy per task and on average (%), its 95% interval, the gain
+    retained (%), extra MB, routing accuracy (%)."""
     tasks = results["tasks"]
     rows = []
     for m, r in results["methods"].items():
-        routing = r.get("routing_accuracy")
+        routing, ci, gain = r.get("routing_accuracy"), r.get("average_ci"), r.get("gain_retained")
         rows.append(
             [method_label(m)]
             + [round(100 * r["per_task"][t], 1) for t in tasks]
             + [
                 round(100 * r["average"], 1),
+                f"{100 * ci[0]:.1f}–{100 * ci[1]:.1f}" if ci else None,
+                None if gain is None else round(100 * gain, 1),
                 round(r.get("extra_bytes", 0) / 1e6, 3),
                 None if routing is None else round(100 * routing, 1),
             ]
         )
-    return [text.METHOD_COL, *tasks, text.AVERAGE, text.EXTRA_MB, text.ROUTING], rows
+    headers = [text.METHOD_COL, *tasks, text.AVERAGE, text.CI, text.GAIN, text.EXTRA_MB, text.ROUTING]
+    return headers, rows
 
 
 def methods_markdown(results: dict) -> str:
@@ -115,6 +125,7 @@ def compare_view(suite: str):
         return (gr.update(),) * 6
     results = catalogue.results(suite)
     pretrained = results["methods"].get("pretrained", {}).get("average")
+    individual = results["methods"].get("individual", {}).get("average")
     headers, rows = per_task_table(results)
     grid = alpha_grid(results)
     choice = results.get("choice", {})
@@ -127,9 +138,9 @@ def compare_view(suite: str):
     )
     flex = flex_markdown(results)
     return (
-        charts.storage_scatter(storage_points(results), pretrained),
+        charts.storage_scatter(storage_points(results), pretrained, individual),
         gr.update(value={"headers": headers, "data": rows}),
-        methods_markdown(results),
+        text.TIE_NOTE + "\n\n" + methods_markdown(results),
         gr.update(value=flex, visible=bool(flex)),
         gr.update(choices=list(grid), value=option, visible=len(grid) > 1),
         slider,
