@@ -17,7 +17,7 @@ PyPI packages). Images: ``mnist``, ``digits`` (shipped) and ``letters``, ``shape
 from ...extras import missing
 
 try:
-    from . import chatterbot, external, images, letters, shapes, text, textures  # noqa: F401  (they register)
+    from . import chatterbot, external, images, letters, packaged, shapes, text, textures  # noqa: F401  (they register)
 except ModuleNotFoundError as error:  # pillow, pyyaml: pip install 'tswitch[suites]'
     hint = missing(error, "the suites' data loaders")
     if hint is None:
