@@ -20,26 +20,7 @@ from tswitch.models.heads import (
 )
 
 transformers = pytest.importorskip("transformers")
-
-
-@pytest.fixture(scope="module")
-def bert(tmp_path_factory):
-    from tests.test_models import save_word_piece_tokenizer
-
-    folder = tmp_path_factory.mktemp("bert")
-    vocab_size = save_word_piece_tokenizer(folder)
-    config = transformers.BertConfig(
-        vocab_size=vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=160,
-    )
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        transformers.BertModel(config).save_pretrained(folder, safe_serialization=True)
-    return load_adapter("hf-text", source=str(folder), max_length=32)
+from tests.test_models import bert, bert_dir  # noqa: E402, F401 - the tiny BERT fixtures
 
 
 def embed(adapter, texts):
@@ -57,7 +38,7 @@ def test_registry_names_and_unknown_head():
         HeadTask(labels=("a", "b", "c"), descriptions=("x", "y"))
 
 
-def test_zero_shot_head_is_the_papers_formula(bert):
+def test_zero_shot_head_is_the_papers_formula(bert):  # noqa: F811 - the imported fixture
     task = HeadTask(labels=("cat", "dog", "fish"), descriptions=("a small cat", "a big dog", "red fish"))
     templates = ("a photo of {}", "{} here")
     head = build_head("zero-shot", bert, task, templates=templates, logit_scale=7.0)
@@ -73,7 +54,7 @@ def test_zero_shot_head_is_the_papers_formula(bert):
         zero_shot_head(bert, task, templates=("no slot",))
 
 
-def test_class_mean_head_uses_k_shots_of_training_data(bert):
+def test_class_mean_head_uses_k_shots_of_training_data(bert):  # noqa: F811 - the imported fixture
     texts = [f"{w} {chr(97 + i)}{chr(110 + i)}" for w in ("alpha", "beta") for i in range(12)]
     targets = np.array([0] * 12 + [1] * 12)
     task = HeadTask(labels=("alpha", "beta"), inputs=texts, targets=targets)
@@ -92,7 +73,7 @@ def test_class_mean_head_uses_k_shots_of_training_data(bert):
         class_mean_head(bert, task, shots=0)
 
 
-def test_linear_probe_head_is_fit_probe_on_raw_features(bert):
+def test_linear_probe_head_is_fit_probe_on_raw_features(bert):  # noqa: F811 - the imported fixture
     texts = [f"{w} {i}" for w in ("alpha", "beta") for i in range(6)]
     targets = np.array([0] * 6 + [1] * 6)
     head = build_head("linear-probe", bert, HeadTask(labels=("a", "b"), inputs=texts, targets=targets), steps=20)

@@ -127,7 +127,8 @@ def compressed_delta(
     probs = mixture(params.w, omega) if config.learns_widths else None  # (L, |W|)
     for l, m in enumerate(modules):
         if probs is not None:
-            assert m.stack is not None  # BAS: every module holds its quantised stack
+            if m.stack is None:  # BAS: every module holds its quantised stack
+                raise RuntimeError(f"{m.name}: learning widths needs the quantised stack")
             values = mixed_quantize(m.stack, probs[l])
         else:
             values = m.tau

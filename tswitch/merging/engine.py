@@ -216,7 +216,8 @@ class DynamicMergeEngine:
             else:
                 features = first.new_empty((b, first.shape[1]))
                 for rows_of_part, part in parts:
-                    assert rows_of_part is not None  # several groups: every part knows its rows
+                    if rows_of_part is None:  # several groups: every part knows its rows
+                        raise RuntimeError("a group of several lacks its row indices")
                     features[rows_of_part.to(features.device)] = part
             logits = {task: self.heads[task](features) for task in self.tasks}
         rounded = torch.tensor(keys, dtype=torch.float64)

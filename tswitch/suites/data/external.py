@@ -194,7 +194,8 @@ def load_hf_disk(
             column = split.select_columns([image_column])
             openers += [(column, i) for i in range(len(split))]
         else:
-            assert texts is not None  # no image column: text columns were found
+            if texts is None:  # no image column means text columns were found
+                raise DataError("neither an image column nor text columns")
             inputs += [_join(row, texts) for row in split.select_columns(list(texts))]
     labels = np.concatenate(label_parts)
     if not names:
