@@ -24,7 +24,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m tswitch", description=__doc__.splitlines()[0])
+    # the console script says "tswitch", `python -m tswitch` says that (argv[0] is then __main__.py)
+    prog = "tswitch" if os.path.basename(sys.argv[0] or "") == "tswitch" else "python -m tswitch"
+    parser = _Parser(prog=prog, description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name, (fill, run, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
