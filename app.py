@@ -42,6 +42,9 @@ def main(argv: list[str] | None = None) -> None:
             raise
         sys.exit(f"app.py: {hint}")
 
+    from tswitch.app.process import bounded_malloc
+
+    bounded_malloc()  # a server that fine-tunes: freed tensors go back to the system (tswitch/app/process.py)
     build_demo(concurrency_limit=args.concurrency).launch(**launch_options(args.host, args.port))
 
 

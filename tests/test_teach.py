@@ -232,7 +232,63 @@ def test_teach_a_bundled_example_then_route_export_and_inspect(tmp_path):
     )
     assert routed_cli.returncode == 0, routed_cli.stderr
     assert "small-talk" in json.loads(routed_cli.stdout)["weights"]
+    fresh = tmp_path / "fresh.tsw"  # a copy of the suite's pack, extended the CLI's way
+    with open(suite.file(suite.manifest.pack), "rb") as f:
+        fresh.write_bytes(f.read())
+    added = subprocess.run(
+        [sys.executable, "-m", "tswitch", "add-task", str(fresh), "--switches", str(out / "small-talk.tsw")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert added.returncode == 0, added.stderr
+    assert (
+        "small-talk"
+        in subprocess.run(
+            [sys.executable, "-m", "tswitch", "inspect", str(fresh)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        ).stdout
+    )
     from tswitch.routing import KNNRouter
 
     exemplars = KNNRouter.load(str(out / "small-talk-exemplars.safetensors"))
     assert exemplars.task_names == ("small-talk",) and exemplars.num_exemplars == 20
+
+
+def test_add_tasks_from_copies_stored_switches_between_packs_of_one_base(tmp_path, capsys):
+    import torch
+
+    from tswitch.cli import main
+    from tswitch.codec.container import PackError
+    from tswitch.core.task_vector import TaskVector
+    from tswitch.pack import SwitchPack, add_tasks_from, create_pack, encode_task, tensor_specs
+
+    g = torch.Generator().manual_seed(0)
+    base = {"w": torch.randn(7, 9, generator=g), "b": torch.randn(9, generator=g)}
+
+    def task(name: str, shape_of=base):
+        tau = TaskVector({k: torch.randn(v.shape, generator=g) for k, v in shape_of.items()})
+        return encode_task(name, tau, tensor_specs(shape_of), 0.5)
+
+    suite, taught, copy = (str(tmp_path / f) for f in ("suite.tsw", "taught.tsw", "copy.tsw"))
+    create_pack(suite, base, [task("one")])
+    create_pack(taught, base, [task("two"), task("three")])
+    create_pack(copy, base, [task("one")])
+    header = add_tasks_from(suite, taught, ["three"])
+    assert [t.name for t in header.tasks] == ["one", "three"]
+    for name in ("w", "b"):
+        assert torch.equal(SwitchPack(suite).task_vector("three")[name], SwitchPack(taught).task_vector("three")[name])
+    with pytest.raises(ValueError, match="already in"):
+        add_tasks_from(suite, taught, ["three"])
+    other = str(tmp_path / "other.tsw")
+    create_pack(other, {"w": torch.zeros(7, 9), "b": torch.zeros(9)}, [task("four")])
+    with pytest.raises(PackError, match="another base model"):
+        add_tasks_from(suite, other)
+    assert main(["add-task", copy, "--switches", taught]) == 0
+    assert [t.name for t in SwitchPack(copy).header.tasks] == ["one", "two", "three"]
+    assert main(["add-task", copy, "--switches", taught, "--alpha", "0.5"]) == 2
+    assert "--switches copies stored switches" in capsys.readouterr().err

@@ -301,6 +301,34 @@ def add_task(path: str, pretrained: Mapping[str, torch.Tensor], task: EncodedTas
     )
 
 
+def add_tasks_from(path: str, source: str, names: Sequence[str] | None = None) -> PackHeader:
+    """Rewrite ``path`` with the tasks ``names`` (default: all) of the pack ``source``, copied as stored.
+
+    Both packs must be for the same base model and tensor list (equal fingerprints prove the base, so
+    no weights are needed); each copied task keeps its checksum, which is verified on read. Atomic.
+    """
+    pack, other = SwitchPack(path), SwitchPack(source)
+    if other.header.base_fingerprint != pack.header.base_fingerprint or other.header.tensors != pack.header.tensors:
+        raise PackError(f"{source} was made for another base model or tensor list than {path}")
+    names = list(other.tasks if names is None else names)
+    for name in names:
+        other.task(name)  # unknown names fail before anything is written
+    clash = [n for n in names if n in pack.tasks]
+    if clash or len(set(names)) != len(names):
+        raise ValueError(f"task(s) {clash or names} already in {path} (or named twice)")
+    old = [container.read_task(path, pack.header, t.name) for t in pack.header.tasks]
+    new = [container.read_task(source, other.header, n) for n in names]
+    entries = pack.header.tasks + tuple(other.task(n) for n in names)
+    rows = old + new
+    return container.write_pack(
+        path,
+        _header(pack.header.base_fingerprint, pack.header.tensors, entries),
+        [p for p, _, _ in rows],
+        [s for _, s, _ in rows],
+        [c for _, _, c in rows],
+    )
+
+
 def _relayout(payload: bytes, spec: TensorSpec, encoding: str, bits: int, nnz: int, layout: str) -> tuple[str, bytes]:
     """One stored tensor re-encoded in ``layout`` (``"auto"``: the smallest), bit-exact in content."""
     if encoding == DENSE:

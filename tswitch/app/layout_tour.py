@@ -1,6 +1,7 @@
 """The *Guided tour* tab (presenter mode): components, then events (callbacks in :mod:`.tour`).
 
-Large type (:data:`CSS`), previous / next, and ``?tour=N`` in the URL to open step ``N`` (for slides).
+Large type (:data:`CSS`), previous / next, and ``?tour=N`` in the URL to open step ``N`` (for slides;
+``&suite=NAME`` picks the suite).
 Step 3 needs one real task vector: the session's first taught task, or the example task taught on the
 spot with the *Teach* tab's own path.
 """
@@ -12,7 +13,7 @@ from typing import Any
 import gradio as gr
 
 from ..teach.data import example_names
-from . import callbacks, teach, text, tour
+from . import callbacks, catalogue, teach, text, tour
 
 # the tour is read from the back of a room: large type for its text and controls
 CSS = """
@@ -81,10 +82,13 @@ def _teach_example(suite, state, progress=gr.Progress()):
 
 
 def _from_url(request: gr.Request):
-    step = tour.from_url(dict(request.query_params) if request is not None else {})
+    query = dict(request.query_params) if request is not None else {}
+    step = tour.from_url(query)
+    suite = query.get("suite")
+    pick = gr.update(value=suite) if suite in catalogue.catalogue() else gr.update()
     if step is None:
-        return gr.update(), gr.update()
-    return gr.Tabs(selected="tour"), step
+        return gr.update(), gr.update(), pick
+    return gr.Tabs(selected="tour"), step, pick
 
 
 def wire(demo: gr.Blocks, suite: gr.Dropdown, tabs: gr.Tabs, c: dict, state: gr.State) -> None:
@@ -97,7 +101,7 @@ def wire(demo: gr.Blocks, suite: gr.Dropdown, tabs: gr.Tabs, c: dict, state: gr.
             _switch, [suite, c["alpha"], state], [c["pspar"], c["bapprox"], c["switch_md"]], **private
         )
 
-    show_then_switch(demo.load(_from_url, None, [tabs, step], **private))
+    show_then_switch(demo.load(_from_url, None, [tabs, step, suite], **private))
     show_then_switch(c["prev"].click(lambda s: tour.clamp(s - 1), step, step, **private))
     show_then_switch(c["next"].click(lambda s: tour.clamp(s + 1), step, step, **private))
     show_then_switch(suite.change(lambda s: s, step, step, **private))

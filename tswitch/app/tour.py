@@ -18,7 +18,8 @@ from . import catalogue, charts, text, views
 
 STEPS = ("vectors", "pulse", "switch", "storage", "routing")
 CROP = 48  # entries per side of the value crops of step 3
-INTERVAL_KEYS = ("average_ci95", "ci95")  # where a results.json method may give its average's 95% interval
+# where a results.json method row gives its average's 95% interval (tswitch.suites.stats writes "average_ci")
+INTERVAL_KEYS = ("average_ci", "average_ci95", "ci95")
 
 
 def clamp(step) -> int:
@@ -31,7 +32,8 @@ def clamp(step) -> int:
 
 
 def from_url(query: dict) -> int | None:
-    """The 0-based step of ``?tour=N`` (1-based), or ``None`` when the URL names no step."""
+    """The 0-based step of ``?tour=N`` (1-based), or ``None`` when the URL names no step
+    (``&suite=NAME`` picks the suite: :mod:`.layout_tour`)."""
     value = query.get("tour")
     if value is None:
         return None

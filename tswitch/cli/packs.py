@@ -13,14 +13,21 @@ from .base import UsageError, _alpha, command, parse_pairs
 def _fill_compress(p: argparse.ArgumentParser, *, new: bool) -> None:
     if not new:
         p.add_argument("pack", help="existing .tsw pack to extend")
-    p.add_argument("--pretrained", required=True, help="base model: .safetensors file or HF model folder")
+    p.add_argument("--pretrained", required=new, help="base model: .safetensors file or HF model folder")
     p.add_argument(
         "--finetuned",
-        required=True,
+        required=new,
         nargs="+",
         metavar="NAME=PATH",
         help="fine-tuned model(s) of the same architecture",
     )
+    if not new:
+        p.add_argument(
+            "--switches",
+            default=None,
+            metavar="TSW",
+            help="instead of --pretrained/--finetuned: copy the tasks of this pack (same base model), as stored",
+        )
     p.add_argument(
         "--alpha",
         type=_alpha,
@@ -85,8 +92,16 @@ def _add_parser(p):
 @command("add-task", "add fine-tuned model(s) to an existing pack (atomic rewrite)", _add_parser)
 def run_add_task(args) -> int:
     from ..io import load_state_dict
-    from ..pack import SwitchPack, add_task
+    from ..pack import SwitchPack, add_task, add_tasks_from
 
+    if args.switches is not None:
+        if args.pretrained or args.finetuned or args.alpha is not None or args.dense_pattern:
+            raise UsageError("--switches copies stored switches: give it without --pretrained/--finetuned/--alpha")
+        header = add_tasks_from(args.pack, args.switches)
+        print(f"wrote {args.pack}: {len(header.tasks)} task(s), {os.path.getsize(args.pack):,} bytes")
+        return 0
+    if not args.pretrained or not args.finetuned:
+        raise UsageError("give --pretrained and --finetuned (or --switches PACK)")
     pack = SwitchPack(args.pack)
     pretrained = load_state_dict(args.pretrained)
     pack.check_base(pretrained)

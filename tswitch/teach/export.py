@@ -3,7 +3,8 @@
 :func:`export_zip` writes one ``<task>.zip`` holding
 
 - ``<task>.tsw``: the switch, a one-task pack for the suite's base model (same base fingerprint:
-  ``python -m tswitch inspect`` reads it, :func:`tswitch.pack.add_task` accepts it for the suite);
+  ``python -m tswitch inspect`` reads it, ``python -m tswitch add-task PACK --switches <task>.tsw``
+  adds it to any pack of that base);
 - ``<task>-exemplars.safetensors``: the router exemplars, a :class:`~tswitch.routing.KNNRouter`
   file (tensors ``features`` ``(N, D)`` float32 and ``task_ids`` ``(N,)`` int64, metadata
   ``tswitch_router`` = ``{"format": "tswitch-knn-router", "version", "task_names", "k", "metric"}``)
@@ -31,6 +32,7 @@ switch: density {density:.2%}, {bytes:,} bytes ({fp32:,} bytes as a float32 task
 
 python -m tswitch inspect {name}.tsw
 python -m tswitch route --suite suite --text "a sentence to route"
+python -m tswitch add-task YOUR_PACK.tsw --switches {name}.tsw   # a pack of the same base model
 
 {name}.tsw is a one-task switch pack for the suite's base model; suite/switches.tsw is the suite's
 pack with it added (tswitch.pack.add_task). {name}-exemplars.safetensors holds the router

@@ -167,9 +167,11 @@ def teach(
         report("fine-tune", 0.1 + 0.75 * min(1.0, share), {"step": step + 1, "steps": steps, "loss": loss})
 
     report("fine-tune", 0.1, {"step": 0, "steps": steps})
+    device = adapter.device  # the head is built on the CPU; the fine-tune's features live on the adapter's device
+    on_device = Head(head.weight.to(device), head.bias.to(device), head.labels, head.normalize)
     finetuned = finetune(
         adapter,
-        head,
+        on_device,
         list(train.texts),
         train.targets,
         steps=steps,
