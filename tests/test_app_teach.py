@@ -171,3 +171,21 @@ def test_gradio_client_teach_then_predict_then_download(tmp_path, latin1):
         other = Client(url, verbose=False)  # another session: no task of the first
         assert "teach a task first" in one_line(other.predict(suite, "hello", api_name="/teach_predict"))
         assert "error" not in other.predict(suite, "hello there", None, "auto-switch", None, api_name="/predict")
+
+
+@pytest.mark.slow
+def test_cancel_stops_the_fine_tune_and_keeps_nothing():
+    suite = app_suites()["text"]
+    state = {"visitor": "cancelling-visitor"}
+    phases = []
+
+    def progress(fraction, desc=""):
+        phases.append(desc)
+        if desc.startswith("fine-tuning"):
+            app_teach.cancel(state)  # what the Cancel button does, from the page's other request
+
+    result, state = app_teach.teach(suite, example_lines("chat-small-talk"), None, None, "", state, progress)
+    assert "cancelled" in one_line(result)
+    assert not any(p.startswith("turning the task vector") for p in phases)
+    assert app_teach.STORE.tasks(state["visitor"]) == [] and app_teach.LINE.waiting() == 0
+    assert not app_teach.STORE.cancelled(state["visitor"])  # the next run starts clean
