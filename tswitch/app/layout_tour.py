@@ -17,9 +17,9 @@ from . import callbacks, catalogue, teach, text, tour
 
 # the tour is read from the back of a room: large type for its text and controls
 CSS = """
-#tour-text { font-size: 1.45rem; line-height: 1.55; }
-#tour-text h2 { font-size: 2.3rem; }
-#tour-position { font-size: 1.05rem; opacity: 0.8; }
+#tour-text p, #tour-text li, #tour-switch p, #tour-routed p { font-size: 1.45rem; line-height: 1.55; }
+#tour-text h2 { font-size: 2.4rem; }
+#tour-position p { font-size: 1.05rem; opacity: 0.8; }
 """
 
 
