@@ -32,8 +32,9 @@ SERVER_LOGS: dict[str, str] = {}  # url -> log file of the app serving it
 
 
 @contextmanager
-def serve(timeout: float = 180.0):
-    """Run ``app.py`` on a free loopback port; yields its URL, stops it afterwards."""
+def serve(timeout: float = 180.0, extra_env: dict[str, str] | None = None):
+    """Run ``app.py`` on a free loopback port (``extra_env`` added to its environment only); yields its URL,
+    stops it afterwards."""
     app_suites()  # builds smoke suites if none exist, and points $TSWITCH_SUITES at them
     port = free_port()
     log = tempfile.NamedTemporaryFile("w+", prefix="tswitch-app-", suffix=".log", delete=False)
@@ -44,6 +45,7 @@ def serve(timeout: float = 180.0):
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
         "GRADIO_ANALYTICS_ENABLED": "False",
+        **(extra_env or {}),
     }
     proc = subprocess.Popen(
         [sys.executable, os.path.join(ROOT, "app.py"), "--host", "127.0.0.1", "--port", str(port)],
@@ -106,7 +108,8 @@ def client(server):
 
 def test_api_has_predict_with_its_five_parameters(client):
     info = client.view_api(print_info=False, return_format="dict")
-    assert list(info["named_endpoints"]) == ["/predict"]
+    # /predict is the suite's endpoint; the teach tab adds its own three (tests/test_app_teach.py)
+    assert set(info["named_endpoints"]) == {"/predict", "/teach", "/teach_predict", "/teach_download"}
     names = [p["parameter_name"] for p in info["named_endpoints"]["/predict"]["parameters"]]
     assert names == ["suite", "text", "image", "method", "k"]
 

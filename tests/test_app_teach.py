@@ -144,9 +144,9 @@ def test_gradio_client_teach_then_predict_then_download(tmp_path, latin1):
     from gradio_client import Client, handle_file
     from test_app_e2e import serve
 
-    os.environ["TSWITCH_TEACH_SECONDS"] = "10"  # the served app's fine-tune cap: the path, not the accuracy
     suite = app_suites()["text"]
-    with serve() as url:
+    # the served app's fine-tune cap: the path, not the accuracy
+    with serve(extra_env={"TSWITCH_TEACH_SECONDS": "10"}) as url:
         client = Client(url, verbose=False)
         bad = client.predict(suite, "", handle_file(latin1), None, "", api_name="/teach")
         assert "not UTF-8" in one_line(bad)

@@ -25,7 +25,7 @@ ARGS = [
     "--no-first-run",
 ]
 TIMEOUT_MS = 180_000  # the first request of a suite loads its backbone
-os.environ.setdefault("TSWITCH_TEACH_SECONDS", "20")  # the served app's fine-tune cap: the path, not the accuracy
+TEACH_ENV = {"TSWITCH_TEACH_SECONDS": "20"}  # the served app's fine-tune cap: the path, not the accuracy
 
 pytestmark = [
     pytest.mark.browser,
@@ -37,7 +37,7 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def page():
     sync_api = pytest.importorskip("playwright.sync_api")
-    with serve() as url, sync_api.sync_playwright() as p:
+    with serve(extra_env=TEACH_ENV) as url, sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(TIMEOUT_MS)

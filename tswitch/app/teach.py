@@ -17,10 +17,8 @@ import gradio as gr
 
 from ..inputs import InputError, check_text
 from ..teach import data as teach_data
-from ..teach import export, serve
+from ..teach.config import TeachConfig
 from ..teach.data import TeachError, check_name
-from ..teach.run import TeachConfig
-from ..teach.run import teach as teach_task
 from ..teach.store import LiveTasks, OneAtATime
 from . import catalogue, charts, text
 from .catalogue import UnknownSuite
@@ -92,6 +90,8 @@ def teach(suite, lines, upload, example, name, state, progress=None):
             report(fraction, desc=desc)
 
         with LINE.turn(on_wait=waiting, cancelled=lambda: STORE.cancelled(visitor)):
+            from ..teach.run import teach as teach_task  # torch: loaded by the first request, not the page
+
             task = teach_task(runtime, data, name, CONFIG, progress=phase, cancelled=lambda: STORE.cancelled(visitor))
         STORE.add(visitor, task)
     except (TeachError, UnknownSuite) as exc:
@@ -126,6 +126,8 @@ def predict(suite, text_value, k, state) -> dict:
             raise TeachError(text.TEACH_EVICTED.format(names=", ".join(gone)) if gone else text.TEACH_NONE_YET)
         item = check_text(text_value if isinstance(text_value, str) else "")
         k = int(k) if isinstance(k, (int, float)) and not isinstance(k, bool) and k >= 1 else None
+        from ..teach import serve
+
         result = serve.route(catalogue.runtime(info.name), tasks, item, k=k)
     except (TeachError, InputError, UnknownSuite, ValueError) as exc:
         return {"error": str(exc)}
@@ -149,6 +151,8 @@ def download(suite, task_name, state) -> str | None:
         _EXPORTS.append(tempfile.mkdtemp(prefix="tswitch-teach-"))
     # one folder per visitor (a hash of the token: the token itself never appears in a URL)
     folder = os.path.join(_EXPORTS[0], hashlib.sha256(visitor.encode()).hexdigest()[:16])
+    from ..teach import export
+
     return export.export_zip(catalogue.runtime(info.name), task, folder)
 
 

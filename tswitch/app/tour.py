@@ -12,7 +12,6 @@ Every number is read from the suite's files or computed here; ``?tour=N`` opens 
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from . import catalogue, charts, text, views
 
@@ -203,7 +202,7 @@ def switch_view(task, alpha: float):
     )
     return (
         charts.mask_heatmap(pspar_crop, text.TOUR_PSPAR_TITLE.format(h=h, w=w), signed=True),
-        charts.mask_heatmap(torch.sign(signs).tolist(), text.TOUR_BAPPROX_TITLE.format(h=h, w=w), signed=True),
+        charts.mask_heatmap(signs.sign().tolist(), text.TOUR_BAPPROX_TITLE.format(h=h, w=w), signed=True),
         md,
     )
 

@@ -14,9 +14,28 @@ Nothing here imports gradio; :mod:`tswitch.app.teach` is the page's side.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+from .config import TeachCancelled, TeachConfig
 from .data import LabelledLines, TeachError, check_name, parse_csv, parse_lines
-from .run import TeachCancelled, TeachConfig, teach
-from .task import TaughtTask
+
+if TYPE_CHECKING:
+    from .run import teach
+    from .task import TaughtTask
+
+
+def __getattr__(name: str) -> Any:
+    """``teach`` and ``TaughtTask`` import torch: loaded on first use, so the page builds without it."""
+    if name == "teach":
+        from .run import teach
+
+        return teach
+    if name == "TaughtTask":
+        from .task import TaughtTask
+
+        return TaughtTask
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "LabelledLines",
