@@ -20,14 +20,15 @@ import re
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import torch
 
 from .codec import container
-from .codec.container import PackError, PackHeader, TaskEntry, TensorSpec
+from .codec.header import PackError, PackHeader, TaskEntry, TensorSpec
 from .codec.layouts import AUTO, LAYOUTS, check_layout_choice, choose_layout, get_layout
-from .core.binary import b_approx_codes, from_codes
+from .core.binary import TSwitch, b_approx_codes, from_codes
 from .core.pspar import validate_alpha
 from .core.quant import Codebook, QSwitch
 from .core.task_vector import TaskVector, is_task_tensor
@@ -48,7 +49,7 @@ def base_fingerprint(state: Mapping[str, torch.Tensor], names: Sequence[str] | N
         h.update(name.encode() + b"\0")
         h.update(json.dumps([str(t.dtype).replace("torch.", ""), list(t.shape)]).encode() + b"\0")
         values = np.ascontiguousarray(t.detach().cpu().float().numpy(), dtype="<f4").reshape(-1)
-        h.update(values.view(np.uint8))  # 1-D: memoryview.cast refuses zero-size N-d arrays
+        h.update(values.view(np.uint8).data)  # 1-D: memoryview.cast refuses zero-size N-d arrays
     return "sha256:" + h.hexdigest()
 
 
@@ -97,7 +98,7 @@ def encode_task(
     if not name or not isinstance(name, str):
         raise ValueError("task name must be a non-empty string")
 
-    def one(spec: TensorSpec):
+    def one(spec: TensorSpec) -> tuple[str, bytes, float, int]:
         try:
             t = tau[spec.name]
         except KeyError:
@@ -135,7 +136,7 @@ def encode_task(
     return EncodedTask(entry, payloads, scales, tuple(s.name for s in specs))
 
 
-def _codebook(spec: TensorSpec, bits: int, codebook) -> Codebook:
+def _codebook(spec: TensorSpec, bits: int, codebook: np.ndarray | None) -> Codebook:
     if codebook is None:
         raise PackError(f"corrupt pack: quantised tensor {spec.name} has no codebook")
     try:
@@ -159,17 +160,21 @@ def _decode_codes(
 
 
 def decode_tensor(
-    payload: bytes, spec: TensorSpec, encoding: str, bits: int, scale: float, nnz: int | None = None, codebook=None
-):
+    payload: bytes,
+    spec: TensorSpec,
+    encoding: str,
+    bits: int,
+    scale: float,
+    nnz: int | None = None,
+    codebook: np.ndarray | None = None,
+) -> TSwitch | QSwitch | torch.Tensor:
     """One stored tensor back: a :class:`TSwitch`, a :class:`QSwitch` (quantised encodings, which
     need the tensor's ``codebook`` row ``(lo, step)``) or a float32 tensor for ``dense-f16``.
 
     ``nnz``, when given, is the kept count the metadata promises; a payload disagreeing with it
     is corrupt."""
     if encoding == DENSE:
-        if len(payload) != 2 * spec.numel:
-            raise PackError(f"corrupt dense payload for {spec.name}")
-        return torch.from_numpy(np.frombuffer(payload, dtype="<f2").astype(np.float32)).view(spec.shape)
+        return _decode_f16(payload, spec)
     mask, values = _decode_codes(payload, spec, encoding, bits, nnz, positions=False)
     if encoding in QUANTISED:
         return QSwitch(
@@ -181,14 +186,26 @@ def decode_tensor(
     return from_codes(spec.shape, torch.from_numpy(mask), torch.from_numpy(values.astype(np.bool_)), scale)
 
 
+def _decode_f16(payload: bytes, spec: TensorSpec) -> torch.Tensor:
+    if len(payload) != 2 * spec.numel:
+        raise PackError(f"corrupt dense payload for {spec.name}")
+    return torch.from_numpy(np.frombuffer(payload, dtype="<f2").astype(np.float32)).view(spec.shape)
+
+
 def decode_dense(
-    payload: bytes, spec: TensorSpec, encoding: str, bits: int, scale: float, nnz: int | None = None, codebook=None
+    payload: bytes,
+    spec: TensorSpec,
+    encoding: str,
+    bits: int,
+    scale: float,
+    nnz: int | None = None,
+    codebook: np.ndarray | None = None,
 ) -> torch.Tensor:
     """One stored tensor straight to its dense float32 task-vector approximation
     (``scale · mask ⊙ sign``, T-Switch Eq. 7; ``scale · (lo + (code + 0.5) step)`` at kept entries
     for a quantised switch) without building a bool mask."""
     if encoding == DENSE:
-        return decode_tensor(payload, spec, encoding, bits, scale)
+        return _decode_f16(payload, spec)
     positions, values = _decode_codes(payload, spec, encoding, bits, nnz, positions=True)
     out = np.zeros(spec.numel, dtype=np.float32)
     if encoding in QUANTISED:
@@ -199,7 +216,7 @@ def decode_dense(
     return torch.from_numpy(out).view(spec.shape)
 
 
-def _task_jobs(pack: SwitchPack, name: str) -> list[tuple]:
+def _task_jobs(pack: SwitchPack, name: str) -> list[tuple[Any, ...]]:
     """Per tensor ``(payload, spec, encoding, bits, scale, nnz, codebook row)`` of one task."""
     entry = pack.task(name)
     payloads, scales, codebook = container.read_task(pack.path, pack.header, name)
@@ -349,7 +366,7 @@ def repack(path: str, out: str | None = None, layout: str = AUTO) -> PackHeader:
         old, task_scales, book = container.read_task(path, pack.header, entry.name)
         jobs = zip(old, pack.header.tensors, entry.encodings, entry.widths, entry.nnz)
         with ThreadPoolExecutor(_THREADS) as pool:
-            rows = list(pool.map(lambda a: _relayout(*a, layout), jobs))
+            rows = list(pool.map(lambda a: _relayout(a[0], a[1], a[2], a[3], a[4], layout), jobs))
         new = [p for _, p in rows]
         entries.append(
             replace(

@@ -74,11 +74,11 @@ def pack_fixed_width(codes: np.ndarray, width: int) -> bytes:
     rows = -(-count // 8)
     padded = np.zeros(rows * 8, dtype=np.uint64)
     padded[:count] = codes
-    padded = padded.reshape(rows, 8)
+    grid = padded.reshape(rows, 8)
     word = np.zeros(rows, dtype=np.uint64)  # 8 codes -> 8*width bits, right-aligned in a word
     for i in range(8):
         word <<= np.uint64(width)
-        word |= padded[:, i]
+        word |= grid[:, i]
     raw = word.astype(">u8").view(np.uint8).reshape(rows, 8)[:, 8 - width :]
     return raw.tobytes()[: -(-count * width // 8)]
 

@@ -12,6 +12,7 @@ import os
 import secrets
 import stat
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
@@ -50,7 +51,7 @@ def payload_checksum(payloads: list[bytes], scales: np.ndarray, codebook: np.nda
     return "sha256:" + h.hexdigest()
 
 
-def _safe_open(path: str):
+def _safe_open(path: str) -> Any:
     from safetensors import safe_open
 
     if not os.path.isfile(path):
@@ -85,7 +86,7 @@ def read_task(path: str, header: PackHeader, name: str) -> tuple[list[bytes], np
     try:
         with _safe_open(path) as f:
             payloads = [f.get_tensor(payload_key(i, j)).tobytes() for j in range(len(header.tensors))]
-            scales = f.get_tensor(scales_key(i)).astype(np.float32)
+            scales: np.ndarray = f.get_tensor(scales_key(i)).astype(np.float32)
             if task.tensor_bits is not None:
                 codebook = f.get_tensor(codebook_key(i)).astype(np.float32)
     except PackError:
@@ -110,7 +111,7 @@ def read_task_scales(path: str, header: PackHeader, name: str) -> np.ndarray:
     i = header.task_index(name)
     try:
         with _safe_open(path) as f:
-            scales = f.get_tensor(scales_key(i)).astype(np.float32)
+            scales: np.ndarray = f.get_tensor(scales_key(i)).astype(np.float32)
     except PackError:
         raise
     except Exception as exc:
@@ -175,7 +176,7 @@ def write_pack(
     field out, as files written before it existed). Returns the header as written."""
     from safetensors.numpy import save
 
-    tensors = {}
+    tensors: dict[str, np.ndarray] = {}
     for i, (task_payloads, task_scales) in enumerate(zip(payloads, scales)):
         for j, p in enumerate(task_payloads):
             tensors[payload_key(i, j)] = np.frombuffer(p, dtype=np.uint8)

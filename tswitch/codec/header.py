@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -72,7 +73,7 @@ class TaskEntry:
         codebook = CODEBOOK_FIELDS * 4 * len(self.nbytes) if self.tensor_bits is not None else 0
         return int(sum(self.nbytes)) + 4 * len(self.nbytes) + codebook
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """The metadata object of docs/FORMAT.md §2 (``tensor_bits`` only when set)."""
         out = asdict(self)
         if self.tensor_bits is None:

@@ -76,7 +76,7 @@ def _group_any(mask: np.ndarray, c: int) -> np.ndarray:
     if c == 1:
         return mask
     cols = mask.reshape(-1, c)
-    out = cols[:, 0].copy()
+    out: np.ndarray = cols[:, 0].copy()
     for j in range(1, c):
         out |= cols[:, j]
     return out

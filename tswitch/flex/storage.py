@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ..codec import container
-from ..codec.container import CODEBOOK_FIELDS, TaskEntry, TensorSpec
+from ..codec.header import CODEBOOK_FIELDS, TaskEntry, TensorSpec
 from ..codec.layouts import AUTO, check_layout_choice, choose_layout
 from ..codec.sass import sass_bits
 from ..core.binary import switch_scale
@@ -47,6 +47,8 @@ def _encode_one(t: FlexTensor, tau: torch.Tensor, layout: str) -> tuple[str, byt
         lay = choose_layout(mask.numpy(), POLARITY_BITS, layout)
         return lay.name, lay.encode(mask.numpy(), (kept > 0).numpy(), POLARITY_BITS), scale, POLARITY_BITS, (0.0, 0.0)
     book = t.codebook
+    if book is None:
+        raise ValueError(f"FlexSwitch tensor {t.name} has {t.bits} bits and no codebook")
     codes = book.codes(kept)
     lay = choose_layout(mask.numpy(), book.bits, layout)
     return f"{lay.name}-q", lay.encode(mask.numpy(), codes.numpy(), book.bits), t.scale, book.bits, (book.lo, book.step)
@@ -82,14 +84,14 @@ def encode_flex_task(
     check_layout_choice(layout)
     by_name = {t.name: t for t in result.tensors}
     dense_re = re.compile(dense_pattern) if dense_pattern else None
-    rows, nnz = [], []
+    rows, kept = [], []
     for spec in specs:
         if dense_re is not None and dense_re.search(spec.name):
-            t = tau.get(spec.name) if hasattr(tau, "get") else tau[spec.name]
-            if t is None or tuple(t.shape) != spec.shape:
+            dense = tau[spec.name] if spec.name in tau else None  # a TaskVector has no .get
+            if dense is None or tuple(dense.shape) != spec.shape:
                 raise ValueError(f"task vector lacks tensor {spec.name} or its shape differs from {spec.shape}")
-            rows.append((DENSE, encode_dense(t), 1.0, DENSE_BITS, (0.0, 0.0)))
-            nnz.append(t.numel())
+            rows.append((DENSE, encode_dense(dense), 1.0, DENSE_BITS, (0.0, 0.0)))
+            kept.append(dense.numel())
             continue
         if spec.name not in by_name or spec.name not in tau:
             raise ValueError(f"FlexSwitch result of {result.task!r} lacks tensor {spec.name}")
@@ -97,14 +99,14 @@ def encode_flex_task(
         if tuple(t.shape) != spec.shape or tuple(tau[spec.name].shape) != spec.shape:
             raise ValueError(f"shape mismatch for {spec.name}: {t.shape} vs {spec.shape}")
         rows.append(_encode_one(t, tau[spec.name], layout))
-        nnz.append(t.nnz)
+        kept.append(t.nnz)
     encodings = tuple(r[0] for r in rows)
     payloads = [r[1] for r in rows]
     scales = np.array([r[2] for r in rows], dtype=np.float32)
     quantised = any(e in QUANTISED for e in encodings)
     tensor_bits = tuple(r[3] for r in rows) if quantised else None
     codebook = np.array([r[4] for r in rows], dtype=np.float32).reshape(-1, CODEBOOK_FIELDS) if quantised else None
-    nnz = tuple(nnz)
+    nnz = tuple(kept)
     switched = [j for j, e in enumerate(encodings) if e != DENSE]
     n = sum(specs[j].numel for j in switched)
     density = sum(nnz[j] for j in switched) / n if n else 0.0
