@@ -12,7 +12,9 @@ interleaved rounds, as ratios to the plain pre-trained forward of the same batch
 
 - routing only (route features + k-NN);
 - Auto-Switch with the multi-tenant engine (``strategy="tenant"``: nothing cached, so cold = warm);
-- Auto-Switch merging weights (``strategy="merge"``) with a warm cache and with a cold one.
+- Auto-Switch merging weights (``strategy="merge"``) with a warm cache and with a cold one;
+- Auto-Switch with ``strategy="auto"``: the batch's vectors seen for the first time (one
+  multi-tenant forward) and again (merged on the second sight, then cached).
 
 Also the largest |logit| difference between the two engines, the distinct weight vectors of the
 batch, the bytes the engine holds for the switches against the base model, and the resident memory
@@ -168,6 +170,7 @@ def measure(adapter, make, base, n_tasks: int, batch_size: int, alpha: float, ar
     }
     tenant = DynamicMergeEngine(adapter, base, packed, heads, strategy="tenant")
     merge = DynamicMergeEngine(adapter, base, packed, heads, strategy="merge", cache_size=16)
+    auto = DynamicMergeEngine(adapter, base, packed, heads, strategy="auto", cache_size=16)
     # exemplars: task i draws from topic i // 2 (two tasks per topic when there are 8): mixed votes
     per = args.exemplars
     exemplars = [x for i in range(n_tasks) for x in make(i // max(1, n_tasks // len(TOPICS)), per)]
@@ -175,7 +178,7 @@ def measure(adapter, make, base, n_tasks: int, batch_size: int, alpha: float, ar
         [adapter.route_features(adapter.preprocess(exemplars[i : i + 64])) for i in range(0, len(exemplars), 64)]
     )
     router = KNNRouter(feats, torch.arange(n_tasks).repeat_interleave(per), tasks, k=args.k)
-    auto_t, auto_m = AutoSwitch(tenant, router), AutoSwitch(merge, router)
+    auto_t, auto_m, auto_a = AutoSwitch(tenant, router), AutoSwitch(merge, router), AutoSwitch(auto, router)
     topics = [rng.randrange(n_tasks) for _ in range(batch_size)]
     batch = adapter.preprocess([x for t in topics for x in make(t // max(1, n_tasks // len(TOPICS)), 1)])
     out_t, _ = auto_t.predict(batch)
@@ -188,6 +191,8 @@ def measure(adapter, make, base, n_tasks: int, batch_size: int, alpha: float, ar
             "tenant": (lambda: auto_t.predict(batch), None),
             "merge warm": (lambda: auto_m.predict(batch), lambda: auto_m.predict(batch)),
             "merge cold": (lambda: auto_m.predict(batch), merge.clear_cache),
+            "auto first": (lambda: auto_a.predict(batch), auto.clear_cache),  # vectors never seen
+            "auto again": (lambda: auto_a.predict(batch), lambda: (auto_a.predict(batch), auto_a.predict(batch))),
         },
         args.repeat,
     )
@@ -259,8 +264,8 @@ def main() -> None:
         base_bytes = sum(v.numel() * v.element_size() for v in base.values() if torch.is_floating_point(v))
         print(f"\n{model}: {mib(base_bytes)} of floating weights; ratios to the plain forward, median of {args.repeat}")
         print(
-            "  alpha  tasks  batch  plain ms  routing  multi-tenant  merge warm  merge cold  groups  "
-            "max|dlogit|  held/base"
+            "  alpha  tasks  batch  plain ms  routing  multi-tenant  merge warm  merge cold  auto first  auto again"
+            "  groups  max|dlogit|  held/base"
         )
         last = None
         for alpha in args.alpha:
@@ -269,7 +274,8 @@ def main() -> None:
                     c = measure(adapter, make, base, n_tasks, batch_size, alpha, args, rng)
                     print(
                         f"  {alpha:5.2f}  {n_tasks:5d}  {batch_size:5d}  {c['plain_ms']:8.1f}  {c['routing']:6.2f}x"
-                        f"  {c['tenant']:11.2f}x  {c['merge warm']:9.2f}x  {c['merge cold']:9.2f}x  {c['groups']:6d}"
+                        f"  {c['tenant']:11.2f}x  {c['merge warm']:9.2f}x  {c['merge cold']:9.2f}x"
+                        f"  {c['auto first']:9.2f}x  {c['auto again']:9.2f}x  {c['groups']:6d}"
                         f"  {c['max_dlogit']:11.1e}  {c['tenant_bytes'] / base_bytes:8.3f}",
                         flush=True,
                     )

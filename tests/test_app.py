@@ -152,7 +152,10 @@ def test_predict_text_matches_the_suite(text_suite):
     probs = list(result["prediction"].values())
     assert 1 <= len(probs) <= 5 and probs == sorted(probs, reverse=True)
     direct = catalogue.runtime(text_suite).route([sentence], k=3)[0]
-    assert result["routed_task"] == direct["routed_task"] and result["prediction"] == direct["prediction"]
+    # the same answer; the engine may take its one-forward or its merged path (equal to float32 rounding)
+    assert result["routed_task"] == direct["routed_task"]
+    assert list(result["prediction"]) == list(direct["prediction"])
+    assert result["prediction"] == pytest.approx(direct["prediction"], abs=1e-6)
     assert callbacks.predict(text_suite, sentence, None, None, None)["k"] == info.default_k()
 
 
@@ -189,7 +192,8 @@ def test_predict_with_auto_flexswitch(suites):
         assert result["routed_task"] in info.task_names and sum(result["weights"].values()) == pytest.approx(1.0)
         assert all(n["exemplar"] is None and n["centre"] >= 0 for n in result["neighbours"])
         direct = catalogue.runtime(name).route([callbacks.read_input(info, *item)], method="auto-flexswitch")[0]
-        assert direct["prediction"] == result["prediction"]
+        assert list(direct["prediction"]) == list(result["prediction"])
+        assert direct["prediction"] == pytest.approx(result["prediction"], abs=1e-6)
         status, _, _, neighbours = callbacks.show_result(result)
         assert "K-means centres" in status and "K-means centre" in neighbours
         _, rows = callbacks.compare_models(result, *item)

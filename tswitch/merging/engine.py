@@ -42,6 +42,10 @@ if TYPE_CHECKING:  # annotations only: merging must not import the model or rout
 
 WEIGHT_DECIMALS = 6  # cache key resolution: k-NN weights are multiples of 1/C, far coarser
 STRATEGIES = ("auto", "tenant", "merge")
+# Default bound on the merged-weights cache: a quarter of a 16 GB GPU Space (3 ViT-L/14 copies,
+# 47 MiniLM copies); the count bound (cache_size) applies too.
+DEFAULT_CACHE_BYTES = 4 << 30
+SEEN_KEYS = 4096  # auto: weight vectors remembered, so that a second sight merges and caches one
 log = logging.getLogger(__name__)
 
 
@@ -50,6 +54,8 @@ class CacheInfo(NamedTuple):
     misses: int
     size: int
     max_size: int
+    nbytes: int = 0  # bytes the cached merged tensors hold
+    max_bytes: int = DEFAULT_CACHE_BYTES
 
 
 @dataclass(frozen=True)
@@ -85,10 +91,13 @@ class DynamicMergeEngine:
         heads: a head per task of ``switches``.
         cache_size: merged weight sets kept (LRU) by the merging path; each costs one model's
             covered tensors. The multi-tenant path caches nothing.
-        strategy: ``"merge"`` (the merged-weights cache; the default, fastest on CPU while a batch
-            holds few distinct weight vectors: benchmarks/bench_engine.py), ``"auto"``
-            (multi-tenant forwards, merging where the architecture needs it) or ``"tenant"``
-            (multi-tenant only: an unsupported operation raises :class:`~.tenants.UnsupportedOp`).
+        cache_bytes: the cache's bound in bytes (its merged tensors), besides ``cache_size``.
+        strategy: ``"merge"`` (the merged-weights cache only: one forward per distinct weight
+            vector), ``"tenant"`` (multi-tenant forwards only: an unsupported operation raises
+            :class:`~.tenants.UnsupportedOp`) or ``"auto"``: cached merged weights when every weight
+            vector of the batch is cached, else one multi-tenant forward; a vector seen a second
+            time is merged (from the serving forms) and cached; merging only where the
+            architecture needs it. Measured in benchmarks/bench_engine.py.
     """
 
     def __init__(
@@ -99,7 +108,10 @@ class DynamicMergeEngine:
         heads: Mapping[str, Head],
         cache_size: int = 16,
         strategy: str = "merge",
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
     ):
+        if isinstance(cache_bytes, bool) or not isinstance(cache_bytes, int) or cache_bytes < 0:
+            raise ValueError(f"cache_bytes must be an int >= 0, got {cache_bytes!r}")
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
         if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 0:
@@ -126,7 +138,10 @@ class DynamicMergeEngine:
                 for t in self.tasks
             }
         self.cache_size = cache_size
+        self.cache_bytes = cache_bytes
         self._cache: OrderedDict[tuple[float, ...], dict[str, torch.Tensor]] = OrderedDict()
+        self._cache_nbytes: dict[tuple[float, ...], int] = {}
+        self._seen: OrderedDict[tuple[float, ...], None] = OrderedDict()
         self._pending: dict[tuple[float, ...], Future] = {}
         self._lock = threading.Lock()
         self._hits = self._misses = 0
@@ -171,12 +186,15 @@ class DynamicMergeEngine:
                 del self._pending[key]
             pending.set_exception(exc)
             raise
+        size = sum(t.numel() * t.element_size() for n, t in merged.items() if t is not self._base[n])
         with self._lock:
             del self._pending[key]
-            if self.cache_size:
+            if self.cache_size and size <= self.cache_bytes:
                 self._cache[key] = merged
-                while len(self._cache) > self.cache_size:
-                    self._cache.popitem(last=False)
+                self._cache_nbytes[key] = size
+                while len(self._cache) > self.cache_size or sum(self._cache_nbytes.values()) > self.cache_bytes:
+                    old, _ = self._cache.popitem(last=False)
+                    del self._cache_nbytes[old]
         pending.set_result(merged)
         return dict(merged)
 
@@ -208,11 +226,20 @@ class DynamicMergeEngine:
 
     def cache_info(self) -> CacheInfo:
         with self._lock:
-            return CacheInfo(self._hits, self._misses, len(self._cache), self.cache_size)
+            return CacheInfo(
+                self._hits,
+                self._misses,
+                len(self._cache),
+                self.cache_size,
+                sum(self._cache_nbytes.values()),
+                self.cache_bytes,
+            )
 
     def clear_cache(self) -> None:
         with self._lock:
             self._cache.clear()
+            self._cache_nbytes.clear()
+            self._seen.clear()
             self._hits = self._misses = 0
 
     # -- forwards ----------------------------------------------------------------------------
@@ -238,7 +265,7 @@ class DynamicMergeEngine:
         groups: dict[tuple[float, ...], list[int]] = {}
         for i, key in enumerate(keys):
             groups.setdefault(key, []).append(i)
-        features = self._tenant_features(batch, keys) if self.strategy != "merge" and not self.unsupported else None
+        features = self._tenant_features(batch, keys) if self._one_forward(groups) else None
         if features is None:
             features = self._merged_features(batch, groups, b)
         with torch.no_grad():
@@ -251,6 +278,24 @@ class DynamicMergeEngine:
             raise ValueError(f"routed_task must be ({b},) task indices in [0, {len(self.tasks)})")
         probs = [torch.softmax(logits[self.tasks[r]][i], dim=-1) for i, r in enumerate(routed_task.tolist())]
         return EngineOutput(features, logits, routed_task, probs, rounded, self.tasks, len(groups))
+
+    def _one_forward(self, groups: Mapping[tuple[float, ...], list[int]]) -> bool:
+        """Whether this batch takes the multi-tenant forward (``strategy``; see the class docstring)."""
+        if self.strategy == "merge" or self.unsupported:
+            return False
+        if self.strategy == "tenant":
+            return True
+        with self._lock:
+            missing = [key for key in groups if key not in self._cache]
+            again = [key for key in missing if key in self._seen]
+            for key in missing:
+                self._seen[key] = None
+                self._seen.move_to_end(key)
+            while len(self._seen) > SEEN_KEYS:
+                self._seen.popitem(last=False)
+        if len(again) == len(missing) and self.cache_size:  # every vector cached or seen before: merge them
+            return len(groups) > self.cache_size  # ...unless the batch alone would overflow the cache
+        return True
 
     def _tenant_features(self, batch: Mapping[str, torch.Tensor], keys: list[tuple[float, ...]]) -> torch.Tensor | None:
         """One forward with per-sample weights (:mod:`.tenants`); ``None`` when the adapter needs merging."""

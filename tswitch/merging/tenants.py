@@ -194,10 +194,11 @@ class Mix:
     weights: torch.Tensor
     users: Mapping[int, tuple[torch.Tensor, torch.Tensor]]
     spans: Mapping[int, slice]  # tasks whose rows are one contiguous run of the batch
+    unit: frozenset[int]  # tasks whose every non-zero weight is 1 (one-hot routes): no scaling
 
     @classmethod
     def of(cls, weights: torch.Tensor) -> Mix:
-        users, spans = {}, {}
+        users, spans, unit = {}, {}, set()
         for k in range(weights.shape[1]):
             rows = torch.nonzero(weights[:, k]).flatten()
             if rows.numel():
@@ -205,7 +206,9 @@ class Mix:
                 first, last = int(rows[0]), int(rows[-1])
                 if last - first + 1 == rows.numel():
                     spans[k] = slice(first, last + 1)
-        return cls(weights, users, spans)
+                if bool((users[k][1] == 1).all()):
+                    unit.add(k)
+        return cls(weights, users, spans, frozenset(unit))
 
     def take(self, x: torch.Tensor, k: int) -> torch.Tensor:
         """Task ``k``'s samples of a batch-first ``x`` (a view when they are contiguous)."""
@@ -275,7 +278,8 @@ def _batch_of(x: torch.Tensor, mix: Mix, what: str) -> None:
 def _add_rows(out: torch.Tensor, k: int, mix: Mix, value: torch.Tensor) -> None:
     """``out[rows of k] += w_k · value``."""
     rows, w = mix.users[k]
-    scaled = (value * w.view(-1, *([1] * (value.dim() - 1))).to(value.dtype)).to(out.dtype)
+    scaled = value if k in mix.unit else value * w.view(-1, *([1] * (value.dim() - 1))).to(value.dtype)
+    scaled = scaled.to(out.dtype)
     span = mix.spans.get(k)
     if span is not None:
         out[span] += scaled
@@ -349,7 +353,7 @@ def _embedding(ids, weight, padding_idx=None, max_norm=None, norm_type=2.0, scal
 def _affine(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, channel_dim: int) -> torch.Tensor:
     shape = [x.shape[0]] + [1] * (x.dim() - 1)
     shape[channel_dim] = scale.shape[1]
-    return x * scale.view(shape).to(x.dtype) + shift.view(shape).to(x.dtype)
+    return torch.addcmul(shift.view(shape).to(x.dtype), x, scale.view(shape).to(x.dtype))
 
 
 def _samples(t, mix: Mix, like: torch.Tensor) -> torch.Tensor:

@@ -98,7 +98,12 @@ class Suite:
 
         with self._lock:
             return DynamicMergeEngine(
-                self.adapter, self.adapter.state_dict(), PackedSwitches.from_pack(pack), self.heads, cache_size=16
+                self.adapter,
+                self.adapter.state_dict(),
+                PackedSwitches.from_pack(pack),
+                self.heads,
+                cache_size=16,
+                strategy="auto",  # one forward for a batch of new weight vectors; cached ones merged
             )
 
     @cached_property
