@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import torch
 
 from .packed import PackedSwitches, signed_lut
-from .tenants import UnsupportedOp, delta_nbytes, mixed_weights, tenant_delta
+from .tenants import Streamed, UnsupportedOp, delta_nbytes, mixed_weights, tenant_delta
 
 if TYPE_CHECKING:  # annotations only: merging must not import the model or routing packages
     from ..models.base import Head, ModelAdapter
@@ -137,6 +137,17 @@ class DynamicMergeEngine:
                 t: {name: tenant_delta(entry, self._lut) for name, entry in moved.entries[t].items()}
                 for t in self.tasks
             }
+            streamed = sum(
+                math.prod(d.shape) for items in self._deltas.values() for d in items.values() if isinstance(d, Streamed)
+            )
+            total = sum(math.prod(e.shape) for items in moved.entries.values() for e in items.values())
+            if strategy == "auto" and streamed > total / 2:
+                # decoding dense-ish switches layer by layer costs more than merging them once
+                # (benchmarks/bench_engine.py, alpha 0.7): merge, and keep the packed form for it
+                self.unsupported = (
+                    f"switches too dense for sparse products ({streamed / total:.0%} of entries streamed)"
+                )
+                self._switches, self._deltas = moved, {}
         self.cache_size = cache_size
         self.cache_bytes = cache_bytes
         self._cache: OrderedDict[tuple[float, ...], dict[str, torch.Tensor]] = OrderedDict()
