@@ -92,7 +92,7 @@ def main() -> int:
     try:
         for modality, name in chosen.items():
             examples = [e for _, e in catalogue.get(name).examples()]
-            k = catalogue.get(name).default_k
+            k = catalogue.get(name).default_k("auto-switch")
 
             def local(x, name=name, modality=modality, k=k):
                 return callbacks.predict(

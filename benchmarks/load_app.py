@@ -85,9 +85,9 @@ def main() -> int:
     try:
         warm = Client(url, verbose=False)
         args_of = (
-            (lambda x: (suite, x, None, "auto-switch", info.default_k))
+            (lambda x: (suite, x, None, "auto-switch", info.default_k("auto-switch")))
             if info.modality == "text"
-            else (lambda x: (suite, None, handle_file(x), "auto-switch", info.default_k))
+            else (lambda x: (suite, None, handle_file(x), "auto-switch", info.default_k("auto-switch")))
         )
         for x in examples:  # warm-up: the suite loads, the merge cache fills
             warm.predict(*args_of(x), api_name="/predict")
