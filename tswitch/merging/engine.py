@@ -129,6 +129,7 @@ class DynamicMergeEngine:
         self.unsupported: str | None = None  # why the multi-tenant path is off for this adapter, if it is
         self._switches: PackedSwitches | None = None
         self._deltas: dict[str, dict] = {}
+        self._merge_first = False
         if strategy == "merge":
             self._switches = switches.to(adapter.device)
         else:  # decoded once, at load; the packed form is not kept beside it
@@ -141,6 +142,13 @@ class DynamicMergeEngine:
                 math.prod(d.shape) for items in self._deltas.values() for d in items.values() if isinstance(d, Streamed)
             )
             total = sum(math.prod(e.shape) for items in moved.entries.values() for e in items.values())
+            convolutions = sum(
+                math.prod(e.shape) for items in moved.entries.values() for e in items.values() if len(e.shape) == 4
+            )
+            # auto on a convolutional network: merging its small tensors costs less than the per-layer
+            # delta products on its large activations (benchmarks/bench_engine.py, EfficientNet-Lite0),
+            # except when a batch holds more weight vectors than the cache (merging would thrash)
+            self._merge_first = strategy == "auto" and convolutions > total / 2
             if strategy == "auto" and streamed > total / 2:
                 # decoding dense-ish switches layer by layer costs more than merging them once
                 # (benchmarks/bench_engine.py, alpha 0.7): merge, and keep the packed form for it
@@ -294,8 +302,10 @@ class DynamicMergeEngine:
         """Whether this batch takes the multi-tenant forward (``strategy``; see the class docstring)."""
         if self.strategy == "merge" or self.unsupported:
             return False
-        if self.strategy == "tenant":
-            return True
+        if self.strategy == "tenant" or len(groups) > self.cache_size:
+            return True  # (auto: more vectors than the cache holds would only evict each other)
+        if self._merge_first:
+            return False
         with self._lock:
             missing = [key for key in groups if key not in self._cache]
             again = [key for key in missing if key in self._seen]
@@ -304,9 +314,7 @@ class DynamicMergeEngine:
                 self._seen.move_to_end(key)
             while len(self._seen) > SEEN_KEYS:
                 self._seen.popitem(last=False)
-        if len(again) == len(missing) and self.cache_size:  # every vector cached or seen before: merge them
-            return len(groups) > self.cache_size  # ...unless the batch alone would overflow the cache
-        return True
+        return not (len(again) == len(missing) and self.cache_size)  # all cached or seen before: merge
 
     def _tenant_features(self, batch: Mapping[str, torch.Tensor], keys: list[tuple[float, ...]]) -> torch.Tensor | None:
         """One forward with per-sample weights (:mod:`.tenants`); ``None`` when the adapter needs merging."""
