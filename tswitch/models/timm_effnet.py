@@ -78,6 +78,7 @@ class TimmEfficientNetAdapter(FunctionalAdapter):
         route_layers: int | None = None,
         device: str = "cpu",
         pool_size: int = 2,
+        dtype: str = "float32",
     ):
         if image_size < 8:
             raise ValueError(f"image_size must be >= 8, got {image_size}")
@@ -95,7 +96,7 @@ class TimmEfficientNetAdapter(FunctionalAdapter):
         self.image_size = image_size
         cfg = model.pretrained_cfg
         self.mean, self.std = tuple(cfg["mean"]), tuple(cfg["std"])
-        super().__init__(model, device=device, pool_size=pool_size)
+        super().__init__(model, device=device, pool_size=pool_size, dtype=dtype)
         self.feature_dim = int(model.num_features)
 
     def preprocess(self, inputs: Sequence[Any]) -> Batch:
@@ -110,7 +111,7 @@ class TimmEfficientNetAdapter(FunctionalAdapter):
         if self.route_layers is None:
             return self.features(batch, None)
         x = batch["pixel_values"].to(self.device)
-        with torch.no_grad(), self._acquire() as model:
+        with torch.no_grad(), self._acquire() as model, self.autocast():
             x = model.bn1(model.conv_stem(x))
             for stage in model.blocks[: self.route_layers]:
                 x = stage(x)
