@@ -128,3 +128,16 @@ def test_library_code_changes_no_process_global_state():
                             if needle in code and needle not in allowed.get(path, set()):
                                 found.append(f"{path}:{i}: {line.strip()}")
     assert not found, "\n".join(found)
+
+
+def test_library_code_has_no_assert_statements():
+    """Library invariants raise explicit errors: ``assert`` vanishes under ``python -O``."""
+    found = []
+    for folder, _, files in os.walk(ROOT):
+        for name in files:
+            if name.endswith(".py"):
+                path = os.path.join(folder, name)
+                with open(path, encoding="utf-8") as f:
+                    tree = ast.parse(f.read(), path)
+                found += [f"{path}:{node.lineno}" for node in ast.walk(tree) if isinstance(node, ast.Assert)]
+    assert not found, "\n".join(found)

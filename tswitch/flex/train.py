@@ -136,9 +136,8 @@ def compressed_delta(
             gate = soft_gate(m.tau, params.s_pos[l], params.s_neg[l], m.rng, rho)
             gate_l1 = gate_l1 + gate.sum()
             delta = torch.nn.functional.softplus(params.kappa[l]) * gate * values
-        else:
-            assert m.fixed_mask is not None  # no LGS: the bas ablation's fixed P-Spar mask
-            delta = m.fixed_mask * values
+        else:  # no LGS: the bas ablation's fixed P-Spar mask
+            delta = _fixed_mask(m) * values
         deltas[m.name] = m.scatter(delta)
     total = sum(m.numel for m in modules)
     sparsity = sparsity_term(gate_l1, total) if config.learns_mask else torch.zeros(())
@@ -354,9 +353,8 @@ def _finalise(
                 scale = float(torch.nn.functional.softplus(params.kappa[l]))
                 t_pos, t_neg = thresholds(params.s_pos[l], params.s_neg[l], m.rng)
                 thr = (float(t_pos), float(t_neg))
-            else:
-                assert m.fixed_mask is not None  # no LGS: the bas ablation's fixed P-Spar mask
-                mask, scale, thr = m.fixed_mask.bool(), 1.0, None
+            else:  # no LGS: the bas ablation's fixed P-Spar mask
+                mask, scale, thr = _fixed_mask(m).bool(), 1.0, None
             mask = m.scatter(mask.to(torch.uint8)).bool()
             out.append(
                 FlexTensor(
@@ -371,3 +369,10 @@ def _finalise(
                 )
             )
     return out
+
+
+def _fixed_mask(m) -> torch.Tensor:
+    """A module's fixed P-Spar mask (the ``bas`` ablation, no LGS); modules built without one are a bug."""
+    if m.fixed_mask is None:
+        raise RuntimeError(f"module {m.name} has no fixed mask, but the run learns no mask")
+    return m.fixed_mask

@@ -72,7 +72,8 @@ def choose_head(adapter, data: LabelledLines, config: TeachConfig, logit_scale: 
         acc = float((head(feats).argmax(-1) == targets).float().mean())
         if best is None or acc > best[0]:
             best = (acc, head, tuple(templates))
-    assert best is not None  # config.templates is non-empty
+    if best is None:  # TeachConfig refuses an empty template list; kept for a config built otherwise
+        raise TeachError("no prompt templates to choose a head from")
     return best[1], best[2]
 
 
