@@ -643,7 +643,7 @@ def test_multi_tenant_forward_equals_materialised_merges(adapter_and_batch, alph
 def test_multi_tenant_serving_forms_follow_density():
     from tswitch.core.binary import b_approx
     from tswitch.merging.packed import PackedSwitch, signed_lut
-    from tswitch.merging.tenants import DenseRows, SparseRows, Streamed, tenant_delta
+    from tswitch.merging.tenants import DenseRows, SignRows, SparseRows, Streamed, tenant_delta
 
     lut = signed_lut()
     g = torch.Generator().manual_seed(0)
@@ -651,9 +651,11 @@ def test_multi_tenant_serving_forms_follow_density():
     sparse = tenant_delta(PackedSwitch.from_tswitch(b_approx(big, 0.97)), lut)
     dense_ish = tenant_delta(PackedSwitch.from_tswitch(b_approx(big, 0.5)), lut)
     small = tenant_delta(PackedSwitch.from_tswitch(b_approx(torch.randn(32, 32, generator=g), 0.5)), lut)
-    vector = tenant_delta(PackedSwitch.from_tswitch(b_approx(torch.randn(384, generator=g), 0.97)), lut)
+    small_vector = b_approx(torch.randn(384, generator=g), 0.97)
+    vector = tenant_delta(PackedSwitch.from_tswitch(small_vector), lut)
     assert isinstance(sparse, SparseRows) and isinstance(dense_ish, Streamed)
-    assert isinstance(small, DenseRows) and isinstance(vector, DenseRows)
+    assert isinstance(small, DenseRows) and isinstance(vector, SignRows) and vector.nbytes == 384 + 4
+    torch.testing.assert_close(vector.dense(), small_vector.reconstruct())
     # a CSR at 3% density holds under 7% of the float32 tensor (issue 16's memory bound per task);
     # a streamed one only its two bit planes and scale
     assert sparse.nbytes < 0.07 * 4 * big.numel() and dense_ish.nbytes <= big.numel() // 4 + 8

@@ -37,6 +37,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from .packed import PackedSwitch
+
 # Deltas of at most this many entries may be kept dense float32 (small kernels), when a CSR is larger.
 SMALL_NUMEL = 1 << 12
 # Above this density a CSR (4-byte column + 4-byte value per kept entry) outweighs the bit planes
@@ -76,6 +78,34 @@ class DenseRows:
 
     def add_to(self, out: torch.Tensor, weight: float) -> None:
         out.add_(self.values.reshape(-1).to(out.dtype), alpha=weight)
+
+
+@dataclass(frozen=True)
+class SignRows:
+    """A small T-Switch delta as ``int8`` signs (-1, 0, +1) and its scale: a quarter of float32."""
+
+    signs: torch.Tensor
+    scale: float
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.signs.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return self.signs.numel() + 4
+
+    def dense(self) -> torch.Tensor:
+        return self.signs.float() * self.scale
+
+    def linear(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x.to(torch.float32), self.dense())
+
+    def rows(self, ids: torch.Tensor) -> torch.Tensor:
+        return F.embedding(ids, self.dense())
+
+    def add_to(self, out: torch.Tensor, weight: float) -> None:
+        out.add_(self.signs.reshape(-1).to(out.dtype), alpha=weight * self.scale)
 
 
 @dataclass(frozen=True)
@@ -160,18 +190,21 @@ class Streamed:
         self.entry.add_to(out, weight, self.lut)
 
 
-Delta = DenseRows | SparseRows | Streamed
+Delta = DenseRows | SignRows | SparseRows | Streamed
 
 
 def tenant_delta(entry, lut: torch.Tensor) -> Delta:
     """The serving form of one packed entry (decoded once, at load), the smallest that is fast:
 
-    1-D tensors dense; otherwise a CSR when it is no larger than the dense tensor and at most 4x the
-    packed bit planes (density up to ~:data:`MAX_SPARSE_DENSITY`), else dense when small
-    (:data:`SMALL_NUMEL`), else kept packed and decoded per use (:class:`Streamed`)."""
+    1-D tensors dense (a T-Switch one as ``int8`` signs and its scale); otherwise a CSR when it is no
+    larger than the dense tensor and at most 4x the packed bit planes (density up to
+    ~:data:`MAX_SPARSE_DENSITY`), else dense when small (:data:`SMALL_NUMEL`), else kept packed and
+    decoded per use (:class:`Streamed`)."""
     shape = tuple(entry.shape)
     dense = _dense_of(entry, shape, lut, lut.device)
     if len(shape) < 2:
+        if isinstance(entry, PackedSwitch):  # scale · sign: one byte per entry, exact
+            return SignRows(dense.sign().to(torch.int8), float(entry.scale))
         return DenseRows(dense)
     csr_bytes = 8 * int(torch.count_nonzero(dense)) + 4 * (shape[0] + 1)
     if csr_bytes <= 4 * dense.numel() and csr_bytes <= 4 * max(int(entry.nbytes), dense.numel() // 4):
