@@ -548,3 +548,46 @@ def test_concurrent_multi_tenant_requests_equal_sequential(setup, strategy):
     for i, exp in enumerate(expected):
         for out in results[i]:
             torch.testing.assert_close(out, exp, atol=1e-5, rtol=0)
+
+
+class AttentionAdapter(ToyAdapter):
+    """``nn.MultiheadAttention`` reads its packed ``in_proj_weight`` inside one fused function, which
+    returns a tuple: no per-sample rule exists for it."""
+
+    name = "toy-attention"
+
+    def __init__(self):
+        torch.manual_seed(4)
+        self.module = nn.MultiheadAttention(6, 2, batch_first=True).eval()
+        self._state = {k: v.detach() for k, v in self.module.state_dict().items()}
+        self._pool = ModulePool(self.module, size=2)
+        self.dim_in = 6
+
+    def features(self, batch, weights=None) -> torch.Tensor:
+        x = batch["x"].view(-1, 1, 6)
+        state = self._state if weights is None else weights
+        with self._pool.acquire() as module:
+            return functional_call(module, dict(state), (x, x, x))[0].flatten(1)
+
+
+def test_an_operation_without_a_per_sample_rule_falls_back_to_merging():
+    from tswitch.merging.tenants import UnsupportedOp
+
+    adapter = AttentionAdapter()
+    base = adapter.state_dict()
+    g = torch.Generator().manual_seed(0)
+    switches = {t: {k: b_approx(0.1 * torch.randn(v.shape, generator=g), 0.7) for k, v in base.items()} for t in TASKS}
+    hs = {t: Head(torch.randn(2, 6, generator=g), torch.zeros(2), ("a", "b")) for t in TASKS}
+    packed = PackedSwitches.from_switches(switches)
+    x = {"x": torch.randn(4, 6, generator=g)}
+    w = torch.tensor([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0], [0.5, 0.5, 0]])
+    with pytest.raises(UnsupportedOp, match="multi_head_attention_forward"):
+        DynamicMergeEngine(adapter, base, packed, hs, strategy="tenant").run(x, w)
+    auto = DynamicMergeEngine(adapter, base, packed, hs, strategy="auto")
+    out = auto.run(x, w)
+    assert auto.unsupported and "per-sample weight" in auto.unsupported
+    expected = DynamicMergeEngine(adapter, base, packed, hs, strategy="merge").run(x, w)
+    torch.testing.assert_close(out.features, expected.features, atol=1e-6, rtol=0)
+    for i in range(4):  # and merging is the reference: each sample through its own merged weights
+        slow = adapter.features({"x": x["x"][i : i + 1]}, slow_merge(base, switches, w[i].tolist()))
+        torch.testing.assert_close(out.features[i], slow[0], atol=1e-5, rtol=0)

@@ -36,6 +36,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch.utils._pytree import tree_leaves
 
 from .packed import PackedSwitch
 
@@ -277,9 +278,13 @@ class MixedWeight(torch.Tensor):
             return handler(*args, **kwargs)
         with torch._C.DisableTorchFunctionSubclass():
             out = func(*args, **kwargs)
-        if isinstance(out, torch.Tensor) and not any(out is a for a in args):  # .to() of itself is itself
-            raise UnsupportedOp(f"{getattr(func, '__qualname__', func)} on a per-sample weight")
-        return out  # metadata: shape, dtype, device, dim(), ...
+        # only metadata may be read past the handlers (shape, dtype, device, dim(), .to() of itself):
+        # anything else would see theta_0 alone and silently drop the deltas
+        getter = getattr(func, "__name__", "") == "__get__"  # a property: .shape, .dtype, .device
+        new_tensor = any(isinstance(x, torch.Tensor) and not any(x is a for a in args) for x in tree_leaves(out))
+        if (func in METADATA or getter) and not new_tensor:
+            return out
+        raise UnsupportedOp(f"{getattr(func, '__qualname__', func)} on a per-sample weight")
 
 
 def _split(t) -> tuple[Any, MixedWeight | None]:
@@ -426,6 +431,21 @@ def _batch_norm(x, running_mean, running_var, weight=None, bias=None, training=F
     scale = _samples(weight, mix, ones) / torch.sqrt(var + eps)
     return _affine(x, scale, _samples(bias, mix, ones * 0) - mean * scale, 1)
 
+
+# Tensor methods that read no value (the deltas cannot change what they return)
+METADATA = frozenset(
+    {
+        torch.Tensor.size,
+        torch.Tensor.dim,
+        torch.Tensor.numel,
+        torch.Tensor.stride,
+        torch.Tensor.element_size,
+        torch.Tensor.is_floating_point,
+        torch.Tensor.is_contiguous,
+        torch.Tensor.__len__,
+        torch.Tensor.to,  # only when it returns the tensor itself (checked in __torch_function__)
+    }
+)
 
 HANDLERS: dict[Callable, Callable] = {
     F.linear: _linear,
