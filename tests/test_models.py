@@ -642,8 +642,8 @@ def test_multi_tenant_forward_equals_materialised_merges(adapter_and_batch, alph
 
 def test_multi_tenant_serving_forms_follow_density():
     from tswitch.core.binary import b_approx
+    from tswitch.merging.deltas import DenseRows, SignRows, SparseRows, Streamed, tenant_delta
     from tswitch.merging.packed import PackedSwitch, signed_lut
-    from tswitch.merging.tenants import DenseRows, SignRows, SparseRows, Streamed, tenant_delta
 
     lut = signed_lut()
     g = torch.Generator().manual_seed(0)

@@ -101,6 +101,11 @@ def test_the_graph_sees_lazy_and_relative_imports():
     assert "models" in graph["merging"]  # under TYPE_CHECKING
 
 
+def library_files() -> list[str]:
+    """Every ``.py`` file of the library."""
+    return [os.path.join(d, n) for d, _, files in os.walk(ROOT) for n in sorted(files) if n.endswith(".py")]
+
+
 def test_library_code_changes_no_process_global_state():
     """No seed, umask or torch function of the process is set by library code (the app serves many
     requests in one process): seeds go through generators, BatchNorm through the call's weights."""
@@ -117,27 +122,21 @@ def test_library_code_changes_no_process_global_state():
         os.path.join(ROOT, "suites", "checkpoints", "cli.py"): {"set_num_threads("},
     }
     found = []
-    for folder, _, files in os.walk(ROOT):
-        for name in files:
-            if name.endswith(".py"):
-                path = os.path.join(folder, name)
-                with open(path, encoding="utf-8") as f:
-                    for i, line in enumerate(f, 1):
-                        code = line.split("#")[0]
-                        for needle in needles:
-                            if needle in code and needle not in allowed.get(path, set()):
-                                found.append(f"{path}:{i}: {line.strip()}")
+    for path in library_files():
+        with open(path, encoding="utf-8") as f:
+            for i, line in enumerate(f, 1):
+                code = line.split("#")[0]
+                for needle in needles:
+                    if needle in code and needle not in allowed.get(path, set()):
+                        found.append(f"{path}:{i}: {line.strip()}")
     assert not found, "\n".join(found)
 
 
 def test_library_code_has_no_assert_statements():
     """Library invariants raise explicit errors: ``assert`` vanishes under ``python -O``."""
     found = []
-    for folder, _, files in os.walk(ROOT):
-        for name in files:
-            if name.endswith(".py"):
-                path = os.path.join(folder, name)
-                with open(path, encoding="utf-8") as f:
-                    tree = ast.parse(f.read(), path)
-                found += [f"{path}:{node.lineno}" for node in ast.walk(tree) if isinstance(node, ast.Assert)]
+    for path in library_files():
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read(), path)
+        found += [f"{path}:{node.lineno}" for node in ast.walk(tree) if isinstance(node, ast.Assert)]
     assert not found, "\n".join(found)

@@ -33,8 +33,9 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 
+from .deltas import Streamed, delta_nbytes, tenant_delta
 from .packed import PackedSwitches, signed_lut
-from .tenants import Streamed, UnsupportedOp, delta_nbytes, mixed_weights, tenant_delta
+from .tenants import UnsupportedOp, mixed_weights
 
 if TYPE_CHECKING:  # annotations only: merging must not import the model or routing packages
     from ..models.base import Head, ModelAdapter
