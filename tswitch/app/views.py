@@ -165,6 +165,7 @@ def alpha_view(suite: str, option: str, alpha: float):
         )
         for m in ("t-switch", "auto-switch")
         for split in ("test", "val")
+        if all(split in rows[key].get(m, {}) for _, key in pairs)  # Auto-Switch's grid: test only
     }
     picked, key = min(pairs, key=lambda p: abs(p[0] - float(alpha if alpha is not None else p[0])))
     chosen = results.get("choice", {})
