@@ -78,10 +78,21 @@ def suite_markdown(name: str, results: dict, manifest) -> str:
         lines.append(
             f"| {method} | " + " | ".join(f"{100 * grid[a][method]['test']['average']:.1f}" for a in grid) + " |"
         )
+    if c.get("k_sweep"):
+        sweep = c["k_sweep"]
+        lines += [
+            "",
+            f"Auto-Switch C sweep at alpha {c['alpha']:g} (T-Switch Tab. 5 analogue; C chosen on validation):",
+            "",
+            "| C | " + " | ".join(sweep) + " |",
+            "|---|" + "---|" * len(sweep),
+        ]
+        for split in ("val", "test"):
+            lines.append(f"| {split} | " + " | ".join(f"{100 * sweep[k][split]:.1f}" for k in sweep) + " |")
     pulse = results["pulse"]
     lines += [
         "",
-        "Pulse experiment (T-Switch Fig. 3; average over tasks, first test examples): discard rate →",
+        "Pulse experiment (T-Switch Fig. 3; average over tasks, test sets): discard rate →",
         "",
         "| condition | " + " | ".join(pulse["keep_high"]) + " |",
         "|---|" + "---|" * len(pulse["keep_high"]),

@@ -184,6 +184,67 @@ def test_flex_runs_collect_into_results_and_are_served(smoke_text, tmp_path, cap
     assert f"{main_run['bytes']:,}" in shown and "Tab. XI" in shown
 
 
+def test_flex_run_resumes_finished_tasks_and_retrains_a_corrupt_one(smoke_text, tmp_path, capsys, monkeypatch):
+    import shutil
+
+    from tswitch.pack import SwitchPack
+    from tswitch.suites import flex_run
+
+    out = str(tmp_path / "suite")
+    shutil.copytree(smoke_text[0], out)
+    first, second = Suite(out).task_names
+    trained: list[str] = []
+    real = flex_run.train_flex
+
+    def counting(*args, task, **kwargs):
+        trained.append(task)
+        return real(*args, task=task, **kwargs)
+
+    monkeypatch.setattr(flex_run, "train_flex", counting)
+    argv = [
+        "flex",
+        "--suite",
+        out,
+        "--steps",
+        "2",
+        "--exemplars",
+        "8",
+        "--eval",
+        "none",
+        "--threads",
+        "1",
+        "--seed",
+        "7",
+    ]
+    assert main([*argv, "--task", first]) == 0  # one process's share
+    assert trained == [first]
+    part_pack = SwitchPack(os.path.join(out, "flex-kl.tsw"))
+    assert main(argv) == 0  # the run over all tasks trains only the other one
+    assert trained == [first, second]
+    assert "reusing the finished run" in capsys.readouterr().out
+    whole = SwitchPack(os.path.join(out, "flex-kl.tsw"))
+    assert whole.task(first) == part_pack.task(first)
+    for name, want in part_pack.task_vector(first).items():
+        assert torch.equal(whole.task_vector(first)[name], want)
+    report = json.load(open(os.path.join(out, "flex-kl.json")))
+    assert report["tasks"][first]["cached"] is True and "cached" not in report["tasks"][second]
+    # a part cut short is never used: its task is trained again
+    parts = os.path.join(os.environ["XDG_CACHE_HOME"], "tswitch", Suite(out).name, "flex")
+    mine = [
+        os.path.join(parts, f) for f in os.listdir(parts) if f.startswith(f"flex-kl-{first}-") and f.endswith(".tsw")
+    ]
+    part = max(mine, key=os.path.getmtime)  # this test's (other tests' runs use other seeds)
+    data = open(part, "rb").read()
+    open(part, "wb").write(data[: len(data) // 2])
+    assert main(argv) == 0
+    assert trained == [first, second, first]
+    assert main([*argv, "--no-resume"]) == 0  # and every task when asked
+    assert trained == [first, second, first, first, second]
+    # other settings are another run: a new seed trains both again
+    assert main([*argv[:-1], "8"]) == 0
+    assert trained[-2:] == [first, second]
+
+
 def test_repack_suite_keeps_accuracy_and_makes_byte_counts_match_the_packs(smoke_text, tmp_path, capsys):
     import shutil
 

@@ -128,6 +128,12 @@ def _flex_parser(p):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch threads")
     p.add_argument(
+        "--no-resume",
+        action="store_true",
+        help="train every task again instead of reusing its finished run with the same settings "
+        "(kept under ~/.cache/tswitch/SUITE/flex/)",
+    )
+    p.add_argument(
         "--collect",
         action="store_true",
         help="train nothing: evaluate every flex-*.tsw run in the suite folder on --eval's split, write "
@@ -180,6 +186,7 @@ def run_flex_command(args) -> int:
         eval_limit=args.limit,
         log=log,
         progress=tqdm,
+        resume=not args.no_resume,
     )
     print("\n".join(summary_lines(report)))
     return 0

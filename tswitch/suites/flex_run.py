@@ -88,6 +88,65 @@ def exemplar_inputs(suite, n: int) -> dict[str, list]:
     return out
 
 
+def _part_key(suite, task: str, config: FlexConfig, exemplars: int, checkpoint: str) -> str:
+    """What a cached per-task result depends on: the settings, the fine-tune (its cache name holds
+    its recipe's hash), the exemplars, the frozen head and the dense pattern. 16 hex digits."""
+    import hashlib
+
+    h = hashlib.sha256()
+    ids = (suite.manifest.exemplar_ids or {}).get(task, [])[:exemplars]
+    meta = {
+        "config": config.to_dict(),
+        "exemplars": list(ids),
+        "finetune": os.path.basename(checkpoint),
+        "dense_pattern": suite.manifest.dense_pattern,
+    }
+    h.update(json.dumps(meta, sort_keys=True).encode())
+    head = suite.heads[task]
+    for t in (head.weight, head.bias, head.dense_weight, head.dense_bias):
+        if t is not None:
+            h.update(t.detach().float().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def part_path(suite, task: str, config: FlexConfig, exemplars: int, checkpoint: str) -> str:
+    """Where one task's finished FlexSwitch run is kept between runs: a one-task pack and its report
+    entry under the fine-tune cache (``<cache>/<suite>/flex/``), never in the suite folder."""
+    from .build import cache_root
+
+    key = _part_key(suite, task, config, exemplars, checkpoint)
+    return os.path.join(cache_root(), suite.name, "flex", f"{run_stem(config)}-{task}-{key}.tsw")
+
+
+def _save_part(path: str, floating: dict[str, torch.Tensor], enc, entry: dict) -> None:
+    from ..pack import create_pack
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    create_pack(path, floating, [enc])  # atomic
+    atomic_write_bytes(path[: -len(".tsw")] + ".json", (json.dumps(entry) + "\n").encode())
+
+
+def _load_part(path: str, floating: dict[str, torch.Tensor], task: str):
+    """``(EncodedTask, report entry)`` of a finished task, or ``None`` when absent or unreadable
+    (then the task is trained again; a corrupt part is never used: its checksum is verified)."""
+    from ..codec.container import read_task
+    from ..pack import EncodedTask, PackError, SwitchPack
+
+    report = path[: -len(".tsw")] + ".json"
+    if not (os.path.isfile(path) and os.path.isfile(report)):
+        return None
+    try:
+        pack = SwitchPack(path)
+        pack.check_base(floating)
+        payloads, scales, codebook = read_task(path, pack.header, task)
+        with open(report) as f:
+            entry = json.load(f)
+    except (PackError, OSError, ValueError, KeyError):
+        return None
+    names = tuple(s.name for s in pack.header.tensors)
+    return EncodedTask(pack.task(task), payloads, scales, names, codebook), entry
+
+
 def task_vector(base: dict[str, torch.Tensor], checkpoint: str) -> dict[str, torch.Tensor]:
     """``theta_k - theta_0`` over the base model's floating tensors (float32)."""
     from ..core.task_vector import TaskVector
@@ -110,6 +169,7 @@ def run_flex(
     eval_limit: int | None = None,
     log: Log = print,
     progress=None,
+    resume: bool = True,
 ) -> dict:
     """Train FlexSwitch for every task (or ``tasks``) of ``suite``; write the pack, router and report.
 
@@ -124,6 +184,10 @@ def run_flex(
         eval_limit: first examples per task when evaluating.
         log: one line at a time.
         progress: a ``tqdm``-like factory ``progress(total=, desc=)``.
+        resume: reuse each task's finished run kept under the cache (:func:`part_path`) when its
+            settings, fine-tune, exemplars and head are the same. A run stopped part-way resumes at
+            the next task, and runs over disjoint ``tasks`` (two processes on two cores) followed by
+            one over all tasks train each task once.
 
     Returns:
         The report written to ``<stem>.json`` beside the pack ``<stem>.tsw`` (:func:`run_stem`).
@@ -153,6 +217,13 @@ def run_flex(
     dense_pattern = suite.manifest.dense_pattern
     dense_re = re.compile(dense_pattern) if dense_pattern else None
     for task in names:
+        part = part_path(suite, task, config, exemplars, checkpoints[task])
+        cached = _load_part(part, floating, task) if resume else None
+        if cached is not None:  # finished by an earlier (or a parallel) run with the same inputs
+            encoded.append(cached[0])
+            report["tasks"][task] = {**cached[1], "cached": True}
+            log(f"[{task}] reusing the finished run {part}")
+            continue
         tau = task_vector(base, checkpoints[task])
         # tensors the suite stores dense (A17) are not learned: they sit at theta_0 + tau throughout
         learned = {k: v for k, v in tau.items() if dense_re is None or not dense_re.search(k)}
@@ -181,6 +252,7 @@ def run_flex(
             "modules": result.modules(),
             "history": result.history,
         }
+        _save_part(part, floating, enc, report["tasks"][task])
         log(
             f"[{task}] density {result.density:.4f}, mean bits {result.mean_bits or 1:.2f}, "
             f"{enc.entry.total_bytes:,} B, {result.seconds:.0f} s ({result.seconds_per_step:.2f} s/step)"
