@@ -92,7 +92,13 @@ def suite_markdown(name: str, results: dict, manifest) -> str:
     pulse = results["pulse"]
     lines += [
         "",
-        "Pulse experiment (T-Switch Fig. 3; average over tasks, test sets): discard rate →",
+        "Pulse experiment (T-Switch Fig. 3; average over tasks, "
+        + (
+            f"first {results['analysis_limit']} test items per task"
+            if results.get("analysis_limit")
+            else "full test sets"
+        )
+        + "): discard rate →",
         "",
         "| condition | " + " | ".join(pulse["keep_high"]) + " |",
         "|---|" + "---|" * len(pulse["keep_high"]),

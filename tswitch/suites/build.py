@@ -309,6 +309,7 @@ def finish_build(
         "alpha_grid": grid,
         "pulse": pulse,
         "pspar_vs_dare": pspar_dare,
+        "analysis_limit": spec.analysis_limit,  # test items per task of pulse / pspar_vs_dare (None: all)
         "bapprox_vs_pspar": bapprox,
         "num_params": exps.n,
     }
