@@ -368,7 +368,14 @@ def test_compare_view(text_suite):
     assert urls["tswitch"] in methods and alpha["value"] == results["choice"]["alpha"]
     fig, summary = views.alpha_view(text_suite, option["value"], 0.0)
     grid = sorted(float(a) for a in results["alpha_grid"][option["value"]])
-    assert f"α = {grid[0]:g}" in summary and len(fig.data) == 4
+    row = next(iter(results["alpha_grid"][option["value"]].values()))
+    shown = sum(split in row[m] for m in ("t-switch", "auto-switch") for split in ("val", "test"))
+    assert f"α = {grid[0]:g}" in summary and len(fig.data) == shown >= 3  # Auto-Switch's grid may hold test only
+    sweep = results["choice"].get("k_sweep")
+    if sweep:  # the C sweep, every C on both splits
+        assert all(
+            f"C = {c}: {100 * r['val']:.1f}% val, {100 * r['test']:.1f}% test" in summary for c, r in sweep.items()
+        )
     assert views.alpha_view(text_suite, "no-such-option", 0.5) == (None, "")
     # every method with its 95% interval (error bars and a column) and the gain retained
     headers = table["value"]["headers"]

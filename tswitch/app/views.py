@@ -185,6 +185,10 @@ def alpha_view(suite: str, option: str, alpha: float):
         ts=rows[key]["t-switch"]["test"]["average"],
         auto=rows[key]["auto-switch"]["test"]["average"],
     )
+    sweep = chosen.get("k_sweep")
+    if sweep:
+        cells = ", ".join(text.K_SWEEP_ROW.format(c=c, val=r["val"], test=r["test"]) for c, r in sweep.items())
+        summary += "\n\n" + text.K_SWEEP.format(alpha=chosen["alpha"], k=chosen["k"], rows=cells)
     return fig, summary
 
 
