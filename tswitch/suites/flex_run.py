@@ -130,7 +130,8 @@ def _load_part(path: str, floating: dict[str, torch.Tensor], task: str):
     """``(EncodedTask, report entry)`` of a finished task, or ``None`` when absent or unreadable
     (then the task is trained again; a corrupt part is never used: its checksum is verified)."""
     from ..codec.container import read_task
-    from ..pack import EncodedTask, PackError, SwitchPack
+    from ..codec.header import PackError
+    from ..pack import EncodedTask, SwitchPack
 
     report = path[: -len(".tsw")] + ".json"
     if not (os.path.isfile(path) and os.path.isfile(report)):
