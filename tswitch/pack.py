@@ -238,6 +238,12 @@ class SwitchPack:
     def task(self, name: str) -> TaskEntry:
         return self.header.tasks[self.header.task_index(name)]
 
+    def encoded(self, name: str) -> EncodedTask:
+        """Task ``name`` as stored (checksum verified), ready for :func:`create_pack` or :func:`add_task`."""
+        payloads, scales, codebook = container.read_task(self.path, self.header, name)
+        names = tuple(s.name for s in self.header.tensors)
+        return EncodedTask(self.task(name), payloads, scales, names, codebook)
+
     def check_base(self, pretrained: Mapping[str, torch.Tensor]) -> None:
         """Raise :class:`PackError` unless ``pretrained`` is the base model the pack was made for."""
         names = [s.name for s in self.header.tensors]

@@ -129,9 +129,8 @@ def _save_part(path: str, floating: dict[str, torch.Tensor], enc, entry: dict) -
 def _load_part(path: str, floating: dict[str, torch.Tensor], task: str):
     """``(EncodedTask, report entry)`` of a finished task, or ``None`` when absent or unreadable
     (then the task is trained again; a corrupt part is never used: its checksum is verified)."""
-    from ..codec.container import read_task
     from ..codec.header import PackError
-    from ..pack import EncodedTask, SwitchPack
+    from ..pack import SwitchPack
 
     report = path[: -len(".tsw")] + ".json"
     if not (os.path.isfile(path) and os.path.isfile(report)):
@@ -139,13 +138,12 @@ def _load_part(path: str, floating: dict[str, torch.Tensor], task: str):
     try:
         pack = SwitchPack(path)
         pack.check_base(floating)
-        payloads, scales, codebook = read_task(path, pack.header, task)
+        encoded = pack.encoded(task)
         with open(report) as f:
             entry = json.load(f)
     except (PackError, OSError, ValueError, KeyError):
         return None
-    names = tuple(s.name for s in pack.header.tensors)
-    return EncodedTask(pack.task(task), payloads, scales, names, codebook), entry
+    return encoded, entry
 
 
 def task_vector(base: dict[str, torch.Tensor], checkpoint: str) -> dict[str, torch.Tensor]:
