@@ -1,6 +1,6 @@
 """Build an offline suite: fine-tune, compress, route, evaluate every method, write assets/NAME/.
 
-python demos/build_suite.py --suite text-minilm          # ~30 min on 2 CPU cores
+python demos/build_suite.py --suite text-minilm          # resumable: an interrupted run goes on where it stopped
 python demos/build_suite.py --suite vision-effnet
 python demos/build_suite.py --suite text-minilm --smoke --out /tmp/smoke   # CI: a minute or two
 """
@@ -30,6 +30,11 @@ def main() -> int:
         default=None,
         help="torch threads (1 avoids OpenMP oversubscription when other jobs share the cores)",
     )
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="recompute every stage (default: resume the finished stages of an interrupted run of this build)",
+    )
     args = parser.parse_args()
     if args.threads:
         import torch
@@ -42,7 +47,15 @@ def main() -> int:
         spec = smoke(spec)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     out = args.out or os.path.join(root, "assets", spec.name)
-    results = run_build(spec, out, log=tqdm.write, progress=tqdm, command=" ".join(sys.argv))
+    results = run_build(
+        spec,
+        out,
+        log=tqdm.write,
+        progress=tqdm,
+        command=" ".join(sys.argv),
+        resume=not args.smoke,
+        fresh=args.fresh,
+    )
     m = results["methods"]
     print(f"\n{'method':<18}{'average':>9}{'extra MB':>11}  routing")
     for name, r in m.items():

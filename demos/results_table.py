@@ -76,7 +76,9 @@ def suite_markdown(name: str, results: dict, manifest) -> str:
     lines += ["| alpha | " + " | ".join(grid) + " |", "|---|" + "---|" * len(grid)]
     for method in ("t-switch", "auto-switch"):
         lines.append(
-            f"| {method} | " + " | ".join(f"{100 * grid[a][method]['test']['average']:.1f}" for a in grid) + " |"
+            f"| {method} | "
+            + " | ".join(f"{100 * grid[a][method]['test']['average']:.1f}" if method in grid[a] else "–" for a in grid)
+            + " |"
         )
     if c.get("k_sweep"):
         sweep = c["k_sweep"]

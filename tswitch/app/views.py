@@ -158,15 +158,16 @@ def alpha_view(suite: str, option: str, alpha: float):
         return None, ""
     pairs = grid[option]
     rows = results["alpha_grid"][option]
-    series = {
-        text.SPLIT_LINE.format(method=method_label(m), split=split): (
-            [a for a, _ in pairs],
-            [rows[key][m][split]["average"] for _, key in pairs],
-        )
-        for m in ("t-switch", "auto-switch")
-        for split in ("test", "val")
-        if all(split in rows[key].get(m, {}) for _, key in pairs)  # Auto-Switch's grid: test only
-    }
+    # each method at the alphas it was scored at (Auto-Switch: test only, maybe a subset of alphas)
+    series = {}
+    for m in ("t-switch", "auto-switch"):
+        for split in ("test", "val"):
+            points = [(a, rows[key][m][split]["average"]) for a, key in pairs if split in rows[key].get(m, {})]
+            if points:
+                series[text.SPLIT_LINE.format(method=method_label(m), split=split)] = (
+                    [a for a, _ in points],
+                    [v for _, v in points],
+                )
     picked, key = min(pairs, key=lambda p: abs(p[0] - float(alpha if alpha is not None else p[0])))
     chosen = results.get("choice", {})
     fig = charts.lines(
@@ -179,11 +180,12 @@ def alpha_view(suite: str, option: str, alpha: float):
         else None,
         dashed=[n for n in series if n.endswith("(val)")],
     )
-    summary = text.ALPHA_SELECTED.format(
+    auto = rows[key].get("auto-switch", {}).get("test")
+    summary = (text.ALPHA_SELECTED if auto else text.ALPHA_SELECTED_TS).format(
         alpha=key,
         option=option,
         ts=rows[key]["t-switch"]["test"]["average"],
-        auto=rows[key]["auto-switch"]["test"]["average"],
+        auto=auto["average"] if auto else None,
     )
     sweep = chosen.get("k_sweep")
     if sweep:

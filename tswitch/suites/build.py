@@ -241,13 +241,37 @@ def prepare(spec: SuiteSpec, log: Log = print, progress=None) -> Prepared:
     return Prepared(spec, adapter, base, tasks)
 
 
-def run_build(spec: SuiteSpec, out_dir: str, log: Log = print, progress=None, command: str = "") -> dict:
-    """The whole build: prepare (fine-tune), then :func:`finish_build`."""
+def run_build(
+    spec: SuiteSpec,
+    out_dir: str,
+    log: Log = print,
+    progress=None,
+    command: str = "",
+    resume: bool = False,
+    fresh: bool = False,
+) -> dict:
+    """The whole build: prepare (fine-tune), then :func:`finish_build`.
+
+    Args:
+        resume: keep every finished stage in the cache folder and read back those an earlier run of
+            the same build finished (:mod:`tswitch.suites.stages`).
+        fresh: with ``resume``, discard the stored stages first.
+    """
     import time
+
+    from .stages import StageCache
 
     t0 = time.time()
     prep = prepare(spec, log, progress)
-    return finish_build(prep, out_dir, log, command, started=t0)
+    stages = None
+    if resume:
+        stages = StageCache.for_build(
+            os.path.join(cache_root(), spec.name), spec, [s.finetune_file for s in prep.tasks.values()]
+        )
+        if fresh:
+            stages.discard()
+        log(f"stages: {stages.path} ({len(stages)} finished earlier)")
+    return finish_build(prep, out_dir, log, command, started=t0, stages=stages)
 
 
 def finish_build(
@@ -259,6 +283,7 @@ def finish_build(
     started: float | None = None,
     manifest_extra: dict | None = None,
     heads_extra: dict[str, torch.Tensor] | None = None,
+    stages=None,
 ) -> dict:
     """Everything after "we have the base, the fine-tuned states, the heads and the splits".
 
@@ -271,6 +296,7 @@ def finish_build(
         manifest_extra: keys that replace or add to the written ``manifest.json`` (e.g. the real
             checkpoints' ``recipe``, which is not the offline suites' probe + fine-tune).
         heads_extra: tensors added to ``heads.safetensors`` (e.g. a RoBERTa head's hidden layer).
+        stages: a :class:`~tswitch.suites.stages.StageCache` (resumable builds) or ``None``.
     """
     import time
 
@@ -281,7 +307,7 @@ def finish_build(
     t0 = time.time() if started is None else started
     spec = prep.spec
     t_prep = time.time() - t0
-    exps = Experiments(prep, log)
+    exps = Experiments(prep, log, stages=stages)
     log("baselines ...")
     methods = exps.baselines()
     log("T-Switch / Auto-Switch alpha grid ...")
@@ -335,6 +361,8 @@ def finish_build(
         "tswitch_version": __version__,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        # stages read back from an earlier, interrupted run of this build (their time is not in seconds)
+        "resumed_stages": 0 if stages is None else stages.hits,
     }
     # 95% intervals (Wilson per task, bootstrap for the average), normalized accuracy, gain retained
     results = annotate(results, {t: len(state.test.labels) for t, state in prep.tasks.items()})

@@ -106,6 +106,10 @@ def evaluate_routed(auto_switch, heads: Mapping[str, Head], sets: Mapping[str, E
 
     Also reports ``routing_accuracy`` and ``routed_head_accuracy`` (the prediction a deployed
     system makes: the head of the highest-weight task, wrong whenever the route is).
+
+    A task's samples are visited grouped by their weight vector (each group's rows of every batch in
+    turn), so each distinct vector is merged once per task instead of once per batch it appears in;
+    every sample still runs under exactly its own merged weights (``engine.run``).
     """
     engine, router = auto_switch.engine, auto_switch.router
     adapter = engine.adapter
@@ -113,22 +117,38 @@ def evaluate_routed(auto_switch, heads: Mapping[str, Head], sets: Mapping[str, E
     for task, data in sets.items():
         feats = data.routing_features(adapter)
         weights, routed_all = auto_switch.engine_view(router.route(feats, k=k))  # engine order
-        correct, start = 0, 0
-        for batch in data.batches:
-            n = next(iter(batch.values())).shape[0]
-            out = engine.run(batch, weights[start : start + n], routed_task=routed_all[start : start + n])
-            if not bool(torch.isfinite(out.features).all()):
-                raise InvalidWeights(f"{task}: merged weights give non-finite features")
-            labels = data.labels[start : start + n]
-            correct += int((out.logits[task].argmax(-1).numpy() == labels).sum())
-            routed = [engine.tasks[i] for i in out.routed_task.tolist()]
-            routed_ok += sum(r == task for r in routed)
-            routed_head_ok += sum(
-                r == task and int(out.logits[task][j].argmax()) == labels[j] for j, r in enumerate(routed)
-            )
-            start += n
-        per_task[task] = correct / max(1, len(data.labels))
-        total += len(data.labels)
+        n_items = len(data.labels)
+        preds = np.full(n_items, -1, dtype=np.int64)
+        routed = np.asarray(routed_all[:n_items].tolist(), dtype=np.int64)
+        groups: dict[tuple[float, ...], list[int]] = {}
+        for i, row in enumerate(weights[:n_items].tolist()):
+            groups.setdefault(engine.weight_key(row), []).append(i)
+        starts = _starts(data)
+        for rows in groups.values():
+            index = np.asarray(rows)
+            for batch, start in zip(data.batches, starts):
+                n = next(iter(batch.values())).shape[0]
+                local = index[(index >= start) & (index < start + n)]
+                if not len(local):
+                    continue
+                pos = torch.as_tensor(local - start)
+                sub = (
+                    batch
+                    if len(local) == n
+                    else {name: t.index_select(0, pos.to(t.device)) for name, t in batch.items()}
+                )
+                rows_t = torch.as_tensor(local)
+                out = engine.run(sub, weights[rows_t], routed_task=routed_all[rows_t])
+                if not bool(torch.isfinite(out.features).all()):
+                    raise InvalidWeights(f"{task}: merged weights give non-finite features")
+                preds[local] = out.logits[task].argmax(-1).cpu().numpy()
+        labels = data.labels[:n_items]
+        own = routed == engine.tasks.index(task)
+        correct = preds == labels
+        per_task[task] = float(correct.sum()) / max(1, n_items)
+        routed_ok += int(own.sum())
+        routed_head_ok += int((own & correct).sum())
+        total += n_items
     summary = _summary(per_task)
     summary["routing_accuracy"] = routed_ok / max(1, total)
     summary["routed_head_accuracy"] = routed_head_ok / max(1, total)

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+import zlib
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -33,6 +36,7 @@ from ..pack import SwitchPack, create_pack, encode_task, tensor_specs
 from ..routing import KNNRouter
 from .evaluate import evaluate_auto_switch, evaluate_per_task, evaluate_static, evaluate_tswitch
 from .files import Log
+from .stages import StageCache
 from .train import extract_features
 
 
@@ -43,8 +47,9 @@ def _bytes_float32(n: int) -> int:
 class Experiments:
     """Runs the methods on a :class:`tswitch.suites.build.Prepared`; results are plain dicts."""
 
-    def __init__(self, prep, log: Log = print, workdir: str | None = None):
+    def __init__(self, prep, log: Log = print, workdir: str | None = None, stages: StageCache | None = None):
         self.prep, self.spec, self.log = prep, prep.spec, log
+        self.stages = stages  # finished stages of an earlier run of this build (resumable builds)
         self.adapter, self.heads = prep.adapter, prep.heads
         self.names = list(prep.tasks)
         self.taus = [prep.tasks[t].tau for t in self.names]
@@ -55,6 +60,16 @@ class Experiments:
         self.router = self._router()
 
     # -- helpers -------------------------------------------------------------------------------
+    def stage(self, key: str, compute: Callable[[], Any]) -> Any:
+        """``compute()``, or its stored value when an earlier run of this build finished it."""
+        return compute() if self.stages is None else self.stages.get(key, compute)
+
+    def generator(self, *parts: object) -> torch.Generator:
+        """A generator seeded by ``spec.seeds[0]`` and the stage's name: a stage's random draws do
+        not depend on which stages ran before it (so a resumed build equals a fresh one)."""
+        tag = zlib.crc32("/".join(map(str, parts)).encode())
+        return torch.Generator().manual_seed(self.spec.seeds[0] * 2**32 + tag)
+
     def apply(self, delta: TaskVector) -> dict[str, torch.Tensor]:
         return delta.apply_to(self.prep.base)
 
@@ -113,20 +128,37 @@ class Experiments:
     def baselines(self) -> dict:
         """Pre-trained, Individual, averaging, TA, TIES, DARE, EMR, TALL (test, tuned on val)."""
         K, n, res = len(self.names), self.n, {}
-        res["pretrained"] = {**self.static("test", None), "extra_bytes": 0}
-        res["individual"] = {
-            **evaluate_per_task(
-                self.adapter, self.heads, self.prep.sets("test"), lambda t: self.prep.tasks[t].finetuned
-            ),
-            "extra_bytes": K * _bytes_float32(n),
-        }
-        res["weight_average"] = {**self.static("test", weight_average(self.taus)), "extra_bytes": _bytes_float32(n)}
+        res["pretrained"] = self.stage("pretrained", lambda: {**self.static("test", None), "extra_bytes": 0})
+        res["individual"] = self.stage(
+            "individual",
+            lambda: {
+                **evaluate_per_task(
+                    self.adapter, self.heads, self.prep.sets("test"), lambda t: self.prep.tasks[t].finetuned
+                ),
+                "extra_bytes": K * _bytes_float32(n),
+            },
+        )
+        res["weight_average"] = self.stage(
+            "weight_average",
+            lambda: {**self.static("test", weight_average(self.taus)), "extra_bytes": _bytes_float32(n)},
+        )
         for name, fn in (
             ("task_arithmetic", lambda lam: task_arithmetic(self.taus, lam=lam)),
             ("ties", lambda lam: ties(self.taus, lam=lam)),
         ):
-            lam = self._pick([(lam, self.static("val", fn(lam))) for lam in self.spec.lambda_grid])
-            res[name] = {**self.static("test", fn(lam)), "extra_bytes": _bytes_float32(n), "hyper": {"lam": lam}}
+            res[name] = self.stage(name, partial(self._tuned_static, fn))
+        res["dare"] = self.stage("dare", self._dare)
+        res["emr_merging"] = self.stage("emr_merging", self._emr)
+        res["tall_masks"] = self.stage("tall_masks", self._tall)
+        return res
+
+    def _tuned_static(self, fn: Callable[[float], TaskVector]) -> dict:
+        """A static merge with ``lambda`` chosen on validation, reported on test."""
+        lam = self._pick([(lam, self.static("val", fn(lam))) for lam in self.spec.lambda_grid])
+        return {**self.static("test", fn(lam)), "extra_bytes": _bytes_float32(self.n), "hyper": {"lam": lam}}
+
+    def _dare(self) -> dict:
+        """DARE (drop 0.9): ``lambda`` chosen on validation with the first seed, test = mean over seeds."""
         lam = self._pick(
             [
                 (lam, self.static("val", dare(self.taus, lam=lam, seed=self.spec.seeds[0])))
@@ -134,18 +166,18 @@ class Experiments:
             ]
         )
         runs = [self.static("test", dare(self.taus, lam=lam, seed=s)) for s in self.spec.seeds]
-        res["dare"] = {
+        return {
             **_mean_runs(runs),
-            "extra_bytes": _bytes_float32(n),
+            "extra_bytes": _bytes_float32(self.n),
             "hyper": {"lam": lam, "drop": 0.9, "seeds": list(self.spec.seeds)},
         }
+
+    def _emr(self) -> dict:
         emr = emr_components(self.taus)
-        res["emr_merging"] = {
+        return {
             **self.per_task("test", dict(zip(self.names, emr.task_vectors()))),
             "extra_bytes": emr.storage_bits() // 8,
         }
-        res["tall_masks"] = self._tall()
-        return res
 
     def _tall(self) -> dict:
         """TALL masks with ``lambda`` picked per task on validation, as the paper does."""
@@ -164,24 +196,41 @@ class Experiments:
             "hyper": {"lam": {t: best[t][0] for t in self.names}},
         }
 
+    def _tswitch_stage(self, option: str, alpha: float, split: str) -> dict:
+        pattern = self.spec.dense_options[option]
+        return self.stage(
+            f"t-switch/{option}/{alpha:g}/{split}", lambda: self.tswitch(split, self.pack(alpha, pattern))
+        )
+
+    def _auto_stage(self, option: str, alpha: float, k: int, split: str) -> dict:
+        pattern = self.spec.dense_options[option]
+        return self.stage(
+            f"auto-switch/{option}/{alpha:g}/k{k}/{split}",
+            lambda: self.auto_switch(split, self.pack(alpha, pattern), k),
+        )
+
     def switch_grid(self) -> dict:
-        """T-Switch over the alpha grid (and BatchNorm options), val and test; Auto-Switch on test."""
+        """T-Switch over the alpha grid (and BatchNorm options), val and test; Auto-Switch on test at
+        the alphas of ``spec.grid_auto_switch`` (all when ``None``)."""
         grid: dict[str, Any] = {}
         k0 = self.spec.k_grid[len(self.spec.k_grid) // 2]
-        for option, pattern in self.spec.dense_options.items():
+        auto_at = self.spec.alpha_grid if self.spec.grid_auto_switch is None else self.spec.grid_auto_switch
+        for option in self.spec.dense_options:
             for alpha in self.spec.alpha_grid:
-                path = self.pack(alpha, pattern)
-                row = {
-                    "t-switch": {s: self.tswitch(s, path) for s in ("val", "test")},
-                    # Auto-Switch's alpha is T-Switch's (one pack serves both): its validation is read
-                    # only at the chosen alpha, to pick k (choose_switch), so the grid holds its test row
-                    "auto-switch": {"test": self.auto_switch("test", path, k0)},
-                }
+                row: dict[str, Any] = {"t-switch": {s: self._tswitch_stage(option, alpha, s) for s in ("val", "test")}}
+                # Auto-Switch's alpha is T-Switch's (one pack serves both): its validation is read
+                # only at the chosen alpha, to pick k (choose_switch), so the grid holds its test row
+                if any(abs(alpha - a) < 1e-9 for a in auto_at):
+                    row["auto-switch"] = {"test": self._auto_stage(option, alpha, k0, "test")}
                 grid.setdefault(option, {})[f"{alpha:g}"] = row
+                auto = row.get("auto-switch", {}).get("test")
                 self.log(
-                    f"alpha {alpha:g} ({option}): T-Switch test {row['t-switch']['test']['average']:.4f}, "
-                    f"Auto-Switch test {row['auto-switch']['test']['average']:.4f} "
-                    f"(routing {row['auto-switch']['test']['routing_accuracy']:.4f})"
+                    f"alpha {alpha:g} ({option}): T-Switch test {row['t-switch']['test']['average']:.4f}"
+                    + (
+                        f", Auto-Switch test {auto['average']:.4f} (routing {auto['routing_accuracy']:.4f})"
+                        if auto
+                        else ""
+                    )
                 )
         return grid
 
@@ -192,11 +241,11 @@ class Experiments:
             key=lambda oa: (grid[oa[0]][oa[1]]["t-switch"]["val"]["average"], float(oa[1])),
         )
         path = self.pack(float(alpha), self.spec.dense_options[option])
-        sweep = {k: self.auto_switch("val", path, k) for k in self.spec.k_grid}
+        sweep = {k: self._auto_stage(option, float(alpha), k, "val") for k in self.spec.k_grid}
         k = self._pick(list(sweep.items()))
         # the C sweep (T-Switch Tab. 5 analogue): every k on test too, reported, not used to choose
         k_sweep = {
-            str(c): {"val": sweep[c]["average"], "test": self.auto_switch("test", path, c)["average"]}
+            str(c): {"val": sweep[c]["average"], "test": self._auto_stage(option, float(alpha), c, "test")["average"]}
             for c in self.spec.k_grid
         }
         # one pack serves both: the alpha T-Switch prefers on validation (ties: the sparser)
@@ -212,34 +261,48 @@ class Experiments:
     def pulse(self) -> dict:
         """T-Switch Fig. 3 / journal Fig. 1: keep-high (C1) vs keep-low (C2) vs random (C3), per task."""
         out: dict[str, Any] = {}
-        gen = torch.Generator().manual_seed(self.spec.seeds[0])
         for cond, mode in (("keep_high", "low"), ("keep_low", "high"), ("random", "random")):
             out[cond] = {}
             for alpha in self.spec.pulse_grid:
-                scale = 1.0 / (1.0 - alpha) if mode == "random" else 1.0
-                deltas = {
-                    t: tau.map(lambda _, x: scale * x * pulse_mask(x, alpha, mode, gen))  # noqa: B023 (map runs now)
-                    for t, tau in zip(self.names, self.taus)
-                }
-                out[cond][f"{alpha:g}"] = self.per_task("analysis", deltas)
+                out[cond][f"{alpha:g}"] = self.stage(
+                    f"pulse/{cond}/{alpha:g}",
+                    partial(self._pulse_point, mode, alpha, cond),
+                )
         # journal Fig. 2: binarising the kept entries (B-Approx) against keeping them exact (P-Spar)
         out["b_approx"] = {
-            f"{alpha:g}": self.per_task(
-                "analysis",
-                {t: tau.map(lambda _, x: b_approx(x, alpha).reconstruct()) for t, tau in zip(self.names, self.taus)},  # noqa: B023
+            f"{alpha:g}": self.stage(
+                f"pulse/b_approx/{alpha:g}",
+                partial(self._bapprox_point, alpha),
             )
             for alpha in self.spec.pulse_grid
         }
         return out
 
+    def _bapprox_point(self, alpha: float) -> dict:
+        deltas = {t: tau.map(lambda _, x: b_approx(x, alpha).reconstruct()) for t, tau in zip(self.names, self.taus)}
+        return self.per_task("analysis", deltas)
+
+    def _pulse_point(self, mode: str, alpha: float, cond: str) -> dict:
+        gen = self.generator("pulse", cond, f"{alpha:g}")
+        scale = 1.0 / (1.0 - alpha) if mode == "random" else 1.0
+        deltas = {
+            t: tau.map(lambda _, x: scale * x * pulse_mask(x, alpha, mode, gen))  # noqa: B023 (map runs now)
+            for t, tau in zip(self.names, self.taus)
+        }
+        return self.per_task("analysis", deltas)
+
     def pspar_vs_dare(self) -> dict:
         """T-Switch Table 1 analogue: Eq. 4 merges of P-Discard vs DARE-random vectors."""
         out: dict[str, dict[str, Any]] = {"p-discard": {}, "dare-random": {}}
-        gen = torch.Generator().manual_seed(self.spec.seeds[0])
         for alpha in self.spec.pulse_grid:
             for name, mode in (("p-discard", "low"), ("dare-random", "random")):
-                sparse = [tau.map(lambda _, x: x * pulse_mask(x, alpha, mode, gen)) for tau in self.taus]  # noqa: B023 (map runs now)
-                out[name][f"{alpha:g}"] = self.static("analysis", norm_rescaled_average(self.taus, sparse))
+
+                def point(name=name, mode=mode, alpha=alpha) -> dict:
+                    gen = self.generator("pspar_vs_dare", name, f"{alpha:g}")
+                    sparse = [tau.map(lambda _, x: x * pulse_mask(x, alpha, mode, gen)) for tau in self.taus]  # noqa: B023
+                    return self.static("analysis", norm_rescaled_average(self.taus, sparse))
+
+                out[name][f"{alpha:g}"] = self.stage(f"pspar_vs_dare/{name}/{alpha:g}", point)
         return out
 
     @staticmethod

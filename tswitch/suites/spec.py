@@ -99,6 +99,9 @@ class SuiteSpec:
     tall_grid: tuple[float, ...] = (0.2, 0.3, 0.4, 0.5, 0.6)
     dense_options: dict[str, str | None] = field(default_factory=lambda: {"binary": None})
     analysis_limit: int | None = None  # test examples per task for the pulse / Table-1 analyses (None: all)
+    # alphas of the grid where Auto-Switch is also scored on test (None: every alpha). Its C sweep at the
+    # chosen alpha is always run; each extra alpha costs a routed pass over every test set
+    grid_auto_switch: tuple[float, ...] | None = None
     seeds: tuple[int, ...] = (0, 1, 2)  # random methods (DARE) report a mean over these
     eval_batch: int = 64
     split_seed: int = 0
@@ -133,6 +136,8 @@ TEXT_MINILM = SuiteSpec(
     # the 2-hour CPU budget (a MiniLM pass costs ~5x an EfficientNet-Lite0 one at 64 px): 9 alphas, and
     # the pulse / P-Discard analyses on the first 500 of each task's 1,000 test items
     alpha_grid=(0.1, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.97, 0.99),
+    # Auto-Switch on test at four of them (each a routed pass over 8,000 items); its C sweep at the chosen alpha
+    grid_auto_switch=(0.1, 0.5, 0.9, 0.99),
     analysis_limit=500,
 )
 
