@@ -279,3 +279,67 @@ def test_repack_suite_keeps_accuracy_and_makes_byte_counts_match_the_packs(smoke
     printed = json.loads(capsys.readouterr().out)
     assert printed["per_task"] == results["methods"]["t-switch"]["per_task"]
     assert printed["extra_bytes"] == pack["bytes"]
+
+
+def test_routed_evaluation_grouped_by_weight_vector_equals_batch_by_batch(smoke_text):
+    """evaluate_routed visits samples grouped by weight vector; every sample's prediction must be
+    the one the engine gives it in its own batch."""
+    import numpy as np
+
+    from tswitch.suites.evaluate import evaluate_routed
+
+    out, _ = smoke_text
+    suite = Suite(out)
+    auto = suite.auto_switch
+    sets = suite.eval_sets("test")
+    k = suite.manifest.router.k
+    grouped = evaluate_routed(auto, suite.heads, sets, k)
+    engine, per_task, routed_ok, n = auto.engine, {}, 0, 0
+    for task, data in sets.items():
+        weights, routed = auto.engine_view(auto.router.route(data.routing_features(engine.adapter), k=k))
+        preds, start = [], 0
+        for batch in data.batches:
+            b = next(iter(batch.values())).shape[0]
+            res = engine.run(batch, weights[start : start + b], routed_task=routed[start : start + b])
+            preds += res.logits[task].argmax(-1).tolist()
+            start += b
+        per_task[task] = float(np.mean(np.asarray(preds) == data.labels))
+        routed_ok += sum(int(r) == engine.tasks.index(task) for r in routed.tolist())
+        n += len(data.labels)
+    assert grouped["per_task"] == per_task
+    assert grouped["routing_accuracy"] == routed_ok / n
+
+
+def test_a_resumed_build_reads_back_every_stage_and_equals_a_fresh_one(smoke_text, tmp_path):
+    from tswitch.suites.build import run_build
+
+    spec = smoke(get_suite_spec("text-minilm"))  # the fixture's cache folder: its fine-tunes are reused
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the fixture's thread count: the same float sums
+    try:
+        first = run_build(spec, str(tmp_path / "a"), log=lambda s: None, resume=True, fresh=True)
+        second = run_build(spec, str(tmp_path / "b"), log=lambda s: None, resume=True)
+    finally:
+        torch.set_num_threads(threads)
+    assert first["provenance"]["resumed_stages"] == 0
+    assert second["provenance"]["resumed_stages"] > 10
+    strip = lambda r: json.dumps({k: v for k, v in r.items() if k != "provenance"}, sort_keys=True)  # noqa: E731
+    assert strip(first) == strip(second) == strip(smoke_text[1])
+
+
+def test_routing_confusion_matches_the_routing_accuracy_and_saves(smoke_text, tmp_path, capsys):
+    import shutil
+
+    out = str(tmp_path / "suite")
+    shutil.copytree(smoke_text[0], out)
+    suite = Suite(out)
+    conf = suite.routing_confusion("test")
+    assert conf["tasks"] == list(smoke_text[1]["tasks"]) and conf["k"] == suite.manifest.router.k
+    assert [sum(row) for row in conf["matrix"]] == [12, 12]  # every test item lands in one column
+    assert conf["accuracy"] == smoke_text[1]["methods"]["auto-switch"]["routing_accuracy"]
+    assert main(["confusion", "--suite", out, "--save"]) == 0
+    assert "routing accuracy" in capsys.readouterr().out
+    saved = json.load(open(os.path.join(out, "results.json")))["routing_confusion"]["auto-switch"]
+    assert saved["matrix"] == conf["matrix"]
+    assert main(["confusion", "--suite", out, "-k", "0"]) == 2
+    assert "-k must be in" in capsys.readouterr().err

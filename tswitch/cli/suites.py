@@ -101,6 +101,46 @@ def run_eval(args) -> int:
     return 0
 
 
+def _confusion_parser(p):
+    from ..suites.methods import SERVED
+
+    p.add_argument("--suite", required=True)
+    p.add_argument("--method", default="auto-switch", choices=[n for n, m in SERVED.items() if m.routed])
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("-k", type=int, default=None, help="neighbours C (default: the suite's)")
+    p.add_argument("--save", action="store_true", help="store it in results.json (routing_confusion.METHOD)")
+    p.add_argument("--json", action="store_true")
+
+
+@command("confusion", "where the router sends each task's items (task x task counts, routing only)", _confusion_parser)
+def run_confusion(args) -> int:
+    from ..suites.suite import Suite
+
+    suite = Suite.open(args.suite)
+    router = suite.router_for(args.method).router
+    if args.k is not None and not 1 <= args.k <= router.num_exemplars:
+        raise UsageError(f"-k must be in [1, {router.num_exemplars}], got {args.k}")
+    res = suite.routing_confusion(args.split, args.k, args.method)
+    if args.save:
+        from ..suites.write import write_results
+
+        results = suite.results()
+        results.setdefault("routing_confusion", {})[args.method] = res
+        write_results(suite.path, results)
+    if args.json:
+        print(json.dumps(res))
+        return 0
+    tasks = res["tasks"]
+    width = max(map(len, tasks)) + 2
+    print(f"{args.method}, C = {res['k']}, {args.split}: rows = true task, columns = routed task (% of the row)")
+    print(" " * width + "".join(f"{i:>6}" for i in range(len(tasks))))
+    for i, (t, row) in enumerate(zip(tasks, res["matrix"])):
+        n = max(1, sum(row))
+        print(f"{i} {t:<{width - 2}}" + "".join(f"{100 * v / n:6.1f}" for v in row))
+    print(f"routing accuracy {res['accuracy']:.4f}")
+    return 0
+
+
 # -- flex -------------------------------------------------------------------------------------------
 def _flex_parser(p):
     from ..flex.losses import LOSSES

@@ -259,6 +259,37 @@ class Suite:
             )
         return sets
 
+    def routing_confusion(
+        self, split: str = "test", k: int | None = None, method: str = "auto-switch", limit: int | None = None
+    ) -> dict:
+        """Where a routed method sends each task's items: ``matrix[i][j]`` = items of task ``i``
+        whose largest switch weight (Eq. 8) is task ``j``'s. Routing only (no merged forward).
+
+        Returns:
+            ``{"method", "k", "split", "tasks", "matrix", "recall" (per task), "accuracy"}``.
+        """
+        pipeline = self.router_for(method)
+        c = self.default_k(method) if k is None else k
+        sets = self.eval_sets(split, limit)
+        tasks = list(pipeline.engine.tasks)
+        matrix = [[0] * len(tasks) for _ in tasks]
+        for task, data in sets.items():
+            _, routed = pipeline.engine_view(pipeline.router.route(data.routing_features(self.adapter), k=c))
+            row = matrix[tasks.index(task)]
+            for r in routed.tolist():
+                row[int(r)] += 1
+        recall = {t: matrix[i][i] / max(1, sum(matrix[i])) for i, t in enumerate(tasks)}
+        total = sum(map(sum, matrix))
+        return {
+            "method": method,
+            "k": c,
+            "split": split,
+            "tasks": tasks,
+            "matrix": matrix,
+            "recall": recall,
+            "accuracy": sum(matrix[i][i] for i in range(len(tasks))) / max(1, total),
+        }
+
     def evaluate(self, method: str, split: str = "test", limit: int | None = None, k: int | None = None) -> dict:
         """Recompute a served method's numbers from the committed files (:data:`SERVED`)."""
         served = self._served(method)
