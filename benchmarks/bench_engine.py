@@ -11,7 +11,10 @@ share each topic, so votes mix); a batch mixed over the tasks. Times, median of 
 interleaved rounds, as ratios to the plain pre-trained forward of the same batch:
 
 - routing only (route features + k-NN);
-- Auto-Switch with the multi-tenant engine (``strategy="tenant"``: nothing cached, so cold = warm);
+- Auto-Switch with the multi-tenant engine (``strategy="tenant"``: nothing cached, so cold = warm):
+  groups of samples with one weight vector sending at least ``--buffer-rows`` rows through a layer
+  get that layer merged for them, the rest take sparse per-task products; and the same engine with
+  sparse products only (``sparse only``, the first engine's technique);
 - Auto-Switch merging weights (``strategy="merge"``) with a warm cache and with a cold one;
 - Auto-Switch with ``strategy="auto"``: the batch's vectors seen for the first time (one
   multi-tenant forward) and again (merged on the second sight, then cached).
@@ -156,6 +159,17 @@ def image_backbone(route_layers: int | None, rng: random.Random, **where):
 BACKBONES = {"minilm": text_backbone, "effnet": image_backbone}
 
 
+def sparse_only(fn):
+    """``fn()`` with every group taking the sparse per-task products (no layer merged for a group)."""
+    from tswitch.merging import tenants
+
+    saved, tenants.BUFFER_MIN_ROWS = tenants.BUFFER_MIN_ROWS, 1 << 62
+    try:
+        return fn()
+    finally:
+        tenants.BUFFER_MIN_ROWS = saved
+
+
 def measure(adapter, make, base, n_tasks: int, batch_size: int, alpha: float, args, rng) -> dict:
     """Ratios to the plain forward for one (tasks, batch) cell: routing, Auto-Switch multi-tenant,
     Auto-Switch merging (warm and cold cache)."""
@@ -201,6 +215,7 @@ def measure(adapter, make, base, n_tasks: int, batch_size: int, alpha: float, ar
             "plain": (lambda: adapter.features(batch, None), None),
             "routing": (lambda: router.route(adapter.route_features(batch)), None),
             "tenant": (lambda: auto_t.predict(batch), None),
+            "sparse only": (lambda: sparse_only(lambda: auto_t.predict(batch)), None),
             "merge warm": (lambda: auto_m.predict(batch), lambda: auto_m.predict(batch)),
             "merge cold": (lambda: auto_m.predict(batch), merge.clear_cache),
             "auto first": (lambda: auto_a.predict(batch), auto.clear_cache),  # vectors never seen
@@ -274,7 +289,17 @@ def main() -> None:
     parser.add_argument("--route-layers", type=int, default=None, help="route on a prefix of the backbone")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (benchmarks/gpu_engine.sh runs the GPU set)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    parser.add_argument(
+        "--buffer-rows",
+        type=int,
+        default=None,
+        help="rows from which a group gets a layer merged (tenants.BUFFER_MIN_ROWS)",
+    )
     args = parser.parse_args()
+    if args.buffer_rows is not None:
+        from tswitch.merging import tenants
+
+        tenants.BUFFER_MIN_ROWS = args.buffer_rows
 
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
@@ -288,7 +313,8 @@ def main() -> None:
         base_bytes = sum(v.numel() * v.element_size() for v in base.values() if torch.is_floating_point(v))
         print(f"\n{model}: {mib(base_bytes)} of floating weights; ratios to the plain forward, median of {args.repeat}")
         print(
-            "  alpha  tasks  batch  plain ms  routing  multi-tenant  merge warm  merge cold  auto first  auto again"
+            "  alpha  tasks  batch  plain ms  routing  multi-tenant  sparse only  merge warm  merge cold  auto first"
+            "  auto again"
             "  groups  max|dlogit|  held/base"
         )
         last = None
@@ -298,7 +324,8 @@ def main() -> None:
                     c = measure(adapter, make, base, n_tasks, batch_size, alpha, args, rng)
                     print(
                         f"  {alpha:5.2f}  {n_tasks:5d}  {batch_size:5d}  {c['plain_ms']:8.1f}  {c['routing']:6.2f}x"
-                        f"  {c['tenant']:11.2f}x  {c['merge warm']:9.2f}x  {c['merge cold']:9.2f}x"
+                        f"  {c['tenant']:11.2f}x  {c['sparse only']:10.2f}x"
+                        f"  {c['merge warm']:9.2f}x  {c['merge cold']:9.2f}x"
                         f"  {c['auto first']:9.2f}x  {c['auto again']:9.2f}x  {c['groups']:6d}"
                         f"  {c['max_dlogit']:11.1e}  {c['tenant_bytes'] / base_bytes:8.3f}",
                         flush=True,

@@ -602,9 +602,14 @@ def _reference(adapter, batch, switches, weights):
 
 
 @pytest.mark.parametrize("alpha", [0.97, 0.5])  # CSR deltas; dense / streamed deltas
-def test_multi_tenant_forward_equals_materialised_merges(adapter_and_batch, alpha):
-    from tswitch.merging import DynamicMergeEngine, PackedSwitches
+# every group through layers merged for it; only the sparse products (where the deltas allow); the default
+@pytest.mark.parametrize("buffer_rows", [0, 10**9, None])
+def test_multi_tenant_forward_equals_materialised_merges(adapter_and_batch, alpha, buffer_rows, monkeypatch):
+    from tswitch.merging import DynamicMergeEngine, PackedSwitches, tenants
     from tswitch.merging.tenants import UnsupportedOp
+
+    if buffer_rows is not None:
+        monkeypatch.setattr(tenants, "BUFFER_MIN_ROWS", buffer_rows)
 
     adapter, batch = adapter_and_batch
     switches = _switches(adapter, alpha, seed=11)
@@ -613,6 +618,8 @@ def test_multi_tenant_forward_equals_materialised_merges(adapter_and_batch, alph
     weights = torch.rand(n, 3, generator=g) * (torch.rand(n, 3, generator=g) < 0.7)
     weights[0] = torch.tensor([0.0, 0.0, 1.0])  # samples out of task order: the batch is sorted inside
     weights[-1] = 0.0  # a sample under theta_0
+    if n > 3:
+        weights[2] = weights[1]  # two samples with one weight vector: a group of two
     d = adapter.feature_dim
     # logits of order 1, as a zero-shot head's: the 1e-4 bound is then float32 rounding, not scale
     heads = {t: Head(torch.randn(4, d, generator=g) / d, torch.zeros(4), tuple("wxyz")) for t in switches}

@@ -133,11 +133,38 @@ class SparseRows:
         block[slot, self.col[source].long()] = self.values[source]
         return block[inverse].view(*ids.shape, -1)
 
+    def csr(self) -> torch.Tensor:
+        """The delta's 2-D view as a ``torch.sparse_csr`` tensor sharing this CSR's arrays."""
+        rows = self.shape[0]
+        return torch.sparse_csr_tensor(
+            self.crow, self.col, self.values, (rows, math.prod(self.shape[1:])), check_invariants=False
+        )
+
+    def plus(self, base: torch.Tensor, weight: float) -> torch.Tensor:
+        """A new ``base + weight · delta`` in float32, in one pass over ``base`` (no copy first)."""
+        if base.dtype == self.values.dtype:
+            try:
+                return torch.add(base.reshape(self.shape[0], -1), self.csr(), alpha=weight).view(base.shape)
+            except (RuntimeError, NotImplementedError):
+                pass
+        total = base.to(torch.float32, copy=True)
+        self.add_to(total.view(-1), weight)
+        return total
+
     def add_to(self, out: torch.Tensor, weight: float) -> None:
+        """``out += weight · delta`` (``out`` flat): one sparse-CSR add, 7x faster than scattering
+        through computed row indices at 3% density (benchmarks/bench_engine.py), the scatter where
+        the CSR add is not available (a dtype or device without it)."""
+        view = out.view(self.shape[0], -1)
+        if view.dtype == self.values.dtype:
+            try:
+                view.add_(self.csr(), alpha=weight)
+                return
+            except (RuntimeError, NotImplementedError):
+                pass
         rows = torch.repeat_interleave(
             torch.arange(self.shape[0], device=out.device), self.crow[1:].long() - self.crow[:-1].long()
         )
-        view = out.view(self.shape[0], -1)
         view.index_put_((rows, self.col.long()), weight * self.values.to(out.dtype), accumulate=True)
 
 

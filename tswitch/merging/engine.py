@@ -320,8 +320,10 @@ class DynamicMergeEngine:
     def _tenant_features(self, batch: Mapping[str, torch.Tensor], keys: list[tuple[float, ...]]) -> torch.Tensor | None:
         """One forward with per-sample weights (:mod:`.tenants`); ``None`` when the adapter needs merging."""
         weights = torch.tensor(keys, dtype=torch.float32)
-        # samples sorted by their largest weight: each task's samples mostly one contiguous run (Punica)
-        order = torch.sort(weights.argmax(1), stable=True).indices
+        # samples sorted by their largest weight, then by weight vector: each task's samples mostly one
+        # contiguous run (Punica), equal weight vectors one run (a group that may get its layers merged)
+        top = weights.argmax(1).tolist()
+        order = torch.tensor(sorted(range(len(keys)), key=lambda i: (top[i], keys[i])), dtype=torch.long)
         permuted = not torch.equal(order, torch.arange(len(keys)))
         if permuted:
             batch = {name: t.index_select(0, order.to(t.device)) for name, t in batch.items()}

@@ -5,9 +5,16 @@ Auto-Switch (T-Switch Eq. 8) runs sample ``i`` at ``theta_i = theta_0 + sum_k w_
 ``scale_k · level(code)`` at the kept entries, journal Eq. 15). No ``theta_i`` is ever built: each
 layer kind takes the exact decomposition that suits it,
 
-- **linear / 1×1 conv** (BitDelta, Punica): ``x_i theta_iᵀ = x_i W0ᵀ + sum_k w_ik · x_i tau_kᵀ``: one
-  base product for the whole batch, then per task one *sparse* product over only the samples whose
-  weight for it is non-zero (:class:`~.deltas.SparseRows`, CSR);
+- **linear and convolution, a group of many rows** (layer-streamed merging): the batch is sorted so
+  that samples with the same weight vector form one run (a *group*); a group with at least
+  :data:`BUFFER_MIN_ROWS` rows of the layer's input (tokens, pixels) gets that one layer merged,
+  ``W0 + sum_k w_gk tau_k``, into a transient buffer just before its product, and its rows go
+  through the merged layer: the product costs what the plain one does, and the merge one pass over
+  the layer's weights, whatever the number of tasks;
+- **linear / 1×1 conv, the remaining rows** (BitDelta, Punica): ``x_i theta_iᵀ = x_i W0ᵀ + sum_k
+  w_ik · x_i tau_kᵀ``: one base product for those rows, then per task one *sparse* product over
+  only the samples whose weight for it is non-zero (:class:`~.deltas.SparseRows`, CSR), cheaper than
+  a merge for a few rows;
 - **embedding**: ``E0[ids_i] + sum_k w_ik · tau_k[ids_i]``, rows gathered from the sparse delta;
 - **small tensors** (biases, norms, depthwise kernels): the delta kept dense (:class:`~.deltas.DenseRows`) and
   either applied per task over its samples (convolutions) or ``theta_i`` materialised per sample
@@ -16,8 +23,9 @@ layer kind takes the exact decomposition that suits it,
   memory than the bit planes): kept packed and decoded layer by layer into a transient tensor just
   before it is used (:class:`~.deltas.Streamed`, "layer-streamed merging").
 
-So a batch costs one forward plus, per task it uses, work proportional to that task's kept entries
-and its samples, whatever the number of distinct weight vectors; no merged model is stored.
+So a batch costs one forward plus, per layer, one merge per large group and, for the rest, work
+proportional to each task's kept entries and its samples; no merged model is stored, and nothing
+outlives the call but the output (one layer's buffer at a time).
 
 The weights reach the backbone as :class:`MixedWeight` tensors passed to
 ``torch.func.functional_call`` (no module is mutated): a ``torch.Tensor`` subclass whose
@@ -30,7 +38,7 @@ architecture this module does not know is slower, never wrong.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -38,6 +46,13 @@ import torch.nn.functional as F
 from torch.utils._pytree import tree_leaves
 
 from .deltas import Delta, SparseRows
+
+# A group of samples sharing one weight vector gets a layer merged for it (one pass over the layer's
+# weights) when it sends at least this many rows (samples × tokens, or × pixels) through the layer;
+# fewer rows take the sparse per-task products. Crossover measured on 2 CPU cores for MiniLM's
+# 384×1536 layers at densities 0.03-0.3 (benchmarks/bench_engine.py --buffer-rows): a merge costs
+# about what the CSR products of 50-150 rows do.
+BUFFER_MIN_ROWS = 96
 
 
 class UnsupportedOp(RuntimeError):
@@ -58,6 +73,9 @@ class Mix:
     users: Mapping[int, tuple[torch.Tensor, torch.Tensor]]
     spans: Mapping[int, slice]  # tasks whose rows are one contiguous run of the batch
     unit: frozenset[int]  # tasks whose every non-zero weight is 1 (one-hot routes): no scaling
+    # runs of equal rows of ``weights``: (rows, {task: weight} of its non-zero weights)
+    groups: tuple[tuple[slice, tuple[tuple[int, float], ...]], ...] = ()
+    _rest: dict = field(default_factory=dict, compare=False, repr=False)  # memo of :meth:`rest`
 
     @classmethod
     def of(cls, weights: torch.Tensor) -> Mix:
@@ -71,7 +89,25 @@ class Mix:
                     spans[k] = slice(first, last + 1)
                 if bool((users[k][1] == 1).all()):
                     unit.add(k)
-        return cls(weights, users, spans, frozenset(unit))
+        groups = []
+        if weights.shape[0]:
+            change = (weights[1:] != weights[:-1]).any(1).nonzero().flatten().add(1).tolist()
+            bounds = [0, *change, weights.shape[0]]
+            firsts = weights[bounds[:-1]].tolist()
+            for start, stop, row in zip(bounds[:-1], bounds[1:], firsts):
+                groups.append((slice(start, stop), tuple((k, w) for k, w in enumerate(row) if w != 0.0)))
+        return cls(weights, users, spans, frozenset(unit), tuple(groups))
+
+    def rest(self, merged: tuple[int, ...]) -> tuple[torch.Tensor, Mix]:
+        """The rows outside the groups ``merged`` (indices into :attr:`groups`) and their own Mix."""
+        if merged not in self._rest:
+            taken = set(merged)
+            rows = [
+                r for g, (span, _) in enumerate(self.groups) if g not in taken for r in range(span.start, span.stop)
+            ]
+            index = torch.tensor(rows, dtype=torch.long, device=self.weights.device)
+            self._rest[merged] = (index, Mix.of(self.weights.index_select(0, index)))
+        return self._rest[merged]
 
     def take(self, x: torch.Tensor, k: int) -> torch.Tensor:
         """Task ``k``'s samples of a batch-first ``x`` (a view when they are contiguous)."""
@@ -154,50 +190,116 @@ def _add_rows(out: torch.Tensor, k: int, mix: Mix, value: torch.Tensor) -> None:
         out.index_add_(0, rows, scaled)
 
 
-def _add_bias(out: torch.Tensor, bias: MixedWeight | None, channel_dim: int) -> torch.Tensor:
-    if bias is None or not bias.parts:
+def _bias_delta(parts, mix: Mix) -> torch.Tensor:
+    """``(B, C)``: ``sum_k w_ik delta_k`` of a bias for every sample of ``mix``."""
+    out = torch.zeros(mix.batch, parts[0][1].dense().numel(), device=mix.weights.device)
+    for k, delta in parts:
+        out.addmm_(mix.weights[:, k : k + 1], delta.dense().reshape(1, -1).float())
+    return out
+
+
+def _add_bias(out: torch.Tensor, parts, mix: Mix, channel_dim: int) -> torch.Tensor:
+    if not parts:
         return out
-    delta = sample_delta(bias)  # (B, C)
+    delta = _bias_delta(parts, mix)  # (B, C)
     shape = [out.shape[0]] + [1] * (out.dim() - 1)
     shape[channel_dim] = delta.shape[1]
     return out + delta.view(shape).to(out.dtype)
 
 
-# -- the handlers -----------------------------------------------------------------------------------
-def _linear(x, weight, bias=None):
+def _merged(base: torch.Tensor, parts, weights: Mapping[int, float]) -> torch.Tensor | None:
+    """``base + sum_k w_k delta_k`` over the ``parts`` a group uses (``None``: none), computed in
+    float32 as :meth:`~.engine.DynamicMergeEngine.merged_weights` does, in ``base``'s dtype."""
+    active = [(weights[k], delta) for k, delta in parts if k in weights]
+    if not active:
+        return None
+    (w, first), rest = active[0], active[1:]
+    if isinstance(first, SparseRows):  # base + w · delta in one pass (no copy of base first)
+        total = first.plus(base.detach(), w)
+    else:
+        total = base.detach().to(torch.promote_types(base.dtype, torch.float32), copy=True)
+        first.add_to(total.view(-1), w)
+    for w, delta in rest:
+        delta.add_to(total.view(-1), w)
+    return total.to(base.dtype)
+
+
+def _sparse_rest(x, w0, b0, w_parts, b_parts, mix: Mix, per_task, channel_dim: int) -> torch.Tensor:
+    """The shared product of ``theta_0`` plus each task's own product over its samples."""
+    out = per_task(x, w0, b0, None)
+    for k, delta in w_parts:
+        _add_rows(out, k, mix, per_task(mix.take(x, k), None, None, delta))
+    return _add_bias(out, b_parts, mix, channel_dim)
+
+
+def _by_groups(x, weight, bias, op, per_task, rows_per_sample: int, channel_dim: int) -> torch.Tensor:
+    """A linear or convolution under per-sample weights: groups with many rows through a layer merged
+    for them (:data:`BUFFER_MIN_ROWS`), the other rows through :func:`_sparse_rest`.
+
+    ``op(x, weight, bias)`` is the layer; ``per_task(x, w, b, delta)`` its product with ``w``/``b``
+    (``delta`` None) or with a delta (no bias)."""
     w0, w = _split(weight)
     b0, b = _split(bias)
     mix = _mix_of(weight, bias)
-    out = F.linear(x, w0, b0)
     if mix is None:
-        return out
-    if w is not None and w.parts:
-        _batch_of(x, mix, "linear")
-        for k, delta in w.parts:
-            _add_rows(out, k, mix, delta.linear(mix.take(x, k)))
-    if b is not None and b.parts:
-        _batch_of(x, mix, "linear")
-        out = _add_bias(out, b, out.dim() - 1)
+        return op(x, w0, b0)
+    _batch_of(x, mix, op.__name__)
+    w_parts = w.parts if w is not None else ()
+    b_parts = b.parts if b is not None else ()
+    sparse_only = all(isinstance(delta, SparseRows) for _, delta in w_parts)
+    merge = tuple(
+        g
+        for g, (span, used) in enumerate(mix.groups)
+        if used and (not sparse_only or (span.stop - span.start) * rows_per_sample >= BUFFER_MIN_ROWS)
+    )
+    if not merge:
+        return _sparse_rest(x, w0, b0, w_parts, b_parts, mix, per_task, channel_dim)
+    outs = []
+    for g in merge:
+        span, used = mix.groups[g]
+        weights = dict(used)
+        wg = _merged(w0, w_parts, weights)
+        bg = _merged(b0, b_parts, weights) if b0 is not None else None
+        outs.append(op(x[span], w0 if wg is None else wg, b0 if bg is None else bg))
+    if len(merge) == len(mix.groups):
+        return outs[0] if len(outs) == 1 else torch.cat(outs)
+    index, rest = mix.rest(merge)
+    rest_parts = [(k, d) for k, d in w_parts if k in rest.users]
+    rest_bias = [(k, d) for k, d in b_parts if k in rest.users]
+    rest_out = _sparse_rest(x.index_select(0, index), w0, b0, rest_parts, rest_bias, rest, per_task, channel_dim)
+    out = rest_out.new_empty((mix.batch, *rest_out.shape[1:]))
+    out.index_copy_(0, index, rest_out)
+    for g, part in zip(merge, outs):
+        out[mix.groups[g][0]] = part
     return out
 
 
+# -- the handlers -----------------------------------------------------------------------------------
+def _linear(x, weight, bias=None):
+    def per_task(xs, w, b, delta):
+        return F.linear(xs, w, b) if delta is None else delta.linear(xs)
+
+    rows = x[0].numel() // max(x.shape[-1], 1) if x.dim() > 1 else 1
+    return _by_groups(x, weight, bias, F.linear, per_task, rows, x.dim() - 1)
+
+
 def _conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
-    w0, w = _split(weight)
-    b0, b = _split(bias)
-    mix = _mix_of(weight, bias)
-    out = F.conv2d(x, w0, b0, stride, padding, dilation, groups)
-    if mix is None:
-        return out
-    _batch_of(x, mix, "conv2d")
+    def op(xs, w, b):
+        return F.conv2d(xs, w, b, stride, padding, dilation, groups)
+
+    op.__name__ = "conv2d"
+    w0 = _split(weight)[0]
     pointwise = w0.shape[2:] == (1, 1) and groups == 1 and stride in (1, (1, 1)) and padding in (0, (0, 0))
-    for k, delta in w.parts if w is not None else ():
-        xs = mix.take(x, k)
+
+    def per_task(xs, w, b, delta):
+        if delta is None:
+            return op(xs, w, b)
         if pointwise and isinstance(delta, SparseRows):
-            value = delta.linear(xs.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-        else:
-            value = F.conv2d(xs.float(), delta.dense(), None, stride, padding, dilation, groups)
-        _add_rows(out, k, mix, value)
-    return _add_bias(out, b, 1)
+            return delta.linear(xs.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        return F.conv2d(xs.float(), delta.dense(), None, stride, padding, dilation, groups)
+
+    rows = x.shape[2] * x.shape[3] if x.dim() == 4 else 1
+    return _by_groups(x, weight, bias, op, per_task, rows, 1)
 
 
 def _embedding(ids, weight, padding_idx=None, max_norm=None, norm_type=2.0, scale_grad_by_freq=False, sparse=False):
