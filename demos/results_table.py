@@ -30,6 +30,17 @@ ORDER = [
 ]
 
 
+def _build_time(prov: dict) -> str:
+    """The build's wall time, saying when the run resumed stages an earlier run computed."""
+    minutes = f"{prov.get('seconds', 0) / 60:.0f} min"
+    reused = prov.get("resumed_stages", 0)
+    if not reused:
+        return minutes
+    total = prov.get("stage_seconds")
+    stages = f", {total / 60:.0f} min of stages in all" if total else ""
+    return f"this run {minutes}; {reused} stages reused from earlier runs{stages}"
+
+
 def _mb(n: int) -> str:
     return f"{n / 1e6:.2f}"
 
@@ -61,6 +72,7 @@ def suite_markdown(name: str, results: dict, manifest) -> str:
             + " |"
         )
     c = results["choice"]
+    prov = results.get("provenance", {})
     lines += [
         "",
         "Test accuracy (%); 95% intervals of the average resample each task's test items (methods whose "
@@ -68,8 +80,7 @@ def suite_markdown(name: str, results: dict, manifest) -> str:
         "(Individual − Pre-trained). "
         f"Hyper-parameters chosen on validation: alpha {c['alpha']:g}, "
         f"C = {c['k']}, BatchNorm statistics: {c['dense_option']}. Build: "
-        f"`{results.get('provenance', {}).get('command', '')}` "
-        f"({results.get('provenance', {}).get('seconds', 0) / 60:.0f} min).",
+        f"`{prov.get('command', '')}` ({_build_time(prov)}).",
         "",
     ]
     grid = results["alpha_grid"][c["dense_option"]]

@@ -42,7 +42,7 @@ def test_corrupt_or_truncated_file_recomputes_and_is_replaced(tmp_path):
     path.write_text('{"x": {"average": 0.')
     cache = StageCache(str(path))
     assert len(cache) == 0 and cache.get("x", lambda: 3) == 3
-    assert json.loads(path.read_text()) == {"x": 3}
+    assert json.loads(path.read_text())["x"] == 3 and set(json.loads(path.read_text())) == {"x", "__seconds__"}
 
 
 def test_a_failed_stage_stores_nothing(tmp_path):
@@ -83,3 +83,23 @@ def test_stage_generators_do_not_depend_on_which_stages_ran_before():
     torch.rand(100, generator=exps.generator("pulse", "random", "0.3"))  # another stage draws in between
     assert torch.equal(a, torch.rand(4, generator=exps.generator("pulse", "random", "0.5")))
     assert not torch.equal(a, torch.rand(4, generator=exps.generator("pulse", "random", "0.7")))
+
+
+def test_stage_seconds_add_up_over_runs_and_old_files_say_unknown(tmp_path):
+    import time
+
+    path = str(tmp_path / "stages.json")
+    first = StageCache(path)
+    first.get("a", lambda: time.sleep(0.05) or 1)
+    again = StageCache(path)  # a resumed run: "a" read back with its time, "b" computed now
+    again.get("a", lambda: 0)
+    again.get("b", lambda: time.sleep(0.05) or 2)
+    assert len(again) == 2 and "__seconds__" not in again
+    total = again.seconds()
+    assert total is not None and total >= 0.1
+    with open(path, encoding="utf-8") as f:
+        stored = json.load(f)
+    del stored["__seconds__"]["a"]  # a stage stored before times were kept
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(stored, f)
+    assert StageCache(path).seconds() is None

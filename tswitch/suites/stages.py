@@ -22,11 +22,14 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from typing import Any
 
 from .. import __version__
+
+SECONDS_KEY = "__seconds__"  # reserved key of the stages file: compute seconds per stage
 
 # the modules whose code decides a stage's number (a change there invalidates the stored stages)
 _SOURCES = (
@@ -71,7 +74,8 @@ class StageCache:
 
     Values go through JSON both ways, so a resumed build and a fresh one see the same structures
     (string keys, lists). ``hits`` counts the stages read back from the file as it was when opened
-    (an earlier run's), for the build's provenance.
+    (an earlier run's), for the build's provenance; :meth:`seconds` sums the compute time of every
+    stored stage, whichever run computed it (the file keeps it under the reserved key ``__seconds__``).
     """
 
     def __init__(self, path: str):
@@ -85,6 +89,8 @@ class StageCache:
                 self._data = data if isinstance(data, dict) else {}
             except (OSError, ValueError):
                 self._data = {}  # unreadable: recompute everything, the next save replaces it
+        times = self._data.pop(SECONDS_KEY, {})
+        self._seconds: dict[str, float] = times if isinstance(times, dict) else {}
         self._earlier = frozenset(self._data)
 
     @classmethod
@@ -101,13 +107,22 @@ class StageCache:
         if key in self._data:
             self.hits += key in self._earlier
             return json.loads(json.dumps(self._data[key]))
+        t0 = time.perf_counter()
         value = json.loads(json.dumps(compute()))
         self._data[key] = value
+        self._seconds[key] = round(time.perf_counter() - t0, 1)
         self._save()
         return json.loads(json.dumps(value))
 
+    def seconds(self) -> float | None:
+        """Compute seconds summed over the stored stages; ``None`` when some stage has no time (a
+        file written before times were kept)."""
+        if any(key not in self._seconds for key in self._data):
+            return None
+        return float(sum(self._seconds[key] for key in self._data))
+
     def discard(self) -> None:
-        self._data, self._earlier = {}, frozenset()
+        self._data, self._earlier, self._seconds = {}, frozenset(), {}
         if os.path.exists(self.path):
             os.remove(self.path)
 
@@ -117,7 +132,7 @@ class StageCache:
         fd, tmp = tempfile.mkstemp(prefix=".stages-", suffix=".json", dir=folder)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(self._data, f)
+                json.dump({**self._data, SECONDS_KEY: self._seconds}, f)
             os.replace(tmp, self.path)
         except BaseException:
             if os.path.exists(tmp):
