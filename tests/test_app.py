@@ -516,3 +516,11 @@ def test_launch_options_serve_the_suites_folders(suites):
     options = launch_options("127.0.0.1", 7999)
     assert options["server_port"] == 7999 and options["max_file_size"] == MAX_IMAGE_BYTES
     assert {catalogue.get(n).path for n in suites.values()} <= set(options["allowed_paths"])
+
+
+def test_layouts_phrase_reads_for_one_or_several_layouts():
+    from tswitch.app.text import layouts_phrase
+
+    assert layouts_phrase(["golomb"]) == "golomb layout"
+    assert layouts_phrase(["bitmap", "golomb"]) == "bitmap and golomb layouts"
+    assert layouts_phrase(["bitmap", "golomb", "sass"]) == "bitmap, golomb and sass layouts"

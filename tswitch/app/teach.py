@@ -224,7 +224,7 @@ def show_taught(result, state):
             fp32=s["float32_bytes"],
             ratio=s["float32_bytes"] / max(1, s["bytes"]),
             bits=8 * s["bytes"] / max(1, s["float32_bytes"] // 4),
-            layouts=", ".join(s["layouts"]),
+            layouts=text.layouts_phrase(s["layouts"]),
             routed=routing["accuracy"],
             n=routing["total"],
             lo=routing["ci95"][0],

@@ -233,13 +233,23 @@ TEACH_STEP_AXIS = "step"
 TEACH_SWITCH = (
     "### 2. The task vector becomes a switch\n"
     "B-Approx at the suite's α = {alpha:g} keeps **{density:.2%}** of the entries (their sign, one scale per "
-    "tensor): **{bytes:,} B** in the {layouts} layout, against {fp32:,} B for the float32 task vector "
+    "tensor): **{bytes:,} B** in the {layouts}, against {fp32:,} B for the float32 task vector "
     "(**{ratio:,.0f}× smaller**, {bits:.3f} bits per parameter).\n\n"
     "### 3. Auto-Switch can find it\n"
     "Your training lines became exemplars of the router: {routed:.1%} of the held-back lines "
     "(95% interval {lo:.1%}–{hi:.1%}, {n} lines) are routed to the new switch among the suite's tasks. "
     "Type a sentence below to see the votes."
 )
+
+
+def layouts_phrase(layouts) -> str:
+    """``["golomb"]`` -> "golomb layout"; ``["bitmap", "golomb"]`` -> "bitmap and golomb layouts"."""
+    names = list(layouts)
+    if len(names) <= 1:
+        return f"{names[0] if names else 'stored'} layout"
+    return f"{', '.join(names[:-1])} and {names[-1]} layouts"
+
+
 TEACH_MASK = "Mask of one tensor, **{tensor}**: {kept:,} of {numel:,} entries kept, scale {scale:.3g}."
 TEACH_TRY = "Your next sentence"
 TEACH_TRY_PLACEHOLDER = "Type a sentence to route among the suite's tasks and yours…"
