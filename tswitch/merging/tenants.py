@@ -161,11 +161,15 @@ def _split(t) -> tuple[Any, MixedWeight | None]:
 
 def sample_delta(t: MixedWeight) -> torch.Tensor:
     """``(B, *shape)``: ``sum_k w_ik delta_k`` for every sample (small tensors only), float32."""
-    mix = t.mix
-    out = torch.zeros(mix.batch, t.base.numel(), device=t.base.device)
-    for k, delta in t.parts:
+    return _sample_rows(t.parts, t.mix, t.base.numel()).view(t.mix.batch, *t.base.shape)
+
+
+def _sample_rows(parts, mix: Mix, numel: int) -> torch.Tensor:
+    """``(B, numel)``: ``sum_k w_ik delta_k`` over ``parts`` for every sample of ``mix``, float32."""
+    out = torch.zeros(mix.batch, numel, device=mix.weights.device)
+    for k, delta in parts:
         out.addmm_(mix.weights[:, k : k + 1], delta.dense().reshape(1, -1).float())
-    return out.view(mix.batch, *t.base.shape)
+    return out
 
 
 def per_sample(t: MixedWeight) -> torch.Tensor:
@@ -190,18 +194,10 @@ def _add_rows(out: torch.Tensor, k: int, mix: Mix, value: torch.Tensor) -> None:
         out.index_add_(0, rows, scaled)
 
 
-def _bias_delta(parts, mix: Mix) -> torch.Tensor:
-    """``(B, C)``: ``sum_k w_ik delta_k`` of a bias for every sample of ``mix``."""
-    out = torch.zeros(mix.batch, parts[0][1].dense().numel(), device=mix.weights.device)
-    for k, delta in parts:
-        out.addmm_(mix.weights[:, k : k + 1], delta.dense().reshape(1, -1).float())
-    return out
-
-
 def _add_bias(out: torch.Tensor, parts, mix: Mix, channel_dim: int) -> torch.Tensor:
     if not parts:
         return out
-    delta = _bias_delta(parts, mix)  # (B, C)
+    delta = _sample_rows(parts, mix, parts[0][1].dense().numel())  # (B, C)
     shape = [out.shape[0]] + [1] * (out.dim() - 1)
     shape[channel_dim] = delta.shape[1]
     return out + delta.view(shape).to(out.dtype)
