@@ -798,3 +798,6 @@ def test_run_stem_names_the_ablations():
     assert run_stem(FlexConfig(loss="kl")) == "flex-kl"
     assert run_stem(FlexConfig(mode="lgs", loss="cka")) == "flex-lgs-cka"
     assert run_stem(FlexConfig(mode="bas", loss="mse", alpha=0.9)) == "flex-bas0.9-mse"
+    assert run_stem(FlexConfig(loss="kl", lam=0.3)) == "flex-kl"  # the Tab. III value is the default
+    assert run_stem(FlexConfig(loss="kl", lam=0.1)) == "flex-kl-lam0.1"
+    assert run_stem(FlexConfig(mode="lgs", loss="cka", lam=1)) == "flex-lgs-cka-lam1"

@@ -351,3 +351,42 @@ def test_routing_confusion_matches_the_routing_accuracy_and_saves(smoke_text, tm
     assert saved["matrix"] == conf["matrix"]
     assert main(["confusion", "--suite", out, "-k", "0"]) == 2
     assert "-k must be in" in capsys.readouterr().err
+
+
+def test_route_depth_rebuilds_the_served_router_and_tries_other_depths(smoke_text, capsys):
+    """At the suite's own depth the rebuilt router routes exactly as the committed one (same
+    exemplars, same features); other depths give their own numbers; bad depths are one-line errors."""
+    from tswitch.suites.route_depth import routing_by_depth
+
+    suite = Suite(smoke_text[0])
+    served = suite.manifest.adapter_args.get("route_layers")
+    res = routing_by_depth(suite, [served, 0, None], splits=["test"])
+    assert res["served_depth"] == served and [r["depth"] for r in res["rows"]] == [served, 0, None]
+    assert res["rows"][0]["test"] == smoke_text[1]["methods"]["auto-switch"]["routing_accuracy"]
+    assert all(0.0 <= r["test"] <= 1.0 and set(r["test_recall"]) == set(suite.task_names) for r in res["rows"])
+    assert main(["route-depth", "--suite", smoke_text[0], "--depths", "0", "full", "--split", "test"]) == 0
+    out = capsys.readouterr().out
+    assert "full" in out and "%" in out
+    assert main(["route-depth", "--suite", smoke_text[0], "--depths", "99"]) == 2
+    assert "route_layers must be in" in capsys.readouterr().err
+    assert main(["route-depth", "--suite", smoke_text[0], "--depths", "-1"]) == 2
+
+
+def test_eval_route_layers_serves_auto_switch_from_a_router_at_another_depth(smoke_text, capsys):
+    """At the served depth, ``eval --route-layers`` reproduces the committed Auto-Switch numbers (the
+    rebuilt router is the committed one); at depth 0 the routing changes and the pack does not."""
+    path, results = smoke_text
+    served = Suite(path).manifest.adapter_args.get("route_layers")
+    committed = results["methods"]["auto-switch"]
+    argv = ["eval", "--suite", path, "--method", "auto-switch", "--json", "--route-layers"]
+    assert main(argv + [str(served)]) == 0
+    same = json.loads(capsys.readouterr().out)
+    assert same["route_layers"] == served
+    assert same["routing_accuracy"] == committed["routing_accuracy"]
+    assert abs(same["average"] - committed["average"]) < 1e-9
+    assert main(argv + ["0"]) == 0
+    shallow = json.loads(capsys.readouterr().out)
+    assert shallow["route_layers"] == 0 and shallow["extra_bytes"] == same["extra_bytes"]  # same width, same pack
+    assert set(shallow["per_task"]) == set(same["per_task"]) and 0.0 <= shallow["routing_accuracy"] <= 1.0
+    assert main(["eval", "--suite", path, "--method", "t-switch", "--route-layers", "0"]) == 2
+    assert "auto-switch only" in capsys.readouterr().err

@@ -72,7 +72,18 @@ def _eval_parser(p):
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
     p.add_argument("--limit", type=int, default=None, help="first N examples per task")
     p.add_argument("-k", type=int, default=None)
+    p.add_argument(
+        "--route-layers",
+        type=_depth,
+        default=_SERVED_DEPTH,
+        metavar="L",
+        help="auto-switch only: route on the first L layers' features ('full': all), the router rebuilt "
+        "from the suite's exemplars (default: the suite's own router)",
+    )
     p.add_argument("--json", action="store_true")
+
+
+_SERVED_DEPTH = object()
 
 
 @command("eval", "recompute a switch-based method's metrics from a suite's committed files", _eval_parser)
@@ -87,8 +98,16 @@ def run_eval(args) -> int:
         )
     if args.limit is not None and args.limit < 1:
         raise UsageError(f"--limit must be >= 1, got {args.limit}")
+    extra = {}
+    if args.route_layers is not _SERVED_DEPTH:
+        from ..suites.route_depth import at_depth
+
+        if args.method != "auto-switch":
+            raise UsageError(f"--route-layers applies to auto-switch only, not {args.method}")
+        suite = at_depth(suite, args.route_layers)
+        extra = {"route_layers": args.route_layers}
     res = suite.evaluate(args.method, args.split, args.limit, args.k)
-    res = {"suite": suite.name, "method": args.method, "split": args.split, **res}
+    res = {"suite": suite.name, "method": args.method, "split": args.split, **extra, **res}
     if args.json:
         print(json.dumps(res))
     else:
@@ -138,6 +157,64 @@ def run_confusion(args) -> int:
         n = max(1, sum(row))
         print(f"{i} {t:<{width - 2}}" + "".join(f"{100 * v / n:6.1f}" for v in row))
     print(f"routing accuracy {res['accuracy']:.4f}")
+    return 0
+
+
+def _depth(text: str) -> int | None:
+    if text == "full":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise UsageError(f"a depth is a layer count >= 0 or 'full', got {text!r}") from None
+    if value < 0:
+        raise UsageError(f"a depth is a layer count >= 0 or 'full', got {text!r}")
+    return value
+
+
+def _route_depth_parser(p):
+    p.add_argument("--suite", required=True)
+    p.add_argument(
+        "--depths",
+        nargs="+",
+        type=_depth,
+        default=[0, 1, 2, 3, None],
+        help="layers L, or 'full' (default: 0 1 2 3 full)",
+    )
+    p.add_argument("--split", nargs="+", default=["val", "test"], choices=["train", "val", "test"])
+    p.add_argument("-k", type=int, default=None, help="neighbours C (default: the suite's)")
+    p.add_argument("--limit", type=int, default=None, help="at most this many items per task and split")
+    p.add_argument("--json", action="store_true")
+
+
+@command(
+    "route-depth",
+    "routing accuracy of a k-NN router over the suite's exemplars at each feature depth (routing only)",
+    _route_depth_parser,
+)
+def run_route_depth(args) -> int:
+    from ..suites.route_depth import routing_by_depth
+    from ..suites.suite import Suite
+
+    suite = Suite.open(args.suite)
+    if args.k is not None and not 1 <= args.k <= suite.router.num_exemplars:
+        raise UsageError(f"-k must be in [1, {suite.router.num_exemplars}], got {args.k}")
+    if args.limit is not None and args.limit < 1:
+        raise UsageError(f"--limit must be >= 1, got {args.limit}")
+    try:
+        res = routing_by_depth(suite, args.depths, args.split, args.k, args.limit)
+    except ValueError as e:  # a depth beyond the backbone's layers
+        raise UsageError(str(e)) from None
+    if args.json:
+        print(json.dumps(res))
+        return 0
+    served = res["served_depth"]
+    print(f"{suite.name}: k-NN over {res['exemplars_per_task']} exemplars per task, C = {res['k']}, {res['metric']}")
+    print("depth   " + "".join(f"{s:>8}" for s in args.split))
+    for row in res["rows"]:
+        name = "full" if row["depth"] is None else str(row["depth"])
+        mark = "  (served)" if row["depth"] == served else ""
+        print(f"{name:<8}" + "".join(f"{100 * row[s]:7.1f}%" for s in args.split) + mark)
     return 0
 
 

@@ -20,6 +20,7 @@ The suite's own files are not modified.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import time
@@ -27,6 +28,7 @@ import time
 import torch
 
 from ..codec.container import atomic_write_bytes
+from ..flex.losses import get_loss
 from ..flex.storage import encode_flex_task, storage_breakdown
 from ..flex.train import FlexConfig, train_flex
 from .files import FLEX_ROUTER_FILE, Log
@@ -38,9 +40,13 @@ class FlexRunError(ValueError):
 
 def run_stem(config: FlexConfig) -> str:
     """File stem of a run's outputs: ``flex-<loss>`` for FlexSwitch, ``flex-lgs-<loss>`` and
-    ``flex-bas<alpha>-<loss>`` for the Tab. XI ablations."""
+    ``flex-bas<alpha>-<loss>`` for the Tab. XI ablations; a weight ``lambda`` other than the loss's
+    Tab. III value adds ``-lam<lambda>`` (``flex-kl-lam0.1``), so a lambda sweep keeps every run."""
     mode = {"lgs+bas": "", "lgs": "lgs-", "bas": f"bas{config.alpha:g}-"}[config.mode]
-    return f"flex-{mode}{config.loss}"
+    lam = config.lam_value
+    default = get_loss(config.loss).default_lambda
+    suffix = "" if math.isclose(lam, default) else f"-lam{lam:g}"
+    return f"flex-{mode}{config.loss}{suffix}"
 
 
 def _rebuild(suite) -> FlexRunError:

@@ -50,9 +50,11 @@ def resolve_suite(name_or_path: str, root: str | None = None) -> str:
 
 class Suite:
     """A suite folder. ``adapter``: an already loaded backbone of this suite (a builder's), used
-    instead of loading one from the manifest."""
+    instead of loading one from the manifest; ``router``: a k-NN router over this suite's tasks
+    (:func:`tswitch.suites.route_depth.at_depth`'s, for another routing depth), used instead of the
+    manifest's ``router.safetensors`` by Auto-Switch."""
 
-    def __init__(self, path: str, adapter=None):
+    def __init__(self, path: str, adapter=None, router=None):
         self.path = path
         try:
             self.manifest: Manifest = Manifest.load(path)
@@ -62,6 +64,7 @@ class Suite:
         self.task_names = self.manifest.task_names
         self._lock = threading.RLock()
         self._given_adapter = adapter
+        self._given_router = router
 
     @classmethod
     def open(cls, name_or_path: str) -> Suite:
@@ -141,6 +144,8 @@ class Suite:
     def router(self):
         from ..routing import KNNRouter
 
+        if self._given_router is not None:
+            return self._given_router
         return KNNRouter.load(self.file(self.manifest.router.file))
 
     @cached_property
