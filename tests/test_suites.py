@@ -191,6 +191,23 @@ def test_flex_runs_collect_into_results_and_are_served(smoke_text, tmp_path, cap
     shown = views.flex_markdown(results)
     assert f"{main_run['bytes']:,}" in shown and "Tab. XI" in shown
 
+    # a lambda chosen on validation is served; the Tab. XI rows stay at the loss's own lambda
+    argv = ["flex", "--suite", out, "--steps", "2", "--exemplars", "8", "--threads", "1", "--lambda", "0.9"]
+    assert main([*argv, "--eval", "none"]) == 0
+    assert main(["flex", "--suite", out, "--collect", "--eval", "test", "--lambda", "0.9"]) == 0
+    capsys.readouterr()
+    results = json.load(open(os.path.join(out, "results.json")))
+    flex = results["flex"]
+    assert flex["main"] == "flex-kl-lam0.9" and results["methods"]["flexswitch"]["hyper"]["lambda"] == 0.9
+    assert json.load(open(os.path.join(out, "manifest.json")))["flex"]["pack"] == "flex-kl-lam0.9.tsw"
+    rows = {r["row"]: r["run"] for r in flex["ablation"]}
+    assert rows["+ LGS + BAS"] == rows["Auto-FlexSwitch (+ low-rank router)"] == "flex-kl"
+    assert "low_rank" in flex["runs"]["flex-kl"] and "low_rank" in flex["runs"]["flex-kl-lam0.9"]
+    assert (
+        Suite(out).evaluate("flexswitch", "test")["per_task"]
+        == flex["runs"]["flex-kl-lam0.9"]["flexswitch"]["per_task"]
+    )
+
 
 def test_flex_run_resumes_finished_tasks_and_retrains_a_corrupt_one(smoke_text, tmp_path, capsys, monkeypatch):
     import shutil

@@ -255,7 +255,8 @@ def _flex_parser(p):
         action="store_true",
         help="train nothing: evaluate every flex-*.tsw run in the suite folder on --eval's split, write "
         "the results.json 'flex' block (Tab. XI ablation, storage, routing cost) and serve the "
-        "main run (flex-kl) as FlexSwitch / Auto-FlexSwitch (manifest 'flex')",
+        "main run (flex-<loss>, or flex-<loss>-lam<lambda> with --lambda) as FlexSwitch / Auto-FlexSwitch "
+        "(manifest 'flex')",
     )
 
 
@@ -314,7 +315,11 @@ def _flex_collect(suite, args) -> int:
 
     if args.eval == "none":
         raise UsageError("--collect evaluates: give --eval val or --eval test")
-    block = flex_results.collect(suite, split=args.eval, main=f"flex-{args.loss}", limit=args.limit)
+    from ..flex.train import FlexConfig
+    from ..suites.flex_run import run_stem
+
+    main = run_stem(FlexConfig(mode="lgs+bas", loss=args.loss, lam=args.lam))
+    block = flex_results.collect(suite, split=args.eval, main=main, limit=args.limit)
     flex_results.write(suite, block)
     for line in flex_report.summary_lines(block):
         print(line)

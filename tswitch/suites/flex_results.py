@@ -211,7 +211,8 @@ def build_block(
 def collect(suite, split: str = "test", main: str = MAIN_STEM, limit: int | None = None, log: Log = print) -> dict:
     """Evaluate every run in the suite folder and return the ``flex`` block (:func:`build_block`).
 
-    The main run (``flex-kl`` by default) is also routed by the Auto-FlexSwitch router
+    The main run (``flex-kl`` by default; ``flex-kl-lam0.9`` when validation chose lambda 0.9) and the
+    Tab. XI run at the loss's own lambda are also routed by the Auto-FlexSwitch router
     ``router-flex.safetensors`` when the folder has it.
     """
     from ..routing.low_rank import LowRankRouter
@@ -226,9 +227,13 @@ def collect(suite, split: str = "test", main: str = MAIN_STEM, limit: int | None
         LowRankRouter.load(suite.file(FLEX_ROUTER_FILE)) if os.path.isfile(suite.file(FLEX_ROUTER_FILE)) else None
     )
     sets = suite.eval_sets(split, limit)
+    # the low-rank router routes the served run and the Tab. XI "+ LGS + BAS" run (flex-<loss> at the
+    # loss's own lambda), which differ when validation chose another lambda for the served run
+    loss = runs.get(main, {}).get("config", {}).get("loss", "kl")
+    routed_low_rank = {main, f"flex-{loss}"}
     evaluated = {}
     for stem, report in runs.items():
-        routers = {"knn": suite.router, "low_rank": low_rank if stem == main else None}
+        routers = {"knn": suite.router, "low_rank": low_rank if stem in routed_low_rank else None}
         done = report.get("eval") or {}
         reuse = done.get("split") == split and done.get("limit") == limit and limit is None
         known = {"flexswitch": done.get("flexswitch"), "low_rank": done.get("auto-flexswitch")} if reuse else None
