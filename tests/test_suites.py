@@ -207,6 +207,11 @@ def test_flex_runs_collect_into_results_and_are_served(smoke_text, tmp_path, cap
         Suite(out).evaluate("flexswitch", "test")["per_task"]
         == flex["runs"]["flex-kl-lam0.9"]["flexswitch"]["per_task"]
     )
+    # on validation, the Auto-Switch row (results.json holds it on test only) is left out, not mixed in
+    assert main(["flex", "--suite", out, "--collect", "--eval", "val", "--lambda", "0.9"]) == 0
+    capsys.readouterr()
+    val = json.load(open(os.path.join(out, "results.json")))["flex"]
+    assert val["split"] == "val" and "Auto-Switch" not in [r["row"] for r in val["ablation"]]
 
 
 def test_flex_run_resumes_finished_tasks_and_retrains_a_corrupt_one(smoke_text, tmp_path, capsys, monkeypatch):

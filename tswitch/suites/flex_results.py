@@ -162,7 +162,7 @@ def build_block(
     ablation = []
     for label, prefix, router in ABLATION:
         if prefix is None:
-            if auto:
+            if auto and results.get("split", "test") == split:  # results.json's Auto-Switch is on its split only
                 ablation.append(
                     {
                         "row": label,
