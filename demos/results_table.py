@@ -133,9 +133,9 @@ def suite_markdown(name: str, results: dict, manifest) -> str:
 
         lines += ["", storage_markdown(results["storage"])]
     if results.get("flex", {}).get("runs"):
-        from tswitch.suites.flex_report import markdown
+        from tswitch.app.views import flex_markdown
 
-        lines += ["", markdown(results["flex"])]
+        lines += ["", flex_markdown(results)]
     return "\n".join(lines) + "\n"
 
 

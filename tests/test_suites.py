@@ -190,6 +190,9 @@ def test_flex_runs_collect_into_results_and_are_served(smoke_text, tmp_path, cap
     assert json.loads(capsys.readouterr().out)["routed_task"] in suite.task_names
     shown = views.flex_markdown(results)
     assert f"{main_run['bytes']:,}" in shown and "Tab. XI" in shown
+    assert "`flex-kl` (served)" in shown and "`flex-lgs-kl` (served)" not in shown
+    lo, hi = results["methods"]["flexswitch"]["average_ci"]
+    assert f"[{100 * lo:.1f}, {100 * hi:.1f}]" in shown  # each run's accuracy carries its interval
 
     # a lambda chosen on validation is served; the Tab. XI rows stay at the loss's own lambda
     argv = ["flex", "--suite", out, "--steps", "2", "--exemplars", "8", "--threads", "1", "--lambda", "0.9"]

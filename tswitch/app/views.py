@@ -101,7 +101,18 @@ def flex_markdown(results: dict) -> str:
     from ..suites.flex_report import markdown
 
     flex = results.get("flex")
-    return markdown(flex) if flex and flex.get("runs") else ""
+    if not flex or not flex.get("runs"):
+        return ""
+    return markdown(flex, flex_sizes(results))
+
+
+def flex_sizes(results: dict) -> dict[str, int] | None:
+    """Items per task of the ``flex`` block's split: the methods' ``n`` when the block and the
+    methods were evaluated on the same split (``None`` otherwise: no intervals are drawn)."""
+    flex = results.get("flex") or {}
+    if flex.get("split") != results.get("split", "test"):
+        return None
+    return next((row["n"] for row in results.get("methods", {}).values() if row.get("n")), None)
 
 
 def flex_matrices(results: dict):

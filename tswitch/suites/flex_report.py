@@ -3,6 +3,10 @@ app's *Compare* view and the README show (the block itself: :mod:`tswitch.suites
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+from .stats import intervals
+
 
 def summary_lines(block: dict) -> list[str]:
     """The collected runs and the Tab. XI ablation as text (``python -m tswitch flex --collect``)."""
@@ -36,9 +40,22 @@ def _pct(value) -> str:
     return "—" if value is None else f"{100 * value:.1f}%"
 
 
-def markdown(block: dict) -> str:
+def _with_interval(row: dict | None, n: Mapping[str, int] | None) -> str:
+    """``95.7% [95.2, 96.2]`` (the 95% interval of the average, :func:`stats.intervals`) when the
+    per-task test sizes ``n`` are known, else the bare percentage."""
+    if not row or row.get("average") is None:
+        return "—"
+    if not n or not row.get("per_task") or not set(row["per_task"]) <= set(n):
+        return _pct(row["average"])
+    lo, hi = intervals(row, n)["average_ci"]
+    return f"{_pct(row['average'])} [{100 * lo:.1f}, {100 * hi:.1f}]"
+
+
+def markdown(block: dict, n: Mapping[str, int] | None = None) -> str:
     """The ``flex`` block as Markdown: the runs, the Tab. XI ablation, storage against T-Switch at
-    alpha 0.7 and the routing cost (the app's *Compare* view and the README)."""
+    alpha 0.7 and the routing cost (the app's *Compare* view and the README). ``n``: items per task
+    of the block's split, to print each run's accuracy with its 95% interval; the served run (the
+    block's ``main``) is marked."""
     lines = [
         f"**FlexSwitch runs** ({block['split']} split; each learned on "
         f"{next(iter(block['runs'].values())).get('exemplars') or 100} exemplars per task)",
@@ -50,9 +67,10 @@ def markdown(block: dict) -> str:
         routed = run.get("knn") or {}
         sps = run.get("seconds_per_step") or {}
         loss = run["loss"] + (f", BAS on P-Spar α {run['alpha']:g}" if run.get("alpha") else "")
+        served = " (served)" if stem == block.get("main") else ""
         lines.append(
-            f"| `{stem}` | {loss} | {run['lambda']:g} | {run['steps']} | "
-            f"{_pct(run['flexswitch']['average'])} | {_pct(routed.get('average'))} | "
+            f"| `{stem}`{served} | {loss} | {run['lambda']:g} | {run['steps']} | "
+            f"{_with_interval(run['flexswitch'], n)} | {_with_interval(routed, n)} | "
             f"{_pct(routed.get('routing_accuracy'))} | {run['bytes']:,} | "
             f"{sum(sps.values()) / max(1, len(sps)):.2f} |"
         )
