@@ -133,9 +133,9 @@ def suite_markdown(name: str, results: dict, manifest) -> str:
 
         lines += ["", storage_markdown(results["storage"])]
     if results.get("flex", {}).get("runs"):
-        from tswitch.app.views import flex_markdown
+        from tswitch.suites.flex_report import results_markdown
 
-        lines += ["", flex_markdown(results)]
+        lines += ["", results_markdown(results)]
     return "\n".join(lines) + "\n"
 
 

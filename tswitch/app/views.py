@@ -98,21 +98,9 @@ def alpha_grid(results: dict) -> dict[str, list[tuple[float, str]]]:
 def flex_markdown(results: dict) -> str:
     """The FlexSwitch runs, the Tab. XI ablation and the routing cost, when the results hold
     them (``results.json["flex"]``; ``""`` otherwise). The README's tables use the same renderer."""
-    from ..suites.flex_report import markdown
+    from ..suites.flex_report import results_markdown
 
-    flex = results.get("flex")
-    if not flex or not flex.get("runs"):
-        return ""
-    return markdown(flex, flex_sizes(results))
-
-
-def flex_sizes(results: dict) -> dict[str, int] | None:
-    """Items per task of the ``flex`` block's split: the methods' ``n`` when the block and the
-    methods were evaluated on the same split (``None`` otherwise: no intervals are drawn)."""
-    flex = results.get("flex") or {}
-    if flex.get("split") != results.get("split", "test"):
-        return None
-    return next((row["n"] for row in results.get("methods", {}).values() if row.get("n")), None)
+    return results_markdown(results)
 
 
 def flex_matrices(results: dict):

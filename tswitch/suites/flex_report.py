@@ -108,3 +108,21 @@ def markdown(block: dict, n: Mapping[str, int] | None = None) -> str:
             f"centres ({low['macs_per_query']:,} multiply-adds, {low['bytes']:,} B stored).",
         ]
     return "\n".join(lines)
+
+
+def split_sizes(results: dict) -> dict[str, int] | None:
+    """Items per task of the ``flex`` block's split: the methods' ``n`` when the block and the
+    methods were evaluated on the same split (``None`` otherwise: no intervals are drawn)."""
+    flex = results.get("flex") or {}
+    if flex.get("split") != results.get("split", "test"):
+        return None
+    return next((row["n"] for row in results.get("methods", {}).values() if row.get("n")), None)
+
+
+def results_markdown(results: dict) -> str:
+    """:func:`markdown` of a whole ``results.json``'s ``flex`` block, with intervals where the
+    split's sizes are known; ``""`` when the results hold no FlexSwitch runs."""
+    flex = results.get("flex")
+    if not flex or not flex.get("runs"):
+        return ""
+    return markdown(flex, split_sizes(results))
