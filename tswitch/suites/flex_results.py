@@ -50,6 +50,11 @@ def run_reports(path: str) -> dict[str, dict]:
     return out
 
 
+def _main_loss(runs: dict[str, dict], main: str) -> str:
+    """The loss of the served run, which the Tab. XI rows follow (``kl`` without one)."""
+    return str(runs.get(main, {}).get("config", {}).get("loss", "kl"))
+
+
 def _ablation_stem(prefix: str, loss: str, runs: dict[str, dict]) -> str | None:
     """The run of a Tab. XI row for ``loss`` (``flex-bas<alpha>-<loss>`` takes any alpha, 0.7 first)."""
     if prefix == "flex-":
@@ -158,7 +163,7 @@ def build_block(
     }
     if router_report is not None:
         routing["low_rank"] = router_report
-    loss = entries[main]["loss"] if main in entries else "kl"
+    loss = _main_loss(runs, main)
     ablation = []
     for label, prefix, router in ABLATION:
         if prefix is None:
@@ -229,8 +234,7 @@ def collect(suite, split: str = "test", main: str = MAIN_STEM, limit: int | None
     sets = suite.eval_sets(split, limit)
     # the low-rank router routes the served run and the Tab. XI "+ LGS + BAS" run (flex-<loss> at the
     # loss's own lambda), which differ when validation chose another lambda for the served run
-    loss = runs.get(main, {}).get("config", {}).get("loss", "kl")
-    routed_low_rank = {main, f"flex-{loss}"}
+    routed_low_rank = {main, f"flex-{_main_loss(runs, main)}"}
     evaluated = {}
     for stem, report in runs.items():
         routers = {"knn": suite.router, "low_rank": low_rank if stem in routed_low_rank else None}

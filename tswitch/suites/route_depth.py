@@ -26,21 +26,29 @@ def _features(adapter, inputs: Sequence, batch: int) -> torch.Tensor:
     return torch.cat(out).float()
 
 
-def router_at_depth(suite, depth: int | None, k: int | None = None, device: str = "cpu"):
+def served_exemplars(suite) -> dict[str, list]:
+    """The inputs of the suite's Auto-Switch exemplars (``manifest.exemplar_ids``), as many per task
+    as its served router holds."""
+    from .flex_run import exemplar_inputs
+
+    per_task = suite.manifest.router.extra.get("exemplars_per_task")
+    return exemplar_inputs(suite, int(per_task or suite.router.num_exemplars // len(suite.task_names)))
+
+
+def router_at_depth(
+    suite, depth: int | None, k: int | None = None, device: str = "cpu", exemplars: dict[str, list] | None = None
+):
     """The suite's backbone routing at depth ``depth`` and a k-NN router over its exemplars there.
 
-    The exemplars are the suite's recorded ones (``manifest.exemplar_ids``), embedded with the
-    pre-trained backbone's first ``depth`` layers (``None``: all of them); the metric is the served
-    router's. Returns ``(adapter, KNNRouter)``.
+    The exemplars (``exemplars``, default :func:`served_exemplars`) are embedded with the pre-trained
+    backbone's first ``depth`` layers (``None``: all of them); the metric is the served router's.
+    Returns ``(adapter, KNNRouter)``.
     """
     from ..models import load_adapter
     from ..routing import KNNRouter
-    from .flex_run import exemplar_inputs
 
-    served = suite.manifest.router
-    per_task = int(served.extra.get("exemplars_per_task") or suite.router.num_exemplars // len(suite.task_names))
-    metric = str(served.extra.get("metric", "cosine"))
-    exemplars = exemplar_inputs(suite, per_task)
+    metric = str(suite.manifest.router.extra.get("metric", "cosine"))
+    exemplars = served_exemplars(suite) if exemplars is None else exemplars
     adapter = load_adapter(
         suite.manifest.adapter, **{**suite.manifest.adapter_args, "route_layers": depth, "device": device}
     )
@@ -95,9 +103,10 @@ def routing_by_depth(
         data = load_task(t.loader["name"], **t.loader.get("args", {}))
         items[t.name] = {s: list(apply_split(data, ids[t.name][s][:limit]).inputs) for s in splits}
     batch = suite.manifest.eval_batch
+    exemplars = served_exemplars(suite)  # read once, embedded at every depth
     rows = []
     for depth in depths:
-        adapter, knn = router_at_depth(suite, depth, k=c)
+        adapter, knn = router_at_depth(suite, depth, k=c, exemplars=exemplars)
         row: dict = {"depth": depth}
         for split in splits:
             right = total = 0
