@@ -801,3 +801,57 @@ def test_run_stem_names_the_ablations():
     assert run_stem(FlexConfig(loss="kl", lam=0.3)) == "flex-kl"  # the Tab. III value is the default
     assert run_stem(FlexConfig(loss="kl", lam=0.1)) == "flex-kl-lam0.1"
     assert run_stem(FlexConfig(mode="lgs", loss="cka", lam=1)) == "flex-lgs-cka-lam1"
+
+
+def _run(loss, lam, nbytes, average, mode="lgs+bas"):
+    return {"mode": mode, "loss": loss, "lambda": lam, "bytes": nbytes, "flexswitch": {"average": average}}
+
+
+def test_choose_lambda_takes_the_fewest_bytes_within_tswitchs_interval():
+    """A16: per loss the smallest run whose average reaches T-Switch's interval; across losses the
+    smallest pick; a loss with nothing within keeps its most accurate run and is not chosen."""
+    from tswitch.suites.flex_results import choose_lambda
+
+    reference = {"per_task": {"a": 0.96, "b": 0.96}, "average": 0.96}
+    n = {"a": 500, "b": 500}
+    runs = {
+        "flex-kl-lam0.1": _run("kl", 0.1, 100, 0.91),
+        "flex-kl": _run("kl", 0.3, 200, 0.955),
+        "flex-kl-lam0.9": _run("kl", 0.9, 400, 0.962),
+        "flex-lgs-kl": _run("kl", 0.3, 50, 0.99, mode="lgs"),  # an ablation run never competes
+        "flex-cka": _run("cka", 3, 300, 0.958),
+        "flex-cka-lam30": _run("cka", 30, 900, 0.97),
+        "flex-mse": _run("mse", 0.05, 10, 0.80),
+        "flex-mse-lam0.5": _run("mse", 0.5, 20, 0.85),
+    }
+    choice = choose_lambda({"split": "val", "runs": runs}, reference, n)
+    lo, hi = choice["reference"]["average_ci"]
+    assert 0.945 < lo < 0.96 < hi < 0.975
+    assert choice["losses"]["kl"]["run"] == "flex-kl"  # 0.955 is inside [lo, hi], and smaller than 0.9's
+    assert choice["losses"]["cka"]["run"] == "flex-cka"
+    assert choice["losses"]["mse"] == {
+        "run": "flex-mse-lam0.5",
+        "lambda": 0.5,
+        "bytes": 20,
+        "average": 0.85,
+        "within": False,
+    }
+    assert choice["chosen"] == "flex-kl"  # mse's 20 B are outside the interval
+    # nothing within: the most accurate run is chosen
+    worse = {k: v for k, v in runs.items() if v["flexswitch"]["average"] < 0.93}
+    assert choose_lambda({"split": "val", "runs": worse}, reference, n)["chosen"] == "flex-kl-lam0.1"
+    assert choose_lambda({"split": "val", "runs": {}}, reference, n)["chosen"] is None
+
+
+def test_ablation_loss_follows_the_runs_that_exist():
+    from tswitch.suites.flex_results import ablation_loss
+
+    def reports(*stems):
+        return {s: {"config": {"loss": s.split("-")[-1].split("lam")[0]}} for s in stems}
+
+    kl = ("flex-kl", "flex-lgs-kl", "flex-bas0.7-kl")
+    assert ablation_loss(reports(*kl, "flex-cka"), "flex-cka") == "kl"  # cka has no ablation runs
+    assert ablation_loss(reports(*kl, "flex-cka", "flex-lgs-cka"), "flex-cka") == "cka"
+    assert ablation_loss(reports("flex-mse", "flex-lgs-mse", "flex-cka"), "flex-cka") == "mse"
+    assert ablation_loss(reports("flex-cka"), "flex-cka") == "cka"
+    assert ablation_loss({}, "flex-kl") == "kl"

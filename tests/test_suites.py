@@ -210,11 +210,34 @@ def test_flex_runs_collect_into_results_and_are_served(smoke_text, tmp_path, cap
         Suite(out).evaluate("flexswitch", "test")["per_task"]
         == flex["runs"]["flex-kl-lam0.9"]["flexswitch"]["per_task"]
     )
-    # on validation, the Auto-Switch row (results.json holds it on test only) is left out, not mixed in
-    assert main(["flex", "--suite", out, "--collect", "--eval", "val", "--lambda", "0.9"]) == 0
+    # on validation: lambda-val.json gets the runs and the choice; results.json and the manifest are kept,
+    # and the Auto-Switch row (results.json holds it on test only) is left out, not mixed in
+    before = (open(os.path.join(out, "results.json")).read(), open(os.path.join(out, "manifest.json")).read())
+    assert main(["flex", "--suite", out, "--collect", "--eval", "val"]) == 0
+    assert "chosen: flex-kl" in capsys.readouterr().out
+    assert (open(os.path.join(out, "results.json")).read(), open(os.path.join(out, "manifest.json")).read()) == before
+    data = json.load(open(os.path.join(out, "lambda-val.json")))
+    assert data["flex"]["split"] == "val" and "Auto-Switch" not in [r["row"] for r in data["flex"]["ablation"]]
+    choice = data["choice"]
+    assert set(choice["losses"]) == {"kl"} and choice["chosen"] == choice["losses"]["kl"]["run"]
+    assert choice["chosen"] in ("flex-kl", "flex-kl-lam0.9")
+
+    # a test collect with no --loss / --lambda serves validation's choice; a served loss without
+    # ablation runs (cka) keeps the Tab. XI rows at the loss that has them (kl)
+    chosen = choice["chosen"]
+    assert main(["flex", "--suite", out, "--collect", "--eval", "test"]) == 0
+    assert f"serving {chosen}" in capsys.readouterr().out
+    assert json.load(open(os.path.join(out, "results.json")))["flex"]["main"] == chosen
+    argv = ["flex", "--suite", out, "--steps", "2", "--exemplars", "8", "--threads", "1", "--loss", "cka"]
+    assert main([*argv, "--eval", "none"]) == 0
+    assert main(["flex", "--suite", out, "--collect", "--eval", "test", "--loss", "cka"]) == 0
     capsys.readouterr()
-    val = json.load(open(os.path.join(out, "results.json")))["flex"]
-    assert val["split"] == "val" and "Auto-Switch" not in [r["row"] for r in val["ablation"]]
+    flex = json.load(open(os.path.join(out, "results.json")))["flex"]
+    assert flex["main"] == "flex-cka" and flex["ablation_loss"] == "kl"
+    rows = {r["row"]: r["run"] for r in flex["ablation"]}
+    assert rows["+ LGS"] == "flex-lgs-kl" and rows["Auto-FlexSwitch (+ low-rank router)"] == "flex-kl"
+    assert "low_rank" in flex["runs"]["flex-cka"] and "low_rank" in flex["runs"]["flex-kl"]
+    assert json.load(open(os.path.join(out, "manifest.json")))["flex"]["pack"] == "flex-cka.tsw"
 
 
 def test_flex_run_resumes_finished_tasks_and_retrains_a_corrupt_one(smoke_text, tmp_path, capsys, monkeypatch):

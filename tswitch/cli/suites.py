@@ -224,7 +224,13 @@ def _flex_parser(p):
     from ..flex.train import MODES
 
     p.add_argument("--suite", required=True, help="a built suite under assets/ or a suite folder")
-    p.add_argument("--loss", default="kl", choices=sorted(LOSSES), help="performance-preservation loss (Eq. 9-11)")
+    p.add_argument(
+        "--loss",
+        default=None,
+        choices=sorted(LOSSES),
+        help="performance-preservation loss (Eq. 9-11; default kl, or with --collect --eval test the run "
+        "that validation chose, lambda-val.json)",
+    )
     p.add_argument(
         "--lambda",
         dest="lam",
@@ -253,10 +259,11 @@ def _flex_parser(p):
     p.add_argument(
         "--collect",
         action="store_true",
-        help="train nothing: evaluate every flex-*.tsw run in the suite folder on --eval's split, write "
-        "the results.json 'flex' block (Tab. XI ablation, storage, routing cost) and serve the "
-        "main run (flex-<loss>, or flex-<loss>-lam<lambda> with --lambda) as FlexSwitch / Auto-FlexSwitch "
-        "(manifest 'flex')",
+        help="train nothing: evaluate every flex-*.tsw run in the suite folder on --eval's split. "
+        "On val: write lambda-val.json with the lambda chosen per loss and across losses (A16). On test: "
+        "write the results.json 'flex' block (Tab. XI ablation, storage, routing cost) and serve "
+        "the main run (flex-<loss>[-lam<lambda>] from --loss/--lambda, else validation's choice, else "
+        "flex-kl) as FlexSwitch / Auto-FlexSwitch (manifest 'flex')",
     )
 
 
@@ -283,7 +290,7 @@ def run_flex_command(args) -> int:
         return _flex_collect(suite, args)
     config = FlexConfig(
         mode=args.mode,
-        loss=args.loss,
+        loss=args.loss or "kl",
         lam=args.lam,
         steps=args.steps,
         batch_size=args.batch_size,
@@ -318,8 +325,21 @@ def _flex_collect(suite, args) -> int:
     from ..flex.train import FlexConfig
     from ..suites.flex_run import run_stem
 
-    main = run_stem(FlexConfig(mode="lgs+bas", loss=args.loss, lam=args.lam))
+    chosen = flex_results.chosen_run(suite) if args.eval == "test" else None
+    if args.loss is None and args.lam is None and chosen:
+        main = chosen
+        print(f"serving {main}: validation's choice ({flex_results.VAL_FILE})")
+    else:
+        main = run_stem(FlexConfig(mode="lgs+bas", loss=args.loss or "kl", lam=args.lam))
     block = flex_results.collect(suite, split=args.eval, main=main, limit=args.limit)
+    if args.eval == "val":
+        try:
+            data = flex_results.write_validation(suite, block, args.limit)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        for line in flex_report.choice_lines(data["choice"]):
+            print(line)
+        return 0
     flex_results.write(suite, block)
     for line in flex_report.summary_lines(block):
         print(line)

@@ -27,12 +27,32 @@ def summary_lines(block: dict) -> list[str]:
             f"{ref['alpha']:g} ({ref['bytes']:,} B, average {ref['average']:.4f})"
         )
     if block["ablation"]:
-        lines.append("Tab. XI ablation (" + block["split"] + "):")
+        loss = f", {block['ablation_loss']}" if block.get("ablation_loss") else ""
+        lines.append("Tab. XI ablation (" + block["split"] + loss + "):")
         for row in block["ablation"]:
             lines.append(
                 f"  {row['row']:<40}{row['average']:.4f}  routing {row['routing_accuracy']:.4f}  "
                 f"{row['switch_bytes']:,} B + router {row['router_bytes'] or 0:,} B"
             )
+    return lines
+
+
+def choice_lines(choice: dict) -> list[str]:
+    """The lambda chosen on validation per loss and across losses (:func:`flex_results.choose_lambda`)."""
+    lo, hi = choice["reference"]["average_ci"]
+    lines = [
+        f"T-Switch on {choice['split']}: {choice['reference']['average']:.4f} [{lo:.4f}, {hi:.4f}]; "
+        f"rule: {choice['rule']}",
+        f"{'loss':<6}{'run':<22}{'lambda':>8}{'average':>9}{'bytes':>13}  within",
+    ]
+    for loss, e in sorted(choice["losses"].items()):
+        lines.append(
+            f"{loss:<6}{e['run']:<22}{e['lambda']:>8g}{e['average']:>9.4f}{e['bytes']:>13,}  "
+            + ("yes" if e["within"] else "no")
+        )
+    lines.append(
+        f"chosen: {choice['chosen']}" if choice["chosen"] else "chosen: none (no FlexSwitch run on this split)"
+    )
     return lines
 
 
@@ -85,7 +105,9 @@ def markdown(block: dict, n: Mapping[str, int] | None = None) -> str:
     if block.get("ablation"):
         lines += [
             "",
-            "**Component ablation** (journal Tab. XI)",
+            "**Component ablation** (journal Tab. XI"
+            + (f"; {block['ablation_loss'].upper()} at the journal's λ" if block.get("ablation_loss") else "")
+            + ")",
             "",
             "| configuration | run | average | routing | switch bytes | router bytes |",
             "|---" * 6 + "|",

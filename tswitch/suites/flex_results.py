@@ -26,9 +26,10 @@ from typing import Any
 from .. import __version__
 from .files import FLEX_MAIN_STEM, FLEX_ROUTER_FILE, Log, write_json
 from .manifest import FlexRef, RouterRef
-from .stats import annotate, test_sizes
+from .stats import annotate, bootstrap_average, split_sizes, test_sizes
 
 MAIN_STEM = FLEX_MAIN_STEM
+VAL_FILE = "lambda-val.json"  # the runs on validation and the lambda chosen from them (A16)
 REFERENCE_ALPHA = "0.7"  # the journal compares FlexSwitch with T-Switch at alpha 0.7 (its Tab. III)
 ABLATION = (  # Tab. XI rows: (label, run stem prefix or None for Auto-Switch, router)
     ("Auto-Switch", None, "knn"),
@@ -51,8 +52,24 @@ def run_reports(path: str) -> dict[str, dict]:
 
 
 def _main_loss(runs: dict[str, dict], main: str) -> str:
-    """The loss of the served run, which the Tab. XI rows follow (``kl`` without one)."""
+    """The loss of the served run (``kl`` without one)."""
     return str(runs.get(main, {}).get("config", {}).get("loss", "kl"))
+
+
+def ablation_loss(runs: dict[str, dict], main: str) -> str:
+    """The loss of the Tab. XI rows: the served run's when its ablation runs (``flex-lgs-<loss>``,
+    ``flex-bas<alpha>-<loss>``) exist, else the first of KL, MSE, CKA that has them, else the served
+    run's. The ablation is a study at one loss; the served run may be another loss that validation
+    chose (docs/FLEXSWITCH.md A16), and it must not empty the table."""
+    served = _main_loss(runs, main)
+
+    def has_ablation(loss: str) -> bool:
+        return any(_ablation_stem(p, loss, runs) for p in ("flex-lgs-", "flex-bas"))
+
+    for loss in (served, "kl", "mse", "cka"):
+        if has_ablation(loss):
+            return loss
+    return served
 
 
 def _ablation_stem(prefix: str, loss: str, runs: dict[str, dict]) -> str | None:
@@ -163,7 +180,7 @@ def build_block(
     }
     if router_report is not None:
         routing["low_rank"] = router_report
-    loss = _main_loss(runs, main)
+    loss = ablation_loss(runs, main)
     ablation = []
     for label, prefix, router in ABLATION:
         if prefix is None:
@@ -200,6 +217,7 @@ def build_block(
         "main": main if main in entries else None,
         "runs": entries,
         "ablation": ablation,
+        "ablation_loss": loss,
         "reference_tswitch": reference,
         "routing": routing,
     }
@@ -216,9 +234,9 @@ def build_block(
 def collect(suite, split: str = "test", main: str = MAIN_STEM, limit: int | None = None, log: Log = print) -> dict:
     """Evaluate every run in the suite folder and return the ``flex`` block (:func:`build_block`).
 
-    The main run (``flex-kl`` by default; ``flex-kl-lam0.9`` when validation chose lambda 0.9) and the
-    Tab. XI run at the loss's own lambda are also routed by the Auto-FlexSwitch router
-    ``router-flex.safetensors`` when the folder has it.
+    The main run (``flex-kl`` by default; the stem :func:`choose_lambda` picked on validation, e.g.
+    ``flex-kl-lam0.9``) and the Tab. XI run (:func:`ablation_loss` at its own lambda) are also routed
+    by the Auto-FlexSwitch router ``router-flex.safetensors`` when the folder has it.
     """
     from ..routing.low_rank import LowRankRouter
 
@@ -233,8 +251,8 @@ def collect(suite, split: str = "test", main: str = MAIN_STEM, limit: int | None
     )
     sets = suite.eval_sets(split, limit)
     # the low-rank router routes the served run and the Tab. XI "+ LGS + BAS" run (flex-<loss> at the
-    # loss's own lambda), which differ when validation chose another lambda for the served run
-    routed_low_rank = {main, f"flex-{_main_loss(runs, main)}"}
+    # ablation loss's own lambda), which differ when validation chose another lambda or loss
+    routed_low_rank = {main, f"flex-{ablation_loss(runs, main)}"}
     evaluated = {}
     for stem, report in runs.items():
         routers = {"knn": suite.router, "low_rank": low_rank if stem in routed_low_rank else None}
@@ -290,3 +308,96 @@ def write(suite, block: dict) -> None:
     manifest = suite.manifest.with_flex(flex)
     manifest.save(suite.path)
     suite.manifest = manifest
+
+
+# -- lambda on validation (docs/FLEXSWITCH.md A16) ---------------------------------------------------
+def tswitch_reference(results: dict, split: str) -> dict | None:
+    """T-Switch's row on ``split`` at the suite's chosen alpha and dense option (``alpha_grid``)."""
+    choice = results.get("choice", {})
+    grid = results.get("alpha_grid", {}).get(choice.get("dense_option"), {})
+    alpha = choice.get("alpha")
+    for key, row in grid.items():
+        if alpha is not None and abs(float(key) - float(alpha)) < 1e-9:
+            return row.get("t-switch", {}).get(split)
+    return None
+
+
+def choose_lambda(block: dict, reference: dict, n: dict[str, int]) -> dict:
+    """A16: per loss, the FlexSwitch (LGS + BAS) run with the fewest bytes whose average on the
+    block's split lies within or above T-Switch's 95% interval on that split; then, across losses,
+    the fewest bytes among those picks. A loss with no such run keeps its most accurate run, marked
+    ``within: False``, and is picked across losses only when no loss has a run within.
+
+    Args:
+        block: a ``flex`` block from :func:`collect` (on validation: choosing on test is tuning on it).
+        reference: T-Switch's row on the same split (``{"per_task": ..., "average": ...}``).
+        n: items per task on that split (the interval's sample sizes).
+    """
+    lo, hi = bootstrap_average(reference["per_task"], n)
+    per_loss: dict[str, dict] = {}
+    for stem, run in sorted(block["runs"].items()):
+        if run.get("mode") != "lgs+bas" or "flexswitch" not in run:
+            continue
+        entry = {
+            "run": stem,
+            "lambda": run["lambda"],
+            "bytes": run["bytes"],
+            "average": run["flexswitch"]["average"],
+            "within": run["flexswitch"]["average"] >= lo,
+        }
+        best = per_loss.get(run["loss"])
+        if best is None or _better(entry, best):
+            per_loss[run["loss"]] = entry
+    picks = list(per_loss.values())
+    chosen = min(picks, key=lambda e: (not e["within"], e["bytes"] if e["within"] else -e["average"]), default=None)
+    return {
+        "split": block["split"],
+        "rule": "fewest bytes with average >= T-Switch's 95% interval low end, per loss, then across losses",
+        "reference": {"average": reference["average"], "average_ci": [lo, hi]},
+        "losses": per_loss,
+        "chosen": chosen["run"] if chosen else None,
+    }
+
+
+def _better(a: dict, b: dict) -> bool:
+    """Within the interval beats outside; among within, fewer bytes; among outside, more accurate."""
+    if a["within"] != b["within"]:
+        return a["within"]
+    return a["bytes"] < b["bytes"] if a["within"] else a["average"] > b["average"]
+
+
+def write_validation(suite, block: dict, limit: int | None = None) -> dict:
+    """Store a validation ``flex`` block and the lambda chosen from it as ``VAL_FILE`` in the suite
+    folder (atomically); ``results.json`` and the manifest are left alone. Returns the file's dict."""
+    results = suite.results()
+    reference = tswitch_reference(results, block["split"])
+    if reference is None:
+        raise ValueError(
+            f"{suite.name}: results.json has no T-Switch row on {block['split']!r} at the chosen alpha "
+            "to choose lambda against"
+        )
+    sizes = {t: min(k, limit) if limit else k for t, k in split_sizes(suite.manifest, block["split"]).items()}
+    if not sizes:
+        raise ValueError(f"{suite.name}: the manifest does not record the {block['split']!r} split's sizes")
+    data = {
+        "note": (
+            f"FlexSwitch runs of {suite.name} on the {block['split']} split "
+            f"(python -m tswitch flex --suite {suite.name} --collect --eval {block['split']}); "
+            "'choice' is the run the test collect serves (docs/FLEXSWITCH.md A16)"
+        ),
+        "t-switch_val": reference,
+        "choice": choose_lambda(block, reference, sizes),
+        "flex": block,
+    }
+    write_json(suite.file(VAL_FILE), data)
+    return data
+
+
+def chosen_run(suite) -> str | None:
+    """The run validation chose (``VAL_FILE``'s ``choice.chosen``), or ``None`` without the file."""
+    path = suite.file(VAL_FILE)
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        data = json.load(f)
+    return (data.get("choice") or {}).get("chosen")

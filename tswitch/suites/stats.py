@@ -85,14 +85,19 @@ def annotate(results: dict, n: Mapping[str, int]) -> dict:
     return {**results, "methods": out}
 
 
-def test_sizes(manifest) -> dict[str, int]:
-    """Test items per task, as the builder recorded them (``tasks[].split_sizes.test``; ``{}`` if not)."""
+def split_sizes(manifest, split: str = "test") -> dict[str, int]:
+    """Items per task in ``split``, as the builder recorded them (``tasks[].split_sizes``; ``{}`` if not)."""
     sizes = {}
     for task in manifest.tasks:
-        n = (task.extra.get("split_sizes") or {}).get("test")
+        n = (task.extra.get("split_sizes") or {}).get(split)
         if n:
             sizes[task.name] = int(n)
     return sizes if len(sizes) == len(manifest.tasks) else {}
+
+
+def test_sizes(manifest) -> dict[str, int]:
+    """Test items per task, as the builder recorded them (``tasks[].split_sizes.test``; ``{}`` if not)."""
+    return split_sizes(manifest, "test")
 
 
 def tie(a: Mapping, b: Mapping) -> bool:
