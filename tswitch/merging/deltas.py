@@ -121,6 +121,27 @@ class SparseRows:
         )
         return out.t().reshape(*x.shape[:-1], self.shape[0])
 
+    def product(self, x: torch.Tensor, channel_dim: int, weights: torch.Tensor | None = None) -> torch.Tensor:
+        """``w_i · x_i · deltaᵀ`` over the ``channel_dim`` axis of a batch-first ``x`` (a linear's last
+        axis, a 1×1 convolution's channels), with sample ``i`` scaled by ``weights[i]`` (none: 1).
+
+        The same ``embedding_bag`` as :meth:`linear`, but ``embedding_bag``'s table (channels first)
+        is written in one pass that also applies the weights, and the result comes back as a view
+        in ``x``'s layout (channels at ``channel_dim``): no separate transpose of the input, scaling
+        of the output or permute copy, which together cost as much as the product on a CPU
+        (docs/ENGINE.md)."""
+        src = x.movedim(channel_dim, 0)  # (C, n, ...), a view
+        table = torch.empty(src.shape, dtype=self.values.dtype, device=x.device)
+        if weights is None:
+            table.copy_(src)
+        else:
+            shape = [1, -1] + [1] * (src.dim() - 2)
+            torch.mul(src.to(self.values.dtype), weights.view(shape).to(self.values.dtype), out=table)
+        out = F.embedding_bag(
+            self.col, table.view(src.shape[0], -1), self.crow[:-1], mode="sum", per_sample_weights=self.values
+        )
+        return out.view(self.shape[0], *src.shape[1:]).movedim(0, channel_dim)
+
     def rows(self, ids: torch.Tensor) -> torch.Tensor:
         """``delta[ids]``: the rows ``ids`` (any shape) gathered into ``(*ids.shape, cols)``."""
         unique, inverse = torch.unique(ids.reshape(-1), return_inverse=True)

@@ -182,10 +182,11 @@ def _batch_of(x: torch.Tensor, mix: Mix, what: str) -> None:
         raise UnsupportedOp(f"{what}: input of shape {tuple(x.shape)} is not batch-first for batch {mix.batch}")
 
 
-def _add_rows(out: torch.Tensor, k: int, mix: Mix, value: torch.Tensor) -> None:
-    """``out[rows of k] += w_k · value``."""
+def _add_rows(out: torch.Tensor, k: int, mix: Mix, value: torch.Tensor, weighted: bool = False) -> None:
+    """``out[rows of k] += w_k · value`` (``weighted``: ``value`` already carries ``w_k``)."""
     rows, w = mix.users[k]
-    scaled = value if k in mix.unit else value * w.view(-1, *([1] * (value.dim() - 1))).to(value.dtype)
+    weighted = weighted or k in mix.unit
+    scaled = value if weighted else value * w.view(-1, *([1] * (value.dim() - 1))).to(value.dtype)
     scaled = scaled.to(out.dtype)
     span = mix.spans.get(k)
     if span is not None:
@@ -220,20 +221,31 @@ def _merged(base: torch.Tensor, parts, weights: Mapping[int, float]) -> torch.Te
     return total.to(base.dtype)
 
 
-def _sparse_rest(x, w0, b0, w_parts, b_parts, mix: Mix, per_task, channel_dim: int) -> torch.Tensor:
-    """The shared product of ``theta_0`` plus each task's own product over its samples."""
+def _sparse_rest(x, w0, b0, w_parts, b_parts, mix: Mix, per_task, channel_dim: int, channels: bool) -> torch.Tensor:
+    """The shared product of ``theta_0`` plus each task's own product over its samples.
+
+    ``channels``: a delta's product is ``x · deltaᵀ`` over ``channel_dim`` (a linear, a pointwise
+    convolution), so a sparse one scales its samples by their weights while laying out its input
+    (:meth:`~.deltas.SparseRows.product`)."""
     out = per_task(x, w0, b0, None)
     for k, delta in w_parts:
-        _add_rows(out, k, mix, per_task(mix.take(x, k), None, None, delta))
+        xs = mix.take(x, k)
+        if channels and isinstance(delta, SparseRows):
+            w = None if k in mix.unit else mix.users[k][1]
+            _add_rows(out, k, mix, delta.product(xs, channel_dim, w), weighted=True)
+        else:
+            _add_rows(out, k, mix, per_task(xs, None, None, delta))
     return _add_bias(out, b_parts, mix, channel_dim)
 
 
-def _by_groups(x, weight, bias, op, per_task, rows_per_sample: int, channel_dim: int) -> torch.Tensor:
+def _by_groups(
+    x, weight, bias, op, per_task, rows_per_sample: int, channel_dim: int, channels: bool = True
+) -> torch.Tensor:
     """A linear or convolution under per-sample weights: groups with many rows through a layer merged
     for them (:data:`BUFFER_MIN_ROWS`), the other rows through :func:`_sparse_rest`.
 
     ``op(x, weight, bias)`` is the layer; ``per_task(x, w, b, delta)`` its product with ``w``/``b``
-    (``delta`` None) or with a delta (no bias)."""
+    (``delta`` None) or with a delta (no bias); ``channels``: see :func:`_sparse_rest`."""
     w0, w = _split(weight)
     b0, b = _split(bias)
     mix = _mix_of(weight, bias)
@@ -249,7 +261,7 @@ def _by_groups(x, weight, bias, op, per_task, rows_per_sample: int, channel_dim:
         if used and (not sparse_only or (span.stop - span.start) * rows_per_sample >= BUFFER_MIN_ROWS)
     )
     if not merge:
-        return _sparse_rest(x, w0, b0, w_parts, b_parts, mix, per_task, channel_dim)
+        return _sparse_rest(x, w0, b0, w_parts, b_parts, mix, per_task, channel_dim, channels)
     outs = []
     for g in merge:
         span, used = mix.groups[g]
@@ -262,7 +274,9 @@ def _by_groups(x, weight, bias, op, per_task, rows_per_sample: int, channel_dim:
     index, rest = mix.rest(merge)
     rest_parts = [(k, d) for k, d in w_parts if k in rest.users]
     rest_bias = [(k, d) for k, d in b_parts if k in rest.users]
-    rest_out = _sparse_rest(x.index_select(0, index), w0, b0, rest_parts, rest_bias, rest, per_task, channel_dim)
+    rest_out = _sparse_rest(
+        x.index_select(0, index), w0, b0, rest_parts, rest_bias, rest, per_task, channel_dim, channels
+    )
     out = rest_out.new_empty((mix.batch, *rest_out.shape[1:]))
     out.index_copy_(0, index, rest_out)
     for g, part in zip(merge, outs):
@@ -295,7 +309,7 @@ def _conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
         return F.conv2d(xs.float(), delta.dense(), None, stride, padding, dilation, groups)
 
     rows = x.shape[2] * x.shape[3] if x.dim() == 4 else 1
-    return _by_groups(x, weight, bias, op, per_task, rows, 1)
+    return _by_groups(x, weight, bias, op, per_task, rows, 1, channels=pointwise and x.dim() == 4)
 
 
 def _embedding(ids, weight, padding_idx=None, max_norm=None, norm_type=2.0, scale_grad_by_freq=False, sparse=False):
