@@ -346,10 +346,9 @@ def choose_lambda(block: dict, reference: dict, n: dict[str, int]) -> dict:
             "within": run["flexswitch"]["average"] >= lo,
         }
         best = per_loss.get(run["loss"])
-        if best is None or _better(entry, best):
+        if best is None or _rank(entry) < _rank(best):
             per_loss[run["loss"]] = entry
-    picks = list(per_loss.values())
-    chosen = min(picks, key=lambda e: (not e["within"], e["bytes"] if e["within"] else -e["average"]), default=None)
+    chosen = min(per_loss.values(), key=_rank, default=None)
     return {
         "split": block["split"],
         "rule": "fewest bytes with average >= T-Switch's 95% interval low end, per loss, then across losses",
@@ -359,11 +358,10 @@ def choose_lambda(block: dict, reference: dict, n: dict[str, int]) -> dict:
     }
 
 
-def _better(a: dict, b: dict) -> bool:
-    """Within the interval beats outside; among within, fewer bytes; among outside, more accurate."""
-    if a["within"] != b["within"]:
-        return a["within"]
-    return a["bytes"] < b["bytes"] if a["within"] else a["average"] > b["average"]
+def _rank(entry: dict) -> tuple[bool, float]:
+    """Smaller is better: within the interval before outside; among within, fewer bytes; among
+    outside, more accurate."""
+    return (not entry["within"], entry["bytes"] if entry["within"] else -entry["average"])
 
 
 def write_validation(suite, block: dict, limit: int | None = None) -> dict:
