@@ -228,6 +228,13 @@ def test_flex_runs_collect_into_results_and_are_served(smoke_text, tmp_path, cap
     assert main(["flex", "--suite", out, "--collect", "--eval", "test"]) == 0
     assert f"serving {chosen}" in capsys.readouterr().out
     assert json.load(open(os.path.join(out, "results.json")))["flex"]["main"] == chosen
+    with open(os.path.join(out, "lambda-val.json"), "w") as f:  # a truncated file: one line, nothing served
+        f.write('{"choice": {"cho')
+    before = open(os.path.join(out, "results.json")).read()
+    assert main(["flex", "--suite", out, "--collect", "--eval", "test"]) == 2
+    err = capsys.readouterr().err
+    assert "lambda-val.json is not a readable validation file" in err and err.count("\n") == 1, err
+    assert open(os.path.join(out, "results.json")).read() == before
     argv = ["flex", "--suite", out, "--steps", "2", "--exemplars", "8", "--threads", "1", "--loss", "cka"]
     assert main([*argv, "--eval", "none"]) == 0
     assert main(["flex", "--suite", out, "--collect", "--eval", "test", "--loss", "cka"]) == 0

@@ -325,8 +325,13 @@ def _flex_collect(suite, args) -> int:
     from ..flex.train import FlexConfig
     from ..suites.flex_run import run_stem
 
-    chosen = flex_results.chosen_run(suite) if args.eval == "test" else None
-    if args.loss is None and args.lam is None and chosen:
+    chosen = None
+    if args.eval == "test" and args.loss is None and args.lam is None:
+        try:
+            chosen = flex_results.chosen_run(suite)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+    if chosen:
         main = chosen
         print(f"serving {main}: validation's choice ({flex_results.VAL_FILE})")
     else:

@@ -392,10 +392,21 @@ def write_validation(suite, block: dict, limit: int | None = None) -> dict:
 
 
 def chosen_run(suite) -> str | None:
-    """The run validation chose (``VAL_FILE``'s ``choice.chosen``), or ``None`` without the file."""
+    """The run validation chose (``VAL_FILE``'s ``choice.chosen``), or ``None`` without the file.
+
+    Raises:
+        ValueError: the file is unreadable, or names a run whose files are no longer in the folder.
+    """
     path = suite.file(VAL_FILE)
     if not os.path.isfile(path):
         return None
-    with open(path, encoding="utf-8") as f:
-        data = json.load(f)
-    return (data.get("choice") or {}).get("chosen")
+    try:
+        with open(path, encoding="utf-8") as f:
+            chosen = (json.load(f).get("choice") or {}).get("chosen")
+    except (OSError, ValueError, AttributeError) as e:
+        raise ValueError(f"{path} is not a readable validation file ({e}); run --collect --eval val again") from None
+    if chosen is not None and chosen not in run_reports(suite.path):
+        raise ValueError(
+            f"{VAL_FILE} chose {chosen}, which is no longer in {suite.path}; run --collect --eval val again"
+        )
+    return chosen
