@@ -114,12 +114,9 @@ class SparseRows:
     def linear(self, x: torch.Tensor) -> torch.Tensor:
         """``x · deltaᵀ`` for ``x`` of shape ``(..., cols)``: output unit ``o`` sums its kept inputs'
         columns of ``x`` times their values, one ``embedding_bag`` over the CSR rows (2-7x faster
-        than ``torch.sparse.mm`` on CPU at the suites' densities, benchmarks/bench_engine.py)."""
-        flat = x.reshape(-1, x.shape[-1]).to(self.values.dtype)
-        out = F.embedding_bag(
-            self.col, flat.t().contiguous(), self.crow[:-1], mode="sum", per_sample_weights=self.values
-        )
-        return out.t().reshape(*x.shape[:-1], self.shape[0])
+        than ``torch.sparse.mm`` on CPU at the suites' densities, benchmarks/bench_engine.py):
+        :meth:`product` over the last axis."""
+        return self.product(x, x.dim() - 1)
 
     def product(self, x: torch.Tensor, channel_dim: int, weights: torch.Tensor | None = None) -> torch.Tensor:
         """``w_i · x_i · deltaᵀ`` over the ``channel_dim`` axis of a batch-first ``x`` (a linear's last

@@ -304,8 +304,6 @@ def _conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     def per_task(xs, w, b, delta):
         if delta is None:
             return op(xs, w, b)
-        if pointwise and isinstance(delta, SparseRows):
-            return delta.linear(xs.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
         return F.conv2d(xs.float(), delta.dense(), None, stride, padding, dilation, groups)
 
     rows = x.shape[2] * x.shape[3] if x.dim() == 4 else 1
