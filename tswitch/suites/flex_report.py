@@ -132,7 +132,7 @@ def markdown(block: dict, n: Mapping[str, int] | None = None) -> str:
     return "\n".join(lines)
 
 
-def split_sizes(results: dict) -> dict[str, int] | None:
+def _block_sizes(results: dict) -> dict[str, int] | None:
     """Items per task of the ``flex`` block's split: the methods' ``n`` when the block and the
     methods were evaluated on the same split (``None`` otherwise: no intervals are drawn)."""
     flex = results.get("flex") or {}
@@ -147,4 +147,4 @@ def results_markdown(results: dict) -> str:
     flex = results.get("flex")
     if not flex or not flex.get("runs"):
         return ""
-    return markdown(flex, split_sizes(results))
+    return markdown(flex, _block_sizes(results))

@@ -154,9 +154,8 @@ def build_block(
     """The ``flex`` block of ``results.json`` from the runs' reports and their evaluations."""
     results = suite.results()
     entries = {stem: _run_entry(runs[stem], evaluated[stem]) for stem in evaluated}
-    grid = results.get("alpha_grid", {})
     option = results.get("choice", {}).get("dense_option")
-    ref = grid.get(option, {}).get(REFERENCE_ALPHA, {}).get("t-switch", {}).get(split)
+    ref = tswitch_row(results, float(REFERENCE_ALPHA), split)
     reference = (
         {
             "alpha": float(REFERENCE_ALPHA),
@@ -311,11 +310,11 @@ def write(suite, block: dict) -> None:
 
 
 # -- lambda on validation (docs/FLEXSWITCH.md A16) ---------------------------------------------------
-def tswitch_reference(results: dict, split: str) -> dict | None:
-    """T-Switch's row on ``split`` at the suite's chosen alpha and dense option (``alpha_grid``)."""
+def tswitch_row(results: dict, alpha: float | None, split: str) -> dict | None:
+    """T-Switch's row on ``split`` at ``alpha`` under the suite's chosen dense option (``alpha_grid``;
+    ``None`` when the grid lacks it)."""
     choice = results.get("choice", {})
     grid = results.get("alpha_grid", {}).get(choice.get("dense_option"), {})
-    alpha = choice.get("alpha")
     for key, row in grid.items():
         if alpha is not None and abs(float(key) - float(alpha)) < 1e-9:
             return row.get("t-switch", {}).get(split)
@@ -368,7 +367,7 @@ def write_validation(suite, block: dict, limit: int | None = None) -> dict:
     """Store a validation ``flex`` block and the lambda chosen from it as ``VAL_FILE`` in the suite
     folder (atomically); ``results.json`` and the manifest are left alone. Returns the file's dict."""
     results = suite.results()
-    reference = tswitch_reference(results, block["split"])
+    reference = tswitch_row(results, results.get("choice", {}).get("alpha"), block["split"])
     if reference is None:
         raise ValueError(
             f"{suite.name}: results.json has no T-Switch row on {block['split']!r} at the chosen alpha "
@@ -405,7 +404,7 @@ def chosen_run(suite) -> str | None:
             chosen = (json.load(f).get("choice") or {}).get("chosen")
     except (OSError, ValueError, AttributeError) as e:
         raise ValueError(f"{path} is not a readable validation file ({e}); run --collect --eval val again") from None
-    if chosen is not None and chosen not in run_reports(suite.path):
+    if chosen is not None and not all(os.path.isfile(suite.file(f"{chosen}{ext}")) for ext in (".json", ".tsw")):
         raise ValueError(
             f"{VAL_FILE} chose {chosen}, which is no longer in {suite.path}; run --collect --eval val again"
         )
