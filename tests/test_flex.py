@@ -397,6 +397,28 @@ def test_sparse_support_gives_the_same_result(toy, monkeypatch):
         assert torch.equal(a.mask, b.mask) and a.bits == b.bits and a.scale == pytest.approx(b.scale, rel=1e-5)
 
 
+def test_bas_ablation_works_on_the_pspar_mask_alone(toy):
+    """The bas ablation's loop holds only the fixed P-Spar mask's entries, yet its tau~ is the
+    full-tensor formula ``M_pspar ⊙ Q_M(tau)`` and its final masks are P-Spar's."""
+    adapter, base, tau, head, exemplars = toy
+    config = quick(mode="bas", alpha=0.6)
+    modules = _modules(tau, config, "cpu")
+    params = _Params(len(modules), config)
+    with torch.no_grad():
+        params.w.copy_(torch.randn(params.w.shape, generator=torch.Generator().manual_seed(3)))
+    deltas, _, _ = compressed_delta(modules, params, config, rho=0.5, omega=0.7)
+    probs = mixture(params.w, 0.7)
+    for l, m in enumerate(modules):
+        flat = tau[m.name].reshape(-1)
+        mask = pspar_mask(flat, 0.6)
+        assert m.tau.numel() == int(mask.sum()) < flat.numel()
+        full = mask * mixed_quantize(quantized_stack(flat, config.widths, signed_range(flat)), probs[l])
+        torch.testing.assert_close(deltas[m.name].reshape(-1), full)
+    result = train_flex(adapter, base, tau, head, exemplars, config, task="t")
+    for t in result.tensors:
+        assert torch.equal(t.mask.reshape(-1), pspar_mask(tau[t.name].reshape(-1), 0.6))
+
+
 def test_kappa_starts_at_identity_scale():
     assert float(torch.nn.functional.softplus(torch.tensor(KAPPA_IDENTITY))) == pytest.approx(1.0)
 

@@ -85,10 +85,15 @@ def _modules(tau: Mapping[str, torch.Tensor], config: FlexConfig, device) -> lis
         rng = signed_range(flat)
         fixed = None if config.learns_mask else pspar_mask(flat.cpu(), config.alpha).to(device).float()
         support = None
-        if flat.numel() and rng.pos_count + rng.neg_count <= (1 - SPARSE_SUPPORT) * flat.numel():
+        if fixed is not None:
+            # the bas ablation: an entry off the fixed P-Spar mask (which never keeps a zero) is zero
+            # whatever the widths, so the loop works on the mask's entries alone: the same tau~, at
+            # 1 - alpha of the cost
+            support = torch.nonzero(fixed).squeeze(1)
+            flat, fixed = flat[support], torch.ones(support.numel(), device=device)
+        elif flat.numel() and rng.pos_count + rng.neg_count <= (1 - SPARSE_SUPPORT) * flat.numel():
             support = torch.nonzero(flat).squeeze(1)
             flat = flat[support]
-            fixed = fixed[support] if fixed is not None else None
         stack = quantized_stack(flat, config.widths, rng) if config.learns_widths else None
         out.append(_Module(name, tuple(t.shape), t.numel(), flat, support, rng, stack, fixed))
     return out
