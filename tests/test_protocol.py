@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from tests.test_flex import ToyAdapter
-from tests.test_models import effnet, effnet_file, images  # noqa: F401 - fixtures
+from tests.test_models import WORDS, bert, bert_dir, effnet, effnet_file, images  # noqa: F401 - fixtures
 from tswitch.models.heads import HeadTask, class_mean_head
 from tswitch.suites.evaluate import EvalSet, InvalidWeights, accuracy, evaluate_static
 from tswitch.suites.spec import Recipe
@@ -56,3 +56,33 @@ def test_non_finite_features_are_an_error_not_a_constant_accuracy():
         accuracy(adapter, head, data, bad)
     with pytest.raises(InvalidWeights):
         evaluate_static(adapter, {"toy": head}, {"toy": data}, bad)
+
+
+def test_text_eval_sets_batch_by_length_and_score_as_the_split_order_does(bert):  # noqa: F811
+    """Text items are batched in order of length (less padding), labels follow them, and both the
+    accuracy and ``head(n)`` (the split's first n items) equal what the split's own order gives."""
+    g = np.random.default_rng(0)
+    texts = [" ".join(g.choice(WORDS, size=int(g.integers(1, 25)))) for _ in range(37)]
+    labels = g.integers(0, 3, size=37)
+    from tswitch.models.base import Head
+
+    head = Head(torch.randn(3, 32, generator=torch.Generator().manual_seed(0)), torch.zeros(3), ("a", "b", "c"))
+    data = EvalSet.build(bert, "t", texts, labels, batch_size=8)
+    lengths = torch.cat([b["attention_mask"].sum(-1) for b in data.batches])
+    assert data.order is not None and bool((lengths[1:] >= lengths[:-1]).all())
+    assert sum(b["attention_mask"].numel() for b in data.batches) < sum(
+        bert.preprocess(texts[i : i + 8])["attention_mask"].numel() for i in range(0, 37, 8)
+    )
+    np.testing.assert_array_equal(data.labels, labels[data.order])
+
+    def split_order(items, ys):  # the reference: one item per batch, the split's order
+        return sum(
+            int(head(bert.features(bert.preprocess([x]))).argmax(-1) == y) for x, y in zip(items, ys)
+        ) / len(ys)
+
+    assert accuracy(bert, head, data, None) == pytest.approx(split_order(texts, labels))
+    first = data.head(20)
+    assert sorted(first.order.tolist()) == list(range(20)) and len(first.labels) == 20
+    assert accuracy(bert, head, first, None) == pytest.approx(split_order(texts[:20], labels[:20]))
+    vectors = [torch.randn(6, generator=torch.Generator().manual_seed(i)).tolist() for i in range(5)]
+    assert EvalSet.build(ToyAdapter(), "toy", vectors, np.zeros(5)).order is None  # no mask: the split's order

@@ -25,12 +25,20 @@ Weights = Mapping[str, torch.Tensor] | None
 
 @dataclass
 class EvalSet:
-    """One task's split, preprocessed once into batches."""
+    """One task's split, preprocessed once into batches.
+
+    Text batches are padded to their longest item, so the items are batched in order of length
+    (:func:`_by_length`; a stable sort, so inputs without an ``attention_mask`` keep their order):
+    on the text suite's test sets that pads 291 k instead of 469 k tokens. ``order[i]`` is the
+    split position of the ``i``-th item here; ``labels`` and :meth:`routing_features` follow the
+    batches' order, and :meth:`head` still takes the split's *first* ``n`` items.
+    """
 
     task: str
     batches: list[Batch]
     labels: np.ndarray
     route_features: torch.Tensor | None = None  # (N, D_r), filled lazily
+    order: np.ndarray | None = None  # (N,) split positions in batch order; None: the split's order
 
     @classmethod
     def build(
@@ -40,12 +48,29 @@ class EvalSet:
         if limit is not None:
             inputs, labels = inputs[:limit], labels[:limit]
         batches = [adapter.preprocess(inputs[i : i + batch_size]) for i in range(0, len(inputs), batch_size)]
-        return cls(task, batches, labels)
+        order = _by_length(batches)
+        if order is None:
+            return cls(task, batches, labels)
+        inputs = [inputs[i] for i in order]
+        batches = [adapter.preprocess(inputs[i : i + batch_size]) for i in range(0, len(inputs), batch_size)]
+        return cls(task, batches, labels[order], order=order)
 
     def head(self, n: int | None) -> EvalSet:
-        """The first ``n`` examples (all when ``n`` is None)."""
+        """The split's first ``n`` examples (all when ``n`` is None)."""
         if n is None or n >= len(self.labels):
             return self
+        if self.order is not None:  # the first n of the split, wherever length put them
+            keep = self.order < n
+            batches, at = [], 0
+            for b in self.batches:
+                size = next(iter(b.values())).shape[0]
+                rows = torch.as_tensor(np.flatnonzero(keep[at : at + size]))
+                at += size
+                if len(rows) == size:
+                    batches.append(b)
+                elif len(rows):
+                    batches.append({k: v.index_select(0, rows.to(v.device)) for k, v in b.items()})
+            return EvalSet(self.task, batches, self.labels[keep], order=self.order[keep])
         batches, left = [], n
         for b in self.batches:
             size = next(iter(b.values())).shape[0]
@@ -59,6 +84,17 @@ class EvalSet:
         if self.route_features is None:
             self.route_features = torch.cat([adapter.route_features(b) for b in self.batches]).float()
         return self.route_features
+
+
+def _by_length(batches: Sequence[Batch]) -> np.ndarray | None:
+    """The stable order of the items by ``attention_mask`` length, or ``None`` when the batches have
+    no mask (images) or the items already come in that order."""
+    masks = [b.get("attention_mask") for b in batches]
+    if not masks or any(m is None for m in masks):
+        return None
+    lengths = torch.cat([m.sum(-1) for m in masks]).cpu().numpy()
+    order = np.argsort(lengths, kind="stable")
+    return None if bool((order == np.arange(len(order))).all()) else order
 
 
 class InvalidWeights(ValueError):
