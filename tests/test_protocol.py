@@ -76,9 +76,7 @@ def test_text_eval_sets_batch_by_length_and_score_as_the_split_order_does(bert):
     np.testing.assert_array_equal(data.labels, labels[data.order])
 
     def split_order(items, ys):  # the reference: one item per batch, the split's order
-        return sum(
-            int(head(bert.features(bert.preprocess([x]))).argmax(-1) == y) for x, y in zip(items, ys)
-        ) / len(ys)
+        return sum(int(head(bert.features(bert.preprocess([x]))).argmax(-1) == y) for x, y in zip(items, ys)) / len(ys)
 
     assert accuracy(bert, head, data, None) == pytest.approx(split_order(texts, labels))
     first = data.head(20)

@@ -89,10 +89,9 @@ class EvalSet:
 def _by_length(batches: Sequence[Batch]) -> np.ndarray | None:
     """The stable order of the items by ``attention_mask`` length, or ``None`` when the batches have
     no mask (images) or the items already come in that order."""
-    masks = [b.get("attention_mask") for b in batches]
-    if not masks or any(m is None for m in masks):
+    if not batches or any("attention_mask" not in b for b in batches):
         return None
-    lengths = torch.cat([m.sum(-1) for m in masks]).cpu().numpy()
+    lengths = torch.cat([b["attention_mask"].sum(-1) for b in batches]).cpu().numpy()
     order = np.argsort(lengths, kind="stable")
     return None if bool((order == np.arange(len(order))).all()) else order
 
