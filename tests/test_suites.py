@@ -139,6 +139,7 @@ def test_flex_runs_collect_into_results_and_are_served(smoke_text, tmp_path, cap
     assert "no FlexSwitch runs" in capsys.readouterr().err
     assert main(["route", "--suite", out, "--text", "hello", "--method", "auto-flexswitch"]) == 2
     assert "no FlexSwitch pack" in capsys.readouterr().err
+    router_file = os.path.join(out, "router-flex.safetensors")
     for extra in ([], ["--mode", "lgs"], ["--mode", "bas", "--alpha", "0.7"]):
         assert (
             main(
@@ -146,6 +147,10 @@ def test_flex_runs_collect_into_results_and_are_served(smoke_text, tmp_path, cap
             )
             == 0
         ), extra
+        if not extra:
+            router = os.stat(router_file)
+    after = os.stat(router_file)  # the Tab. XI ablations leave the main run's router as it was written
+    assert (after.st_ino, after.st_mtime_ns) == (router.st_ino, router.st_mtime_ns)
     capsys.readouterr()
     assert main(["flex", "--suite", out, "--collect", "--eval", "test"]) == 0
     printed = capsys.readouterr().out

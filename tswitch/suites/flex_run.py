@@ -10,7 +10,7 @@ folder (docs/SUITE.md) it
 3. learns each task's FlexSwitch (:func:`tswitch.flex.train.train_flex`) and writes every task into
    ``flex-<loss>.tsw`` in the suite folder (:func:`run_stem` names the ablations' files);
 4. fits the Auto-FlexSwitch router on the exemplars' routing features and writes
-   ``router-flex.safetensors``;
+   ``router-flex.safetensors`` (FlexSwitch runs only: the Tab. XI ablations leave it as it is);
 5. optionally evaluates both on a split, and writes ``flex-<loss>.json`` (settings, per-task time,
    per-module density / width / scale, bytes, accuracies).
 
@@ -182,7 +182,8 @@ def run_flex(
         suite: a :class:`tswitch.suites.suite.Suite`.
         config: the FlexSwitch settings.
         router_config: :class:`tswitch.routing.low_rank.AutoFlexConfig` (default: the journal's, with
-            the suite's ``k``); ``None`` fits it only when every task is trained.
+            the suite's ``k``); the router is fitted only when every task is trained, in ``lgs+bas``
+            mode (FlexSwitch; the ``lgs`` / ``bas`` ablations are routed by k-NN).
         exemplars: ``N`` per task.
         tasks: a subset of the suite's tasks (the pack then holds only those; no router).
         eval_split: ``"val"``/``"test"`` to evaluate, ``None`` to skip.
@@ -273,7 +274,7 @@ def run_flex(
             "bytes": sum(tswitch.task(t).total_bytes for t in names if t in tswitch.tasks),
         }
     router = None
-    if tasks is None:
+    if tasks is None and config.mode == "lgs+bas":  # the Tab. XI ablations route by k-NN, not by this
         rc = router_config or AutoFlexConfig(k=suite.manifest.router.k)
         router, router_report = _fit_router(suite, adapter, inputs, rc, log)
         router.save(suite.file(FLEX_ROUTER_FILE))
