@@ -58,8 +58,9 @@ SPARSE_SUPPORT = 0.25
 class _Module:
     """Per-module constants of the loop.
 
-    ``tau`` holds the entries the loop works on: every entry, or (``support`` set) only the
-    non-zero ones at those flat positions; every other entry is zero and stays so.
+    ``tau`` holds the entries the loop works on: every entry, or (``support`` set) only those at
+    these flat positions (the non-zero ones; in the ``bas`` ablation, its P-Spar mask's); every other
+    entry is zero and stays so.
     """
 
     name: str
@@ -69,7 +70,6 @@ class _Module:
     support: torch.Tensor | None  # (nnz,) int64 flat positions of tau, or None for all
     rng: SignedRange
     stack: torch.Tensor | None  # (|W|, len(tau)) Q(tau; W_i), or None without BAS
-    fixed_mask: torch.Tensor | None  # (len(tau),) float P-Spar mask in the bas ablation
 
     def scatter(self, values: torch.Tensor) -> torch.Tensor:
         """The full tensor with ``values`` on the worked entries, zeros elsewhere (differentiable)."""
@@ -83,19 +83,18 @@ def _modules(tau: Mapping[str, torch.Tensor], config: FlexConfig, device) -> lis
     for name, t in tau.items():
         flat = t.detach().reshape(-1).to(device=device, dtype=torch.float32)
         rng = signed_range(flat)
-        fixed = None if config.learns_mask else pspar_mask(flat.cpu(), config.alpha).to(device).float()
         support = None
-        if fixed is not None:
+        if not config.learns_mask:
             # the bas ablation: an entry off the fixed P-Spar mask (which never keeps a zero) is zero
-            # whatever the widths, so the loop works on the mask's entries alone: the same tau~, at
-            # 1 - alpha of the cost
-            support = torch.nonzero(fixed).squeeze(1)
-            flat, fixed = flat[support], torch.ones(support.numel(), device=device)
+            # whatever the widths, so the loop works on the mask's entries alone (every worked entry
+            # is kept): the same tau~, at 1 - alpha of the cost
+            support = torch.nonzero(pspar_mask(flat.cpu(), config.alpha)).squeeze(1).to(device)
+            flat = flat[support]
         elif flat.numel() and rng.pos_count + rng.neg_count <= (1 - SPARSE_SUPPORT) * flat.numel():
             support = torch.nonzero(flat).squeeze(1)
             flat = flat[support]
         stack = quantized_stack(flat, config.widths, rng) if config.learns_widths else None
-        out.append(_Module(name, tuple(t.shape), t.numel(), flat, support, rng, stack, fixed))
+        out.append(_Module(name, tuple(t.shape), t.numel(), flat, support, rng, stack))
     return out
 
 
@@ -141,8 +140,8 @@ def compressed_delta(
             gate = soft_gate(m.tau, params.s_pos[l], params.s_neg[l], m.rng, rho)
             gate_l1 = gate_l1 + gate.sum()
             delta = torch.nn.functional.softplus(params.kappa[l]) * gate * values
-        else:  # no LGS: the bas ablation's fixed P-Spar mask
-            delta = _fixed_mask(m) * values
+        else:  # no LGS: the bas ablation works on its fixed P-Spar mask's entries only
+            delta = values
         deltas[m.name] = m.scatter(delta)
     total = sum(m.numel for m in modules)
     sparsity = sparsity_term(gate_l1, total) if config.learns_mask else torch.zeros(())
@@ -358,8 +357,8 @@ def _finalise(
                 scale = float(torch.nn.functional.softplus(params.kappa[l]))
                 t_pos, t_neg = thresholds(params.s_pos[l], params.s_neg[l], m.rng)
                 thr = (float(t_pos), float(t_neg))
-            else:  # no LGS: the bas ablation's fixed P-Spar mask
-                mask, scale, thr = _fixed_mask(m).bool(), 1.0, None
+            else:  # no LGS: the bas ablation's fixed P-Spar mask, which its worked entries are
+                mask, scale, thr = torch.ones(m.tau.shape, dtype=torch.bool, device=m.tau.device), 1.0, None
             mask = m.scatter(mask.to(torch.uint8)).bool()
             out.append(
                 FlexTensor(
@@ -374,10 +373,3 @@ def _finalise(
                 )
             )
     return out
-
-
-def _fixed_mask(m) -> torch.Tensor:
-    """A module's fixed P-Spar mask (the ``bas`` ablation, no LGS); modules built without one are a bug."""
-    if m.fixed_mask is None:
-        raise RuntimeError(f"module {m.name} has no fixed mask, but the run learns no mask")
-    return m.fixed_mask

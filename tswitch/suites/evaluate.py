@@ -56,29 +56,21 @@ class EvalSet:
         return cls(task, batches, labels[order], order=order)
 
     def head(self, n: int | None) -> EvalSet:
-        """The split's first ``n`` examples (all when ``n`` is None)."""
+        """The split's first ``n`` examples (all when ``n`` is None), wherever length put them."""
         if n is None or n >= len(self.labels):
             return self
-        if self.order is not None:  # the first n of the split, wherever length put them
-            keep = self.order < n
-            batches, at = [], 0
-            for b in self.batches:
-                size = next(iter(b.values())).shape[0]
-                rows = torch.as_tensor(np.flatnonzero(keep[at : at + size]))
-                at += size
-                if len(rows) == size:
-                    batches.append(b)
-                elif len(rows):
-                    batches.append({k: v.index_select(0, rows.to(v.device)) for k, v in b.items()})
-            return EvalSet(self.task, batches, self.labels[keep], order=self.order[keep])
-        batches, left = [], n
+        order = self.order if self.order is not None else np.arange(len(self.labels))
+        keep = order < n
+        batches, at = [], 0
         for b in self.batches:
             size = next(iter(b.values())).shape[0]
-            batches.append({k: v[:left] for k, v in b.items()} if size > left else b)
-            left -= min(size, left)
-            if left == 0:
-                break
-        return EvalSet(self.task, batches, self.labels[:n])
+            rows = torch.as_tensor(np.flatnonzero(keep[at : at + size]))
+            at += size
+            if len(rows) == size:
+                batches.append(b)
+            elif len(rows):
+                batches.append({k: v.index_select(0, rows.to(v.device)) for k, v in b.items()})
+        return EvalSet(self.task, batches, self.labels[keep], order=None if self.order is None else order[keep])
 
     def routing_features(self, adapter) -> torch.Tensor:
         if self.route_features is None:
