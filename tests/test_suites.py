@@ -450,3 +450,78 @@ def test_eval_route_layers_serves_auto_switch_from_a_router_at_another_depth(smo
     assert set(shallow["per_task"]) == set(same["per_task"]) and 0.0 <= shallow["routing_accuracy"] <= 1.0
     assert main(["eval", "--suite", path, "--method", "t-switch", "--route-layers", "0"]) == 2
     assert "auto-switch only" in capsys.readouterr().err
+
+
+def test_flex_markdown_names_each_ablation_run_and_gives_every_tab_xi_row_its_interval():
+    from tswitch.suites import flex_report
+    from tswitch.suites.stats import intervals
+
+    n = {"a": 1000, "b": 1000}
+
+    def scored(x, y):
+        return {"per_task": {"a": x, "b": y}, "average": (x + y) / 2, "routing_accuracy": 0.9}
+
+    def run(mode, alpha, steps_s):
+        return {
+            "mode": mode, "loss": "kl", "lambda": 0.3, "steps": 500, "alpha": alpha, "exemplars": 100,
+            "bytes": 1000, "seconds_per_step": dict(zip("abc", steps_s)),
+            "flexswitch": scored(0.9, 0.8), "knn": scored(0.85, 0.75),
+        }  # fmt: skip
+
+    block = {
+        "split": "test",
+        "main": "flex-kl",
+        "runs": {
+            "flex-kl": {**run("lgs+bas", None, (1.0, 2.0, 3.0)), "low_rank": scored(0.88, 0.78)},
+            "flex-lgs-kl": run("lgs", None, (1.5, 9.2, 1.4)),  # one task's wall time starved by another job
+            "flex-bas0.7-kl": run("bas", 0.7, (1.0, 1.0, 1.0)),
+        },
+        "ablation": [
+            {
+                "row": "Auto-Switch",
+                "run": None,
+                "router": "knn",
+                "average": 0.7,
+                "routing_accuracy": 0.9,
+                "switch_bytes": 5000,
+                "router_bytes": 64,
+            },
+            {
+                "row": "+ LGS",
+                "run": "flex-lgs-kl",
+                "router": "knn",
+                "average": 0.8,
+                "routing_accuracy": 0.9,
+                "switch_bytes": 1000,
+                "router_bytes": 64,
+            },
+            {
+                "row": "Auto-FlexSwitch (+ low-rank router)",
+                "run": "flex-kl",
+                "router": "low_rank",
+                "average": 0.83,
+                "routing_accuracy": 0.9,
+                "switch_bytes": 1000,
+                "router_bytes": 8,
+            },
+        ],  # fmt: skip
+        "ablation_loss": "kl",
+    }
+    auto = scored(0.72, 0.68)
+    shown = flex_report.markdown(block, n, auto)
+    lines = {line.split(" | ")[0]: line for line in shown.splitlines() if line.startswith("| ")}
+
+    assert "| kl, LGS only (1 bit) |" in lines["| `flex-lgs-kl`"]
+    assert "| kl, BAS on P-Spar α 0.7 |" in lines["| `flex-bas0.7-kl`"]
+    assert "| kl | 0.3 |" in lines["| `flex-kl` (served)"]
+    assert lines["| `flex-lgs-kl`"].endswith("| 1.50 |")  # the median step, not the starved task's mean 4.03
+
+    def ci(row):
+        lo, hi = intervals(row, n)["average_ci"]
+        return f"[{100 * lo:.1f}, {100 * hi:.1f}]"
+
+    assert f"70.0% {ci(auto)}" in lines["| Auto-Switch"]
+    assert f"80.0% {ci(block['runs']['flex-lgs-kl']['knn'])}" in lines["| + LGS"]
+    assert f"83.0% {ci(block['runs']['flex-kl']['low_rank'])}" in lines["| Auto-FlexSwitch (+ low-rank router)"]
+    # without the split's sizes the rows stay bare percentages
+    assert "| 70.0% |" in flex_report.markdown(block, None, auto)

@@ -3,9 +3,13 @@ app's *Compare* view and the README show (the block itself: :mod:`tswitch.suites
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Mapping
 
 from .stats import intervals
+
+# what the loss column adds for a Tab. XI ablation run (``mode``); the full FlexSwitch adds nothing
+_MODE_NOTE = {"lgs": ", LGS only (1 bit)", "bas": ", BAS on P-Spar α {alpha:g}"}
 
 
 def summary_lines(block: dict) -> list[str]:
@@ -71,28 +75,29 @@ def _with_interval(row: dict | None, n: Mapping[str, int] | None) -> str:
     return f"{_pct(row['average'])} [{100 * lo:.1f}, {100 * hi:.1f}]"
 
 
-def markdown(block: dict, n: Mapping[str, int] | None = None) -> str:
+def markdown(block: dict, n: Mapping[str, int] | None = None, auto: dict | None = None) -> str:
     """The ``flex`` block as Markdown: the runs, the Tab. XI ablation, storage against T-Switch at
     alpha 0.7 and the routing cost (the app's *Compare* view and the README). ``n``: items per task
-    of the block's split, to print each run's accuracy with its 95% interval; the served run (the
-    block's ``main``) is marked."""
+    of the block's split, to print each run's and each Tab. XI row's accuracy with its 95% interval
+    (``auto``: the Auto-Switch row's ``results.json`` method entry, whose per-task accuracies the
+    block does not repeat); the served run (the block's ``main``) is marked."""
     lines = [
         f"**FlexSwitch runs** ({block['split']} split; each learned on "
         f"{next(iter(block['runs'].values())).get('exemplars') or 100} exemplars per task)",
         "",
-        "| run | loss | λ | steps | FlexSwitch | routed (k-NN) | routing | bytes | s/step |",
+        "| run | loss | λ | steps | FlexSwitch | routed (k-NN) | routing | bytes | s/step (median) |",
         "|---" * 9 + "|",
     ]
     for stem, run in block["runs"].items():
         routed = run.get("knn") or {}
         sps = run.get("seconds_per_step") or {}
-        loss = run["loss"] + (f", BAS on P-Spar α {run['alpha']:g}" if run.get("alpha") else "")
+        loss = run["loss"] + _MODE_NOTE.get(run.get("mode"), "").format(alpha=run.get("alpha") or 0)
         served = " (served)" if stem == block.get("main") else ""
         lines.append(
             f"| `{stem}`{served} | {loss} | {run['lambda']:g} | {run['steps']} | "
             f"{_with_interval(run['flexswitch'], n)} | {_with_interval(routed, n)} | "
             f"{_pct(routed.get('routing_accuracy'))} | {run['bytes']:,} | "
-            f"{sum(sps.values()) / max(1, len(sps)):.2f} |"
+            f"{statistics.median(sps.values()) if sps else 0.0:.2f} |"
         )
     ref = block.get("reference_tswitch")
     if ref and block.get("bytes_vs_reference") is not None:
@@ -114,9 +119,12 @@ def markdown(block: dict, n: Mapping[str, int] | None = None) -> str:
         ]
         for row in block["ablation"]:
             router = "—" if row.get("router_bytes") is None else f"{row['router_bytes']:,}"
+            # per-task accuracies for the interval: the row's run under its router, or Auto-Switch's
+            source = (block["runs"].get(row["run"]) or {}).get(row["router"]) if row["run"] else auto
+            scored = {"average": row["average"], "per_task": (source or {}).get("per_task")}
             lines.append(
                 f"| {row['row']} | {('`' + row['run'] + '`') if row['run'] else '—'} | "
-                f"{_pct(row['average'])} | {_pct(row.get('routing_accuracy'))} | "
+                f"{_with_interval(scored, n)} | {_pct(row.get('routing_accuracy'))} | "
                 f"{row['switch_bytes']:,} | {router} |"
             )
     routing = block.get("routing", {})
@@ -147,4 +155,4 @@ def results_markdown(results: dict) -> str:
     flex = results.get("flex")
     if not flex or not flex.get("runs"):
         return ""
-    return markdown(flex, _block_sizes(results))
+    return markdown(flex, _block_sizes(results), results.get("methods", {}).get("auto-switch"))
