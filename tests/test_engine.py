@@ -591,3 +591,35 @@ def test_an_operation_without_a_per_sample_rule_falls_back_to_merging():
     for i in range(4):  # and merging is the reference: each sample through its own merged weights
         slow = adapter.features({"x": x["x"][i : i + 1]}, slow_merge(base, switches, w[i].tolist()))
         torch.testing.assert_close(out.features[i], slow[0], atol=1e-5, rtol=0)
+
+
+def test_a_dense_budget_decodes_dense_ish_deltas_up_to_its_bytes_and_changes_no_answer():
+    """``dense_bytes`` (suite evaluation) keeps deltas too dense for a CSR as float32 while they fit,
+    in task order; the rest stay packed (streamed). Every strategy still gives the merged model."""
+    from tswitch.merging.deltas import DenseRows, Streamed
+
+    adapter = ToyAdapter(dim_in=64, hidden=128)
+    base, hs = adapter.state_dict(), heads(adapter)
+    packed = PackedSwitches.from_switches(switches_of(task_vectors(adapter)))
+    big = "0.weight"  # 128 x 64 at density 0.3: neither a CSR nor small
+    one = 4 * base[big].numel()
+    x = {"x": torch.randn(len(MIXED_WEIGHTS), 64, generator=torch.Generator().manual_seed(5))}
+    expected = DynamicMergeEngine(adapter, base, packed, hs).run(x, MIXED_WEIGHTS)
+    for strategy in ("merge", "tenant", "auto"):
+        for budget, n_dense in ((0, 0), (one, 1), (2 * one + 3, 2), (1 << 30, 3)):
+            engine = DynamicMergeEngine(adapter, base, packed, hs, strategy=strategy, dense_bytes=budget)
+            # decoded unless packed is cheaper: merging without a budget, or auto on mostly streamed switches
+            decoded = {"merge": budget > 0, "tenant": True, "auto": engine.unsupported is None}[strategy]
+            assert bool(engine._deltas) == decoded
+            if strategy == "auto" and n_dense == 3:
+                assert engine.unsupported is None  # with every delta decoded, nothing is streamed
+            if engine._deltas:
+                forms = [engine._deltas[t][big] for t in TASKS]
+                assert [isinstance(f, DenseRows) for f in forms] == [True] * n_dense + [False] * (3 - n_dense)
+                assert all(isinstance(f, Streamed) for f in forms[n_dense:])
+                assert engine.nbytes() >= n_dense * one
+            out = engine.run(x, MIXED_WEIGHTS)
+            torch.testing.assert_close(out.features, expected.features, atol=1e-5, rtol=0)
+    for bad in (-1, True, 1.5):
+        with pytest.raises(ValueError, match="dense_bytes"):
+            DynamicMergeEngine(adapter, base, packed, hs, dense_bytes=bad)

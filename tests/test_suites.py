@@ -74,6 +74,10 @@ def test_eval_reproduces_results_from_committed_files(smoke_text, capsys):
     assert main(["eval", "--suite", out, "--method", "t-switch", "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["average"] == results["methods"]["t-switch"]["average"]
+    for dense in ("0", "2048"):  # switches kept packed (as the app serves them) or decoded (the default)
+        assert main(["eval", "--suite", out, "--method", "auto-switch", "--json", "--dense-mib", dense]) == 0
+        printed = json.loads(capsys.readouterr().out)
+        assert printed["per_task"] == results["methods"]["auto-switch"]["per_task"]
 
 
 def test_route_cli_and_errors(smoke_text, capsys):
@@ -92,6 +96,7 @@ def test_route_cli_and_errors(smoke_text, capsys):
         (["route", "--suite", "no-such-suite", "--text", "x"], "unknown suite"),
         (["eval", "--suite", out, "--method", "ties"], "cannot be recomputed"),
         (["eval", "--suite", out, "--method", "t-switch", "--alpha", "0.123"], "holds switches"),
+        (["eval", "--suite", out, "--method", "auto-switch", "--dense-mib", "-1"], "--dense-mib"),
     ):
         assert main(argv) == 2
         err = capsys.readouterr().err
@@ -376,6 +381,29 @@ def test_routed_evaluation_grouped_by_weight_vector_equals_batch_by_batch(smoke_
         n += len(data.labels)
     assert grouped["per_task"] == per_task
     assert grouped["routing_accuracy"] == routed_ok / n
+    # a merging engine takes the items grouped by weight vector, a multi-tenant one batch by batch
+    # (with the evaluation's decoded deltas): the same predictions either way
+    from tswitch.merging import AutoSwitch, DynamicMergeEngine, PackedSwitches
+    from tswitch.suites.evaluate import EVAL_DENSE_BYTES
+
+    for strategy, dense in (
+        ("merge", 0),
+        ("merge", EVAL_DENSE_BYTES),
+        ("tenant", EVAL_DENSE_BYTES),
+        ("auto", EVAL_DENSE_BYTES),
+    ):
+        other = DynamicMergeEngine(
+            engine.adapter,
+            engine.adapter.state_dict(),
+            PackedSwitches.from_pack(suite.pack),
+            suite.heads,
+            strategy=strategy,
+            dense_bytes=dense,
+        )
+        res = evaluate_routed(AutoSwitch(other, auto.router), suite.heads, sets, k)
+        assert res["per_task"] == per_task, (strategy, dense)
+    fast = Suite(out, dense_bytes=EVAL_DENSE_BYTES).evaluate("auto-switch", "test")
+    assert fast["per_task"] == per_task and fast["routing_accuracy"] == routed_ok / n
 
 
 def test_a_resumed_build_reads_back_every_stage_and_equals_a_fresh_one(smoke_text, tmp_path):

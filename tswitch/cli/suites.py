@@ -80,6 +80,14 @@ def _eval_parser(p):
         help="auto-switch only: route on the first L layers' features ('full': all), the router rebuilt "
         "from the suite's exemplars (default: the suite's own router)",
     )
+    p.add_argument(
+        "--dense-mib",
+        type=int,
+        default=None,
+        metavar="MIB",
+        help="decoded float32 deltas the engine may hold (default 2048: routed methods take each batch in one "
+        "multi-tenant forward; 0: keep the switches packed, as the app does: slower, less memory)",
+    )
     p.add_argument("--json", action="store_true")
 
 
@@ -88,9 +96,13 @@ _SERVED_DEPTH = object()
 
 @command("eval", "recompute a switch-based method's metrics from a suite's committed files", _eval_parser)
 def run_eval(args) -> int:
+    from ..suites.evaluate import EVAL_DENSE_BYTES
     from ..suites.suite import Suite
 
-    suite = Suite.open(args.suite)
+    if args.dense_mib is not None and args.dense_mib < 0:
+        raise UsageError(f"--dense-mib must be >= 0, got {args.dense_mib}")
+    dense = EVAL_DENSE_BYTES if args.dense_mib is None else args.dense_mib << 20
+    suite = Suite.open(args.suite, dense_bytes=dense)
     if args.alpha is not None and abs(args.alpha - float(suite.manifest.alpha or -1)) > 1e-12:
         raise UsageError(
             f"suite {suite.name} holds switches at alpha {suite.manifest.alpha} only "

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 
-from .deltas import Streamed, delta_nbytes, tenant_delta
+from .deltas import DenseRows, Streamed, delta_nbytes, tenant_delta
 from .packed import PackedSwitches, signed_lut
 from .tenants import UnsupportedOp, mixed_weights
 
@@ -93,6 +93,12 @@ class DynamicMergeEngine:
         cache_size: merged weight sets kept (LRU) by the merging path; each costs one model's
             covered tensors. The multi-tenant path caches nothing.
         cache_bytes: the cache's bound in bytes (its merged tensors), besides ``cache_size``.
+        dense_bytes: bytes of float32 deltas the engine may hold decoded. ``0`` (serving): a delta too
+            dense for a CSR stays packed and is decoded each time it is used. Above it, such deltas
+            are kept dense up to this many bytes (in tensor order), for every strategy: a merge is
+            then one ``add_`` per task and tensor, and a multi-tenant product a dense GEMM over the
+            task's rows. For offline evaluation, where memory is plentiful (suite builds:
+            ``tswitch.suites.evaluate``); the held bytes are :meth:`nbytes`.
         strategy: ``"merge"`` (the merged-weights cache only: one forward per distinct weight
             vector), ``"tenant"`` (multi-tenant forwards only: an unsupported operation raises
             :class:`~.tenants.UnsupportedOp`) or ``"auto"``: cached merged weights when every weight
@@ -110,9 +116,11 @@ class DynamicMergeEngine:
         cache_size: int = 16,
         strategy: str = "merge",
         cache_bytes: int = DEFAULT_CACHE_BYTES,
+        dense_bytes: int = 0,
     ):
-        if isinstance(cache_bytes, bool) or not isinstance(cache_bytes, int) or cache_bytes < 0:
-            raise ValueError(f"cache_bytes must be an int >= 0, got {cache_bytes!r}")
+        for name, value in (("cache_bytes", cache_bytes), ("dense_bytes", dense_bytes)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be an int >= 0, got {value!r}")
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
         if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 0:
@@ -131,14 +139,12 @@ class DynamicMergeEngine:
         self._switches: PackedSwitches | None = None
         self._deltas: dict[str, dict] = {}
         self._merge_first = False
-        if strategy == "merge":
+        self.dense_bytes = dense_bytes
+        if strategy == "merge" and not dense_bytes:
             self._switches = switches.to(adapter.device)
         else:  # decoded once, at load; the packed form is not kept beside it
             moved = switches.to(adapter.device)
-            self._deltas = {
-                t: {name: tenant_delta(entry, self._lut) for name, entry in moved.entries[t].items()}
-                for t in self.tasks
-            }
+            self._deltas = _decoded(moved, self.tasks, self._lut, dense_bytes)
             streamed = sum(
                 math.prod(d.shape) for items in self._deltas.values() for d in items.values() if isinstance(d, Streamed)
             )
@@ -363,6 +369,22 @@ class DynamicMergeEngine:
                         raise RuntimeError("a group of several lacks its row indices")
                     features[rows_of_part.to(features.device)] = part
         return features
+
+
+def _decoded(switches: PackedSwitches, tasks, lut: torch.Tensor, dense_bytes: int) -> dict[str, dict]:
+    """Every task's serving forms (:func:`tenant_delta`); deltas too dense for a CSR kept dense
+    float32 while their bytes fit ``dense_bytes``, in task and tensor order."""
+    out: dict[str, dict] = {}
+    left = dense_bytes
+    for t in tasks:
+        out[t] = {}
+        for name, entry in switches.entries[t].items():
+            delta = tenant_delta(entry, lut)
+            size = 4 * math.prod(entry.shape)
+            if isinstance(delta, Streamed) and size <= left:
+                delta, left = DenseRows(delta.dense()), left - size
+            out[t][name] = delta
+    return out
 
 
 def _add_packed(entry, out: torch.Tensor, weight: float, lut: torch.Tensor) -> None:

@@ -24,7 +24,7 @@ from ..models import load_adapter
 from ..models.base import Head
 from ..models.heads import HeadTask, class_mean_head, head_accuracy, linear_probe_head, zero_shot_head
 from .data import apply_split, load_task, make_splits
-from .evaluate import EvalSet
+from .evaluate import EVAL_DENSE_BYTES, EvalSet
 from .files import Log
 from .manifest import Manifest
 from .spec import SuiteSpec
@@ -343,7 +343,8 @@ def finish_build(
     if manifest_extra or heads_extra:
         _amend_suite(out_dir, manifest_extra or {}, heads_extra or {})
     # the committed files are the source of truth for switch-based numbers: recompute from them
-    suite = Suite(out_dir, adapter=prep.adapter)  # same backbone object, no second load
+    # same backbone object, no second load
+    suite = Suite(out_dir, adapter=prep.adapter, dense_bytes=EVAL_DENSE_BYTES)
     for method in ("t-switch", "auto-switch"):
         res = suite.evaluate(method, "test")
         res["hyper"] = {"alpha": choice["alpha"], "dense_option": option, "k": choice["k"]}

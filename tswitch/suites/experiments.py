@@ -34,7 +34,7 @@ from ..merging import (
 )
 from ..pack import SwitchPack, create_pack, encode_task, tensor_specs
 from ..routing import KNNRouter
-from .evaluate import evaluate_auto_switch, evaluate_per_task, evaluate_static, evaluate_tswitch
+from .evaluate import EVAL_DENSE_BYTES, evaluate_auto_switch, evaluate_per_task, evaluate_static, evaluate_tswitch
 from .files import Log
 from .stages import StageCache
 from .train import extract_features
@@ -114,7 +114,15 @@ class Experiments:
 
     def engine(self, pack: SwitchPack) -> DynamicMergeEngine:
         switches = PackedSwitches.from_pack(pack)
-        return DynamicMergeEngine(self.adapter, self.prep.base, switches, self.heads, cache_size=8)
+        return DynamicMergeEngine(
+            self.adapter,
+            self.prep.base,
+            switches,
+            self.heads,
+            cache_size=8,
+            strategy="auto",
+            dense_bytes=EVAL_DENSE_BYTES,
+        )
 
     def tswitch(self, split: str, path: str) -> dict:
         pack = SwitchPack(path)

@@ -97,14 +97,20 @@ def evaluate_run(suite, stem: str, sets, routers: dict, log: Log = print, known:
     known = known or {}
     from ..merging import AutoSwitch, DynamicMergeEngine, PackedSwitches
     from ..pack import SwitchPack
-    from .evaluate import evaluate_routed, evaluate_tswitch, switch_bytes
+    from .evaluate import EVAL_DENSE_BYTES, evaluate_routed, evaluate_tswitch, switch_bytes
 
     pack = SwitchPack(suite.file(f"{stem}.tsw"))
     pack.check_base(suite.adapter.state_dict())
     names = [t.name for t in pack.header.tasks]
     heads = {t: suite.heads[t] for t in names}
     engine = DynamicMergeEngine(
-        suite.adapter, suite.adapter.state_dict(), PackedSwitches.from_pack(pack), heads, cache_size=len(names) + 1
+        suite.adapter,
+        suite.adapter.state_dict(),
+        PackedSwitches.from_pack(pack),
+        heads,
+        cache_size=len(names) + 1,
+        strategy="auto",
+        dense_bytes=EVAL_DENSE_BYTES,
     )
     # each task under its own switch (one-hot weights), as T-Switch Eq. 7 is evaluated
     oracle = known.get("flexswitch") or evaluate_tswitch(engine, {t: sets[t] for t in names}, pack.header)

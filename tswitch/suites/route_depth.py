@@ -69,7 +69,7 @@ def at_depth(suite, depth: int | None):
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     adapter, knn = router_at_depth(suite, depth, device=device)
-    return Suite(suite.path, adapter=adapter, router=knn)
+    return Suite(suite.path, adapter=adapter, router=knn, dense_bytes=suite.dense_bytes)
 
 
 def routing_by_depth(

@@ -52,9 +52,11 @@ class Suite:
     """A suite folder. ``adapter``: an already loaded backbone of this suite (a builder's), used
     instead of loading one from the manifest; ``router``: a k-NN router over this suite's tasks
     (:func:`tswitch.suites.route_depth.at_depth`'s, for another routing depth), used instead of the
-    manifest's ``router.safetensors`` by Auto-Switch."""
+    manifest's ``router.safetensors`` by Auto-Switch; ``dense_bytes``: its engines' budget of decoded
+    float32 deltas (:class:`~tswitch.merging.DynamicMergeEngine`): 0 to serve (the app), about
+    :data:`~.evaluate.EVAL_DENSE_BYTES` to evaluate whole splits fast (``python -m tswitch eval``, builds)."""
 
-    def __init__(self, path: str, adapter=None, router=None):
+    def __init__(self, path: str, adapter=None, router=None, dense_bytes: int = 0):
         self.path = path
         try:
             self.manifest: Manifest = Manifest.load(path)
@@ -65,10 +67,11 @@ class Suite:
         self._lock = threading.RLock()
         self._given_adapter = adapter
         self._given_router = router
+        self.dense_bytes = dense_bytes
 
     @classmethod
-    def open(cls, name_or_path: str) -> Suite:
-        return cls(resolve_suite(name_or_path))
+    def open(cls, name_or_path: str, dense_bytes: int = 0) -> Suite:
+        return cls(resolve_suite(name_or_path), dense_bytes=dense_bytes)
 
     def file(self, key: str) -> str:
         return os.path.join(self.path, key)
@@ -107,6 +110,7 @@ class Suite:
                 self.heads,
                 cache_size=16,
                 strategy="auto",  # one forward for a batch of new weight vectors; cached ones merged
+                dense_bytes=self.dense_bytes,
             )
 
     @cached_property
