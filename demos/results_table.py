@@ -31,14 +31,17 @@ ORDER = [
 
 
 def _build_time(prov: dict) -> str:
-    """The build's wall time, saying when the run resumed stages an earlier run computed."""
+    """The build's wall time, saying when the run resumed stages an earlier run computed or read its
+    fine-tunes from the cache."""
     minutes = f"{prov.get('seconds', 0) / 60:.0f} min"
+    tuned = prov.get("finetunes_reused")
+    cached = f"; {tuned} fine-tunes read from the cache" if tuned else ""
     reused = prov.get("resumed_stages", 0)
     if not reused:
-        return minutes
+        return minutes + cached
     total = prov.get("stage_seconds")
     stages = f", {total / 60:.0f} min of stages in all" if total else ""
-    return f"this run {minutes}; {reused} stages reused from earlier runs{stages}"
+    return f"this run {minutes}; {reused} stages reused from earlier runs{stages}{cached}"
 
 
 def _mb(n: int) -> str:

@@ -419,6 +419,9 @@ def test_a_resumed_build_reads_back_every_stage_and_equals_a_fresh_one(smoke_tex
         torch.set_num_threads(threads)
     assert first["provenance"]["resumed_stages"] == 0
     assert second["provenance"]["resumed_stages"] > 10
+    # the fixture trained its fine-tunes; these builds read them from the cache, and say so
+    assert smoke_text[1]["provenance"]["finetunes_reused"] == 0
+    assert first["provenance"]["finetunes_reused"] == second["provenance"]["finetunes_reused"] == len(spec.tasks)
     strip = lambda r: json.dumps({k: v for k, v in r.items() if k != "provenance"}, sort_keys=True)  # noqa: E731
     assert strip(first) == strip(second) == strip(smoke_text[1])
 
@@ -553,3 +556,25 @@ def test_flex_markdown_names_each_ablation_run_and_gives_every_tab_xi_row_its_in
     assert f"83.0% {ci(block['runs']['flex-kl']['low_rank'])}" in lines["| Auto-FlexSwitch (+ low-rank router)"]
     # without the split's sizes the rows stay bare percentages
     assert "| 70.0% |" in flex_report.markdown(block, None, auto)
+
+
+def test_routed_evaluation_benchmark_runs_every_config_and_checks_they_agree(smoke_text, capsys):
+    import importlib.util
+
+    path = os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "bench_routed_eval.py"
+    )
+    spec = importlib.util.spec_from_file_location("bench_routed_eval", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out, _ = smoke_text
+    threads = torch.get_num_threads()
+    try:
+        assert bench.main(["--suite", out, "--limit", "6", "--configs", "merge:0,auto:64", "--threads", "1"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    printed = capsys.readouterr().out
+    assert printed.count("same per-task accuracies as the first: True") == 2, printed
+    with pytest.raises(SystemExit):
+        bench.main(["--suite", out, "--configs", "fast:1"])
+    assert "STRATEGY:MIB" in capsys.readouterr().err

@@ -54,6 +54,7 @@ class TaskState:
     test_inputs: Sequence[Any]
     finetune_file: str | None = None  # the fine-tune's path under cache_root(), when this build made or reused it
     head_info: dict = field(default_factory=dict)  # how the frozen head was made (kind, prompts, K, ...)
+    finetune_reused: bool = False  # the fine-tune came from the cache (its time is not in this build's)
 
 
 @dataclass
@@ -207,7 +208,8 @@ def prepare(spec: SuiteSpec, log: Log = print, progress=None) -> Prepared:
         log(f"[{ts.name}] head: {head_info}")
         r = spec.recipe
         ckpt = os.path.join(cache, f"{ts.name}-{_recipe_key(spec, ts.name, splits['train'])}.safetensors")
-        if os.path.exists(ckpt):
+        reused = os.path.exists(ckpt)
+        if reused:
             log(f"[{ts.name}] reusing cached fine-tune {ckpt}")
             finetuned = load_state_dict(ckpt)
         else:
@@ -237,6 +239,7 @@ def prepare(spec: SuiteSpec, log: Log = print, progress=None) -> Prepared:
             task_state(adapter, base, ts.name, data, splits, head, finetuned, spec.eval_batch),
             finetune_file=os.path.relpath(ckpt, cache_root()),
             head_info=head_info,
+            finetune_reused=reused,
         )
     return Prepared(spec, adapter, base, tasks)
 
@@ -359,6 +362,8 @@ def finish_build(
         "command": command,
         "seconds": round(time.time() - t0, 1),
         "prepare_seconds": round(t_prep, 1),
+        # fine-tunes read from the cache instead of trained by this run (their time is not in seconds)
+        "finetunes_reused": sum(t.finetune_reused for t in prep.tasks.values()),
         "tswitch_version": __version__,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
