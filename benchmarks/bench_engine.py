@@ -159,17 +159,6 @@ def image_backbone(route_layers: int | None, rng: random.Random, **where):
 BACKBONES = {"minilm": text_backbone, "effnet": image_backbone}
 
 
-def sparse_only(fn):
-    """``fn()`` with every group taking the sparse per-task products (no layer merged for a group)."""
-    from tswitch.merging import tenants
-
-    saved, tenants.BUFFER_MIN_ROWS = tenants.BUFFER_MIN_ROWS, 1 << 62
-    try:
-        return fn()
-    finally:
-        tenants.BUFFER_MIN_ROWS = saved
-
-
 def measure(adapter, make, base, n_tasks: int, batch_size: int, alpha: float, args, rng) -> dict:
     """Ratios to the plain forward for one (tasks, batch) cell: routing, Auto-Switch multi-tenant,
     Auto-Switch merging (warm and cold cache)."""
@@ -194,9 +183,12 @@ def measure(adapter, make, base, n_tasks: int, batch_size: int, alpha: float, ar
         t: Head(torch.randn(5, d, generator=gen) / d, torch.zeros(5), tuple(f"{t}-{i}" for i in range(5)))
         for t in tasks
     }
-    tenant = DynamicMergeEngine(adapter, base, packed, heads, strategy="tenant")
+    rows = {} if args.buffer_rows is None else {"buffer_rows": args.buffer_rows}
+    tenant = DynamicMergeEngine(adapter, base, packed, heads, strategy="tenant", **rows)
+    # the same engine with no layer merged for a group: sparse per-task products only
+    sparse = DynamicMergeEngine(adapter, base, packed, heads, strategy="tenant", buffer_rows=1 << 62)
     merge = DynamicMergeEngine(adapter, base, packed, heads, strategy="merge", cache_size=16)
-    auto = DynamicMergeEngine(adapter, base, packed, heads, strategy="auto", cache_size=16)
+    auto = DynamicMergeEngine(adapter, base, packed, heads, strategy="auto", cache_size=16, **rows)
     # exemplars: task i draws from topic i // 2 (two tasks per topic when there are 8): mixed votes
     per = args.exemplars
     exemplars = [x for i in range(n_tasks) for x in make(i // max(1, n_tasks // len(TOPICS)), per)]
@@ -205,6 +197,7 @@ def measure(adapter, make, base, n_tasks: int, batch_size: int, alpha: float, ar
     )
     router = KNNRouter(feats, torch.arange(n_tasks).repeat_interleave(per), tasks, k=args.k)
     auto_t, auto_m, auto_a = AutoSwitch(tenant, router), AutoSwitch(merge, router), AutoSwitch(auto, router)
+    auto_s = AutoSwitch(sparse, router)
     topics = [rng.randrange(n_tasks) for _ in range(batch_size)]
     batch = adapter.preprocess([x for t in topics for x in make(t // max(1, n_tasks // len(TOPICS)), 1)])
     out_t, _ = auto_t.predict(batch)
@@ -215,7 +208,7 @@ def measure(adapter, make, base, n_tasks: int, batch_size: int, alpha: float, ar
             "plain": (lambda: adapter.features(batch, None), None),
             "routing": (lambda: router.route(adapter.route_features(batch)), None),
             "tenant": (lambda: auto_t.predict(batch), None),
-            "sparse only": (lambda: sparse_only(lambda: auto_t.predict(batch)), None),
+            "sparse only": (lambda: auto_s.predict(batch), None),
             "merge warm": (lambda: auto_m.predict(batch), lambda: auto_m.predict(batch)),
             "merge cold": (lambda: auto_m.predict(batch), merge.clear_cache),
             "auto first": (lambda: auto_a.predict(batch), auto.clear_cache),  # vectors never seen
@@ -293,13 +286,12 @@ def main() -> None:
         "--buffer-rows",
         type=int,
         default=None,
-        help="rows from which a group gets a layer merged (tenants.BUFFER_MIN_ROWS)",
+        help="rows from which a group gets a layer merged (DynamicMergeEngine(buffer_rows=); default "
+        "tenants.BUFFER_MIN_ROWS)",
     )
     args = parser.parse_args()
-    if args.buffer_rows is not None:
-        from tswitch.merging import tenants
-
-        tenants.BUFFER_MIN_ROWS = args.buffer_rows
+    if args.buffer_rows is not None and args.buffer_rows < 0:
+        parser.error(f"--buffer-rows must be >= 0, got {args.buffer_rows}")
 
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "

@@ -623,3 +623,34 @@ def test_a_dense_budget_decodes_dense_ish_deltas_up_to_its_bytes_and_changes_no_
     for bad in (-1, True, 1.5):
         with pytest.raises(ValueError, match="dense_bytes"):
             DynamicMergeEngine(adapter, base, packed, hs, dense_bytes=bad)
+
+
+def test_buffer_rows_is_an_engine_setting_that_changes_no_answer_and_touches_no_other_engine(monkeypatch):
+    """``buffer_rows`` picks per engine which groups get a layer merged (no module global: engines
+    with different settings live side by side); every setting gives the merged model."""
+    from tswitch.merging import tenants
+
+    adapter = ToyAdapter(dim_in=64, hidden=128)
+    base, hs = adapter.state_dict(), heads(adapter)
+    sparse = {t: {k: b_approx(v, 0.97) for k, v in tv.items()} for t, tv in task_vectors(adapter).items()}
+    packed = PackedSwitches.from_switches(sparse)  # 3% kept: CSR deltas, so groups may skip merging
+    x = {"x": torch.randn(len(MIXED_WEIGHTS), 64, generator=torch.Generator().manual_seed(6))}
+    expected = DynamicMergeEngine(adapter, base, packed, hs).run(x, MIXED_WEIGHTS)
+    merges: list[int] = []
+    real = tenants._merged
+    monkeypatch.setattr(tenants, "_merged", lambda *a, **k: merges.append(1) or real(*a, **k))
+    engines = {
+        rows: DynamicMergeEngine(adapter, base, packed, hs, strategy="tenant", buffer_rows=rows)
+        for rows in (0, 1 << 40)
+    }
+    counts = {}
+    for rows, engine in engines.items():
+        merges.clear()
+        out = engine.run(x, MIXED_WEIGHTS)
+        counts[rows] = len(merges)
+        torch.testing.assert_close(out.features, expected.features, atol=1e-5, rtol=0)
+    assert counts[0] > 0 and counts[1 << 40] == 0
+    assert tenants.BUFFER_MIN_ROWS == 96 and DynamicMergeEngine(adapter, base, packed, hs).buffer_rows == 96
+    for bad in (-1, True, 2.5):
+        with pytest.raises(ValueError, match="buffer_rows"):
+            DynamicMergeEngine(adapter, base, packed, hs, buffer_rows=bad)

@@ -604,12 +604,11 @@ def _reference(adapter, batch, switches, weights):
 @pytest.mark.parametrize("alpha", [0.97, 0.5])  # CSR deltas; dense / streamed deltas
 # every group through layers merged for it; only the sparse products (where the deltas allow); the default
 @pytest.mark.parametrize("buffer_rows", [0, 10**9, None])
-def test_multi_tenant_forward_equals_materialised_merges(adapter_and_batch, alpha, buffer_rows, monkeypatch):
-    from tswitch.merging import DynamicMergeEngine, PackedSwitches, tenants
-    from tswitch.merging.tenants import UnsupportedOp
+def test_multi_tenant_forward_equals_materialised_merges(adapter_and_batch, alpha, buffer_rows):
+    from tswitch.merging import DynamicMergeEngine, PackedSwitches
+    from tswitch.merging.tenants import BUFFER_MIN_ROWS, UnsupportedOp
 
-    if buffer_rows is not None:
-        monkeypatch.setattr(tenants, "BUFFER_MIN_ROWS", buffer_rows)
+    rows = BUFFER_MIN_ROWS if buffer_rows is None else buffer_rows
 
     adapter, batch = adapter_and_batch
     switches = _switches(adapter, alpha, seed=11)
@@ -626,7 +625,8 @@ def test_multi_tenant_forward_equals_materialised_merges(adapter_and_batch, alph
     packed = PackedSwitches.from_switches(switches)
     expected = _reference(adapter, batch, switches, torch.tensor(weights.tolist()))
     engines = {
-        s: DynamicMergeEngine(adapter, adapter.state_dict(), packed, heads, strategy=s) for s in ("auto", "tenant")
+        s: DynamicMergeEngine(adapter, adapter.state_dict(), packed, heads, strategy=s, buffer_rows=rows)
+        for s in ("auto", "tenant")
     }
     if adapter.name == "hf-clip-vision":  # class/position embeddings are added, not looked up
         with pytest.raises(UnsupportedOp):

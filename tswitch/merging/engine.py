@@ -35,7 +35,7 @@ import torch
 
 from .deltas import DenseRows, Streamed, delta_nbytes, tenant_delta
 from .packed import PackedSwitches, signed_lut
-from .tenants import UnsupportedOp, mixed_weights
+from .tenants import BUFFER_MIN_ROWS, UnsupportedOp, mixed_weights
 
 if TYPE_CHECKING:  # annotations only: merging must not import the model or routing packages
     from ..models.base import Head, ModelAdapter
@@ -105,6 +105,10 @@ class DynamicMergeEngine:
             vector of the batch is cached, else one multi-tenant forward; a vector seen a second
             time is merged (from the serving forms) and cached; merging only where the
             architecture needs it. Measured in benchmarks/bench_engine.py.
+        buffer_rows: in a multi-tenant forward, a group of samples with one weight vector that sends
+            at least this many rows (samples × tokens or × pixels) through a linear or convolution
+            gets that layer merged for it; fewer rows take sparse per-task products
+            (:data:`~.tenants.BUFFER_MIN_ROWS`, measured; ``0``: every group merged).
     """
 
     def __init__(
@@ -117,8 +121,9 @@ class DynamicMergeEngine:
         strategy: str = "merge",
         cache_bytes: int = DEFAULT_CACHE_BYTES,
         dense_bytes: int = 0,
+        buffer_rows: int = BUFFER_MIN_ROWS,
     ):
-        for name, value in (("cache_bytes", cache_bytes), ("dense_bytes", dense_bytes)):
+        for name, value in (("cache_bytes", cache_bytes), ("dense_bytes", dense_bytes), ("buffer_rows", buffer_rows)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be an int >= 0, got {value!r}")
         if strategy not in STRATEGIES:
@@ -140,6 +145,7 @@ class DynamicMergeEngine:
         self._deltas: dict[str, dict] = {}
         self._merge_first = False
         self.dense_bytes = dense_bytes
+        self.buffer_rows = buffer_rows
         if strategy == "merge" and not dense_bytes:
             self._switches = switches.to(adapter.device)
         else:  # decoded once, at load; the packed form is not kept beside it
@@ -334,7 +340,8 @@ class DynamicMergeEngine:
         if permuted:
             batch = {name: t.index_select(0, order.to(t.device)) for name, t in batch.items()}
             weights = weights[order]
-        full = {**self._base, **mixed_weights(self._base, self._deltas, self.tasks, weights.to(self.adapter.device))}
+        mixed = mixed_weights(self._base, self._deltas, self.tasks, weights.to(self.adapter.device), self.buffer_rows)
+        full = {**self._base, **mixed}
         try:
             features = self.adapter.features(dict(batch), full)
             return features[torch.argsort(order).to(features.device)] if permuted else features

@@ -7,8 +7,8 @@ layer kind takes the exact decomposition that suits it,
 
 - **linear and convolution, a group of many rows** (layer-streamed merging): the batch is sorted so
   that samples with the same weight vector form one run (a *group*); a group with at least
-  :data:`BUFFER_MIN_ROWS` rows of the layer's input (tokens, pixels) gets that one layer merged,
-  ``W0 + sum_k w_gk tau_k``, into a transient buffer just before its product, and its rows go
+  ``buffer_rows`` (:data:`BUFFER_MIN_ROWS`) rows of the layer's input (tokens, pixels) gets that
+  one layer merged, ``W0 + sum_k w_gk tau_k``, into a transient buffer just before its product, and its rows go
   through the merged layer: the product costs what the plain one does, and the merge one pass over
   the layer's weights, whatever the number of tasks;
 - **linear / 1×1 conv, the remaining rows** (BitDelta, Punica): ``x_i theta_iᵀ = x_i W0ᵀ + sum_k
@@ -51,7 +51,7 @@ from .deltas import Delta, SparseRows
 # weights) when it sends at least this many rows (samples × tokens, or × pixels) through the layer;
 # fewer rows take the sparse per-task products. Crossover measured on 2 CPU cores for MiniLM's
 # 384×1536 layers at densities 0.03-0.3 (benchmarks/bench_engine.py --buffer-rows): a merge costs
-# about what the CSR products of 50-150 rows do.
+# about what the CSR products of 50-150 rows do. The default of ``DynamicMergeEngine(buffer_rows=)``.
 BUFFER_MIN_ROWS = 96
 
 
@@ -75,10 +75,11 @@ class Mix:
     unit: frozenset[int]  # tasks whose every non-zero weight is 1 (one-hot routes): no scaling
     # runs of equal rows of ``weights``: (rows, {task: weight} of its non-zero weights)
     groups: tuple[tuple[slice, tuple[tuple[int, float], ...]], ...] = ()
+    buffer_rows: int = BUFFER_MIN_ROWS  # rows from which a group gets a layer merged for it
     _rest: dict = field(default_factory=dict, compare=False, repr=False)  # memo of :meth:`rest`
 
     @classmethod
-    def of(cls, weights: torch.Tensor) -> Mix:
+    def of(cls, weights: torch.Tensor, buffer_rows: int = BUFFER_MIN_ROWS) -> Mix:
         users, spans, unit = {}, {}, set()
         for k in range(weights.shape[1]):
             rows = torch.nonzero(weights[:, k]).flatten()
@@ -96,7 +97,7 @@ class Mix:
             firsts = weights[bounds[:-1]].tolist()
             for start, stop, row in zip(bounds[:-1], bounds[1:], firsts):
                 groups.append((slice(start, stop), tuple((k, w) for k, w in enumerate(row) if w != 0.0)))
-        return cls(weights, users, spans, frozenset(unit), tuple(groups))
+        return cls(weights, users, spans, frozenset(unit), tuple(groups), buffer_rows)
 
     def rest(self, merged: tuple[int, ...]) -> tuple[torch.Tensor, Mix]:
         """The rows outside the groups ``merged`` (indices into :attr:`groups`) and their own Mix."""
@@ -106,7 +107,7 @@ class Mix:
                 r for g, (span, _) in enumerate(self.groups) if g not in taken for r in range(span.start, span.stop)
             ]
             index = torch.tensor(rows, dtype=torch.long, device=self.weights.device)
-            self._rest[merged] = (index, Mix.of(self.weights.index_select(0, index)))
+            self._rest[merged] = (index, Mix.of(self.weights.index_select(0, index), self.buffer_rows))
         return self._rest[merged]
 
     def take(self, x: torch.Tensor, k: int) -> torch.Tensor:
@@ -242,7 +243,7 @@ def _by_groups(
     x, weight, bias, op, per_task, rows_per_sample: int, channel_dim: int, channels: bool = True
 ) -> torch.Tensor:
     """A linear or convolution under per-sample weights: groups with many rows through a layer merged
-    for them (:data:`BUFFER_MIN_ROWS`), the other rows through :func:`_sparse_rest`.
+    for them (``mix.buffer_rows``), the other rows through :func:`_sparse_rest`.
 
     ``op(x, weight, bias)`` is the layer; ``per_task(x, w, b, delta)`` its product with ``w``/``b``
     (``delta`` None) or with a delta (no bias); ``channels``: see :func:`_sparse_rest`."""
@@ -258,7 +259,7 @@ def _by_groups(
     merge = tuple(
         g
         for g, (span, used) in enumerate(mix.groups)
-        if used and (not sparse_only or (span.stop - span.start) * rows_per_sample >= BUFFER_MIN_ROWS)
+        if used and (not sparse_only or (span.stop - span.start) * rows_per_sample >= mix.buffer_rows)
     )
     if not merge:
         return _sparse_rest(x, w0, b0, w_parts, b_parts, mix, per_task, channel_dim, channels)
@@ -396,7 +397,11 @@ HANDLERS: dict[Callable, Callable] = {
 
 
 def mixed_weights(
-    base: Mapping[str, torch.Tensor], deltas: Mapping[str, Mapping[str, Delta]], tasks, weights: torch.Tensor
+    base: Mapping[str, torch.Tensor],
+    deltas: Mapping[str, Mapping[str, Delta]],
+    tasks,
+    weights: torch.Tensor,
+    buffer_rows: int = BUFFER_MIN_ROWS,
 ) -> dict[str, torch.Tensor]:
     """The weights to run a batch with: a :class:`MixedWeight` for every tensor an active task covers.
 
@@ -405,8 +410,11 @@ def mixed_weights(
         deltas: ``{task: {tensor: delta}}`` (:func:`tenant_delta`).
         tasks: the ``K`` tasks in column order.
         weights: ``(B, K)``.
+        buffer_rows: a group of samples with one weight vector sending at least this many rows
+            through a linear or convolution gets that layer merged for it (``0``: every group;
+            a huge value: none, only sparse per-task products where the deltas allow).
     """
-    mix = Mix.of(weights)
+    mix = Mix.of(weights, buffer_rows)
     parts: dict[str, list[tuple[int, Delta]]] = {}
     for k in mix.users:
         for name, delta in deltas[tasks[k]].items():
