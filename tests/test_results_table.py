@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-import os
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _results_table():
-    spec = importlib.util.spec_from_file_location("results_table", os.path.join(ROOT, "demos", "results_table.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+import importlib
 
 
 def test_build_time_says_what_an_earlier_run_or_the_cache_supplied():
-    build_time = _results_table()._build_time
+    build_time = importlib.import_module("demos.results_table")._build_time
     assert build_time({"seconds": 3720.0, "resumed_stages": 0, "finetunes_reused": 0}) == "62 min"
     assert build_time({"seconds": 2391.5, "resumed_stages": 0, "finetunes_reused": 8}) == (
         "40 min; 8 fine-tunes read from the cache"

@@ -559,14 +559,9 @@ def test_flex_markdown_names_each_ablation_run_and_gives_every_tab_xi_row_its_in
 
 
 def test_routed_evaluation_benchmark_runs_every_config_and_checks_they_agree(smoke_text, capsys):
-    import importlib.util
+    import importlib
 
-    path = os.path.join(
-        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "bench_routed_eval.py"
-    )
-    spec = importlib.util.spec_from_file_location("bench_routed_eval", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = importlib.import_module("benchmarks.bench_routed_eval")
     out, _ = smoke_text
     threads = torch.get_num_threads()
     try:
