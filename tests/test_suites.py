@@ -133,6 +133,25 @@ def _image(path):
 
 
 # -- FlexSwitch over a built suite: train, collect into results.json, serve ---------------------------
+def test_a_collect_reuses_an_evaluation_only_when_every_file_it_read_is_unchanged():
+    from tswitch.suites.flex_results import reusable
+
+    inputs = {"pack": "p", "heads": "h", "splits": "s", "tasks": "t", "router": "r", "router_flex": "f"}
+    scores = {"flexswitch": {"average": 0.5}, "knn": {"average": 0.4}, "low_rank": {"average": 0.6}}
+    entry = {"inputs": dict(inputs), **scores}
+    block = {"split": "test", "limit": None, "runs": {"flex-kl": entry}}
+    assert set(reusable(block, "flex-kl", inputs, None)) == {"flexswitch", "knn", "low_rank"}
+    assert reusable(block, "flex-kl", {**inputs, "pack": "p2"}, None) == {}  # another pack: nothing
+    assert set(reusable(block, "flex-kl", {**inputs, "router": "r2"}, None)) == {"flexswitch", "low_rank"}
+    assert set(reusable(block, "flex-kl", {**inputs, "router_flex": None}, None)) == {"flexswitch", "knn"}
+    assert reusable(block, "flex-kl", inputs, 10) == {}  # a limited evaluation recomputes
+    assert reusable({**block, "limit": 10}, "flex-kl", inputs, None) == {}  # and is never reused
+    assert reusable(block, "flex-mse", inputs, None) == {}
+    legacy = {"split": "test", "runs": {"flex-kl": {k: v for k, v in entry.items() if k != "inputs"}}}
+    assert reusable(legacy, "flex-kl", inputs, None) == {}  # no record of its files: evaluated again
+    assert reusable(None, "flex-kl", inputs, None) == {}
+
+
 def test_flex_runs_collect_into_results_and_are_served(smoke_text, tmp_path, capsys):
     import shutil
 
@@ -161,10 +180,22 @@ def test_flex_runs_collect_into_results_and_are_served(smoke_text, tmp_path, cap
     printed = capsys.readouterr().out
     assert "Tab. XI ablation" in printed and "flex-bas0.7-kl" in printed
 
+    assert "(reused)" not in printed
     results = json.load(open(os.path.join(out, "results.json")))
+    # a second collect reuses every evaluation whose files are unchanged, and writes the same block;
+    # --no-resume evaluates again and finds the same numbers
+    assert main(["flex", "--suite", out, "--collect", "--eval", "test"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("(reused)") == 3 + 3 + 1  # oracle per run, k-NN per run, low-rank for flex-kl
+    assert json.load(open(os.path.join(out, "results.json")))["flex"] == results["flex"]
+    assert main(["flex", "--suite", out, "--collect", "--eval", "test", "--no-resume"]) == 0
+    assert "(reused)" not in capsys.readouterr().out
+    assert json.load(open(os.path.join(out, "results.json")))["flex"] == results["flex"]
     manifest = json.load(open(os.path.join(out, "manifest.json")))
     flex = results["flex"]
     assert set(flex["runs"]) == {"flex-kl", "flex-lgs-kl", "flex-bas0.7-kl"} and flex["main"] == "flex-kl"
+    assert set(flex["runs"]["flex-kl"]["inputs"]) == {"pack", "heads", "splits", "tasks", "router", "router_flex"}
+    assert "router_flex" not in flex["runs"]["flex-lgs-kl"]["inputs"]  # routed by k-NN only
     assert [r["row"] for r in flex["ablation"]] == [
         "Auto-Switch",
         "+ LGS",
@@ -228,6 +259,7 @@ def test_flex_runs_collect_into_results_and_are_served(smoke_text, tmp_path, cap
     assert (open(os.path.join(out, "results.json")).read(), open(os.path.join(out, "manifest.json")).read()) == before
     data = json.load(open(os.path.join(out, "lambda-val.json")))
     assert data["flex"]["split"] == "val" and "Auto-Switch" not in [r["row"] for r in data["flex"]["ablation"]]
+    assert set(data["flex"]["runs"]) == {"flex-kl", "flex-kl-lam0.9"}  # validation chooses among these only
     choice = data["choice"]
     assert set(choice["losses"]) == {"kl"} and choice["chosen"] == choice["losses"]["kl"]["run"]
     assert choice["chosen"] in ("flex-kl", "flex-kl-lam0.9")

@@ -266,7 +266,8 @@ def _flex_parser(p):
         "--no-resume",
         action="store_true",
         help="train every task again instead of reusing its finished run with the same settings "
-        "(kept under ~/.cache/tswitch/SUITE/flex/)",
+        "(kept under ~/.cache/tswitch/SUITE/flex/); with --collect, evaluate every run again instead of "
+        "reusing the last collect's evaluations whose files (pack, heads, splits, routers) are unchanged",
     )
     p.add_argument(
         "--collect",
@@ -348,7 +349,10 @@ def _flex_collect(suite, args) -> int:
         print(f"serving {main}: validation's choice ({flex_results.VAL_FILE})")
     else:
         main = run_stem(FlexConfig(mode="lgs+bas", loss=args.loss or "kl", lam=args.lam))
-    block = flex_results.collect(suite, split=args.eval, main=main, limit=args.limit)
+    previous = None if args.no_resume else flex_results.previous_block(suite, args.eval)
+    # validation chooses lambda among the FlexSwitch (lgs+bas) runs only (A16); the ablations are test rows
+    modes = ("lgs+bas",) if args.eval == "val" else None
+    block = flex_results.collect(suite, split=args.eval, main=main, limit=args.limit, previous=previous, modes=modes)
     if args.eval == "val":
         try:
             data = flex_results.write_validation(suite, block, args.limit)

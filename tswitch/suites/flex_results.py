@@ -14,11 +14,17 @@ storage against T-Switch at alpha 0.7, routing cost, per-module density and bit-
 run). :func:`write` stores it, adds ``flexswitch`` / ``auto-flexswitch`` to the methods table and
 names the main pack and router in the manifest (``Manifest.flex``), which is what makes the app
 and :class:`tswitch.suites.suite.Suite` serve Auto-FlexSwitch.
+
+Evaluating a text run takes minutes, and a collect evaluates every run in the folder. So each run's
+entry records the SHA-256 of the files its evaluations read (:func:`evaluation_inputs`), and the next
+collect on the same split reuses an evaluation whose files are all unchanged (:func:`reusable`)
+instead of recomputing it; ``python -m tswitch flex --collect --no-resume`` evaluates everything again.
 """
 
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import os
 from typing import Any
@@ -87,6 +93,71 @@ def _ablation_stem(prefix: str, loss: str, runs: dict[str, dict]) -> str | None:
     return stem if stem in runs else None
 
 
+# the files each evaluation reads, beyond the code (an evaluation is reused when all of them match)
+EVAL_INPUTS = {
+    "flexswitch": ("pack", "heads", "splits", "tasks"),
+    "knn": ("pack", "heads", "splits", "tasks", "router"),
+    "low_rank": ("pack", "heads", "splits", "tasks", "router_flex"),
+}
+
+
+def _file_digest(path: str) -> str | None:
+    if not os.path.isfile(path):
+        return None
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+
+def evaluation_inputs(suite, stem: str) -> dict[str, str | None]:
+    """SHA-256 of what run ``stem``'s evaluations read: its pack, the suite's heads, splits, k-NN
+    router and low-rank router files, and the manifest's task loaders and evaluation batch (the
+    manifest file itself changes when a collect names the served run, so it is not hashed whole)."""
+    tasks = json.dumps(
+        {"tasks": [[t.name, t.loader] for t in suite.manifest.tasks], "eval_batch": suite.manifest.eval_batch},
+        sort_keys=True,
+    )
+    return {
+        "pack": _file_digest(suite.file(f"{stem}.tsw")),
+        "heads": _file_digest(suite.file("heads.safetensors")),
+        "splits": _file_digest(suite.file("splits.json")),
+        "tasks": "sha256:" + hashlib.sha256(tasks.encode()).hexdigest(),
+        "router": _file_digest(suite.file(suite.manifest.router.file)),
+        "router_flex": _file_digest(suite.file(FLEX_ROUTER_FILE)),
+    }
+
+
+def previous_block(suite, split: str) -> dict | None:
+    """The ``flex`` block an earlier collect wrote on ``split``: ``results.json``'s for test,
+    ``VAL_FILE``'s for validation (``None`` when there is none or it is unreadable)."""
+    try:
+        if split == "val":
+            with open(suite.file(VAL_FILE), encoding="utf-8") as f:
+                block = json.load(f).get("flex")
+        else:
+            block = suite.results().get("flex")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return block if isinstance(block, dict) and block.get("split") == split else None
+
+
+def reusable(previous: dict | None, stem: str, inputs: dict, limit: int | None) -> dict:
+    """The evaluations of ``stem`` in ``previous`` (a ``flex`` block on the same split) whose
+    recorded inputs (``entry["inputs"]``) all equal ``inputs``: ``{"flexswitch": ..., "knn": ...}``.
+    Only full-split evaluations are reused (``limit`` None on both sides)."""
+    if not previous or limit is not None or previous.get("limit") is not None:
+        return {}
+    entry = (previous.get("runs") or {}).get(stem) or {}
+    recorded = entry.get("inputs") or {}
+    out = {}
+    for key, needs in EVAL_INPUTS.items():
+        if key in entry and all(inputs.get(n) is not None and recorded.get(n) == inputs[n] for n in needs):
+            out[key] = entry[key]
+    return out
+
+
 def evaluate_run(suite, stem: str, sets, routers: dict, log: Log = print, known: dict | None = None) -> dict:
     """One run's pack under the oracle task id and under each router of ``routers``
     (``{"knn": KNNRouter, "low_rank": LowRankRouter}``; ``None`` values are skipped).
@@ -94,7 +165,7 @@ def evaluate_run(suite, stem: str, sets, routers: dict, log: Log = print, known:
     ``known``: evaluations already made on the same split and examples by the same evaluators
     (``python -m tswitch flex`` evaluates its run: ``{"flexswitch": ..., "low_rank": ...}``); they
     are reused instead of recomputed."""
-    known = known or {}
+    known = {k: v for k, v in (known or {}).items() if v is not None}
     from ..merging import AutoSwitch, DynamicMergeEngine, PackedSwitches
     from ..pack import SwitchPack
     from .evaluate import EVAL_DENSE_BYTES, evaluate_routed, evaluate_tswitch, switch_bytes
@@ -118,12 +189,17 @@ def evaluate_run(suite, stem: str, sets, routers: dict, log: Log = print, known:
         "bytes": switch_bytes(pack.header),
         "flexswitch": {k: oracle[k] for k in ("per_task", "average")},
     }
-    log(f"[{stem}] FlexSwitch {out['flexswitch']['average']:.4f}, {out['bytes']:,} B")
+    again = " (reused)" if "flexswitch" in known else ""
+    log(f"[{stem}] FlexSwitch {out['flexswitch']['average']:.4f}, {out['bytes']:,} B{again}")
     if set(names) == set(suite.task_names):
         for key, router in routers.items():
             if router is not None:
                 out[key] = known.get(key) or evaluate_routed(AutoSwitch(engine, router), heads, sets, router.k)
-                log(f"[{stem}] routed ({key}) {out[key]['average']:.4f}, routing {out[key]['routing_accuracy']:.4f}")
+                again = " (reused)" if key in known else ""
+                log(
+                    f"[{stem}] routed ({key}) {out[key]['average']:.4f}, "
+                    f"routing {out[key]['routing_accuracy']:.4f}{again}"
+                )
     return out
 
 
@@ -156,8 +232,10 @@ def build_block(
     split: str,
     main: str = MAIN_STEM,
     router_report: dict | None = None,
+    limit: int | None = None,
 ) -> dict:
-    """The ``flex`` block of ``results.json`` from the runs' reports and their evaluations."""
+    """The ``flex`` block of ``results.json`` from the runs' reports and their evaluations (made on
+    the first ``limit`` items per task of ``split``, all of them when ``None``)."""
     results = suite.results()
     entries = {stem: _run_entry(runs[stem], evaluated[stem]) for stem in evaluated}
     option = results.get("choice", {}).get("dense_option")
@@ -219,6 +297,7 @@ def build_block(
     block = {
         "tswitch_version": __version__,  # the version that evaluated the runs and wrote this block
         "split": split,
+        "limit": limit,
         "main": main if main in entries else None,
         "runs": entries,
         "ablation": ablation,
@@ -236,12 +315,26 @@ def build_block(
     return block
 
 
-def collect(suite, split: str = "test", main: str = MAIN_STEM, limit: int | None = None, log: Log = print) -> dict:
+def collect(
+    suite,
+    split: str = "test",
+    main: str = MAIN_STEM,
+    limit: int | None = None,
+    log: Log = print,
+    previous: dict | None = None,
+    modes: tuple[str, ...] | None = None,
+) -> dict:
     """Evaluate every run in the suite folder and return the ``flex`` block (:func:`build_block`).
 
     The main run (``flex-kl`` by default; the stem :func:`choose_lambda` picked on validation, e.g.
     ``flex-kl-lam0.9``) and the Tab. XI run (:func:`ablation_loss` at its own lambda) are also routed
     by the Auto-FlexSwitch router ``router-flex.safetensors`` when the folder has it.
+
+    Args:
+        previous: a ``flex`` block an earlier collect wrote on ``split`` (:func:`previous_block`);
+            an evaluation of it whose input files are unchanged is reused (:func:`reusable`).
+        modes: evaluate only the runs of these modes (``("lgs+bas",)``: the runs :func:`choose_lambda`
+            chooses among; the Tab. XI ablations are rows of the test block only).
     """
     from ..routing.low_rank import LowRankRouter
 
@@ -251,6 +344,8 @@ def collect(suite, split: str = "test", main: str = MAIN_STEM, limit: int | None
             f"no FlexSwitch runs (flex-*.json + .tsw) in {suite.path}; "
             f"run python -m tswitch flex --suite {suite.name} first"
         )
+    if modes is not None:
+        runs = {s: r for s, r in runs.items() if r.get("config", {}).get("mode") in modes}
     low_rank = (
         LowRankRouter.load(suite.file(FLEX_ROUTER_FILE)) if os.path.isfile(suite.file(FLEX_ROUTER_FILE)) else None
     )
@@ -261,10 +356,18 @@ def collect(suite, split: str = "test", main: str = MAIN_STEM, limit: int | None
     evaluated = {}
     for stem, report in runs.items():
         routers = {"knn": suite.router, "low_rank": low_rank if stem in routed_low_rank else None}
+        inputs = evaluation_inputs(suite, stem)
         done = report.get("eval") or {}
-        reuse = done.get("split") == split and done.get("limit") == limit and limit is None
-        known = {"flexswitch": done.get("flexswitch"), "low_rank": done.get("auto-flexswitch")} if reuse else None
+        known = reusable(previous, stem, inputs, limit)
+        if done.get("split") == split and done.get("limit") == limit and limit is None:
+            # the training command's own evaluation (its router is the folder's as long as no later
+            # run refitted it: the low-rank result is taken only with the file it was made with)
+            known.setdefault("flexswitch", done.get("flexswitch"))
+            if report.get("router") and inputs["router_flex"] is not None:
+                known.setdefault("low_rank", done.get("auto-flexswitch"))
         evaluated[stem] = evaluate_run(suite, stem, sets, routers, log, known)
+        used = {k for k in ("knn", "low_rank") if k in evaluated[stem]} | {"flexswitch"}
+        evaluated[stem]["inputs"] = {n: inputs[n] for n in sorted({n for k in used for n in EVAL_INPUTS[k]})}
     router_report = None
     if low_rank is not None:
         fitted = runs.get(main, {}).get("router", {})
@@ -278,7 +381,7 @@ def collect(suite, split: str = "test", main: str = MAIN_STEM, limit: int | None
             "fit_seconds": fitted.get("seconds"),
             "eq19_loss": [fitted["loss"][0], fitted["loss"][-1]] if fitted.get("loss") else None,
         }
-    return build_block(suite, runs, evaluated, split, main, router_report)
+    return build_block(suite, runs, evaluated, split, main, router_report, limit)
 
 
 def write(suite, block: dict) -> None:
