@@ -134,7 +134,7 @@ def _image(path):
 
 # -- FlexSwitch over a built suite: train, collect into results.json, serve ---------------------------
 def test_a_collect_reuses_an_evaluation_only_when_every_file_it_read_is_unchanged():
-    from tswitch.suites.flex_results import reusable
+    from tswitch.suites.flex_reuse import reusable
 
     inputs = {"pack": "p", "heads": "h", "splits": "s", "tasks": "t", "router": "r", "router_flex": "f"}
     scores = {"flexswitch": {"average": 0.5}, "knn": {"average": 0.4}, "low_rank": {"average": 0.6}}

@@ -9,6 +9,7 @@ opt-in legacy path.
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 
 import torch
@@ -18,6 +19,15 @@ from .codec.container import atomic_write_bytes
 
 class WeightsError(ValueError):
     """Weights are missing, unreadable or in a format tswitch refuses to read."""
+
+
+def file_sha256(path: str) -> str:
+    """SHA-256 of a file's bytes as hex, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def weight_files(path: str) -> list[str]:

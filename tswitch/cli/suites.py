@@ -331,7 +331,7 @@ def run_flex_command(args) -> int:
 
 
 def _flex_collect(suite, args) -> int:
-    from ..suites import flex_report, flex_results
+    from ..suites import flex_report, flex_results, flex_reuse
 
     if args.eval == "none":
         raise UsageError("--collect evaluates: give --eval val or --eval test")
@@ -349,7 +349,7 @@ def _flex_collect(suite, args) -> int:
         print(f"serving {main}: validation's choice ({flex_results.VAL_FILE})")
     else:
         main = run_stem(FlexConfig(mode="lgs+bas", loss=args.loss or "kl", lam=args.lam))
-    previous = None if args.no_resume else flex_results.previous_block(suite, args.eval)
+    previous = None if args.no_resume else flex_reuse.previous_block(suite, args.eval)
     # validation chooses lambda among the FlexSwitch (lgs+bas) runs only (A16); the ablations are test rows
     modes = ("lgs+bas",) if args.eval == "val" else None
     block = flex_results.collect(suite, split=args.eval, main=main, limit=args.limit, previous=previous, modes=modes)

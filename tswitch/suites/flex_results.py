@@ -24,18 +24,18 @@ instead of recomputing it; ``python -m tswitch flex --collect --no-resume`` eval
 from __future__ import annotations
 
 import glob
-import hashlib
 import json
 import os
 from typing import Any
 
 from .. import __version__
-from .files import FLEX_MAIN_STEM, FLEX_ROUTER_FILE, Log, write_json
+from .files import FLEX_MAIN_STEM, FLEX_ROUTER_FILE, FLEX_VAL_FILE, Log, write_json
+from .flex_reuse import EVAL_INPUTS, evaluation_inputs, reusable
 from .manifest import FlexRef, RouterRef
 from .stats import annotate, bootstrap_average, split_sizes, test_sizes
 
 MAIN_STEM = FLEX_MAIN_STEM
-VAL_FILE = "lambda-val.json"  # the runs on validation and the lambda chosen from them (A16)
+VAL_FILE = FLEX_VAL_FILE
 REFERENCE_ALPHA = "0.7"  # the journal compares FlexSwitch with T-Switch at alpha 0.7 (its Tab. III)
 ABLATION = (  # Tab. XI rows: (label, run stem prefix or None for Auto-Switch, router)
     ("Auto-Switch", None, "knn"),
@@ -91,71 +91,6 @@ def _ablation_stem(prefix: str, loss: str, runs: dict[str, dict]) -> str | None:
         return found[0] if found else None
     stem = f"{prefix}{loss}"
     return stem if stem in runs else None
-
-
-# the files each evaluation reads, beyond the code (an evaluation is reused when all of them match)
-EVAL_INPUTS = {
-    "flexswitch": ("pack", "heads", "splits", "tasks"),
-    "knn": ("pack", "heads", "splits", "tasks", "router"),
-    "low_rank": ("pack", "heads", "splits", "tasks", "router_flex"),
-}
-
-
-def _file_digest(path: str) -> str | None:
-    if not os.path.isfile(path):
-        return None
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return "sha256:" + h.hexdigest()
-
-
-def evaluation_inputs(suite, stem: str) -> dict[str, str | None]:
-    """SHA-256 of what run ``stem``'s evaluations read: its pack, the suite's heads, splits, k-NN
-    router and low-rank router files, and the manifest's task loaders and evaluation batch (the
-    manifest file itself changes when a collect names the served run, so it is not hashed whole)."""
-    tasks = json.dumps(
-        {"tasks": [[t.name, t.loader] for t in suite.manifest.tasks], "eval_batch": suite.manifest.eval_batch},
-        sort_keys=True,
-    )
-    return {
-        "pack": _file_digest(suite.file(f"{stem}.tsw")),
-        "heads": _file_digest(suite.file("heads.safetensors")),
-        "splits": _file_digest(suite.file("splits.json")),
-        "tasks": "sha256:" + hashlib.sha256(tasks.encode()).hexdigest(),
-        "router": _file_digest(suite.file(suite.manifest.router.file)),
-        "router_flex": _file_digest(suite.file(FLEX_ROUTER_FILE)),
-    }
-
-
-def previous_block(suite, split: str) -> dict | None:
-    """The ``flex`` block an earlier collect wrote on ``split``: ``results.json``'s for test,
-    ``VAL_FILE``'s for validation (``None`` when there is none or it is unreadable)."""
-    try:
-        if split == "val":
-            with open(suite.file(VAL_FILE), encoding="utf-8") as f:
-                block = json.load(f).get("flex")
-        else:
-            block = suite.results().get("flex")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return block if isinstance(block, dict) and block.get("split") == split else None
-
-
-def reusable(previous: dict | None, stem: str, inputs: dict, limit: int | None) -> dict:
-    """The evaluations of ``stem`` in ``previous`` (a ``flex`` block on the same split) whose
-    recorded inputs (``entry["inputs"]``) all equal ``inputs``: ``{"flexswitch": ..., "knn": ...}``.
-    Only full-split evaluations are reused (``limit`` None on both sides)."""
-    if not previous or limit is not None or previous.get("limit") is not None:
-        return {}
-    entry = (previous.get("runs") or {}).get(stem) or {}
-    recorded = entry.get("inputs") or {}
-    out = {}
-    for key, needs in EVAL_INPUTS.items():
-        if key in entry and all(inputs.get(n) is not None and recorded.get(n) == inputs[n] for n in needs):
-            out[key] = entry[key]
-    return out
 
 
 def evaluate_run(suite, stem: str, sets, routers: dict, log: Log = print, known: dict | None = None) -> dict:
@@ -332,7 +267,8 @@ def collect(
 
     Args:
         previous: a ``flex`` block an earlier collect wrote on ``split`` (:func:`previous_block`);
-            an evaluation of it whose input files are unchanged is reused (:func:`reusable`).
+            an evaluation of it whose input files are unchanged is reused
+            (:func:`tswitch.suites.flex_reuse.reusable`).
         modes: evaluate only the runs of these modes (``("lgs+bas",)``: the runs :func:`choose_lambda`
             chooses among; the Tab. XI ablations are rows of the test block only).
     """

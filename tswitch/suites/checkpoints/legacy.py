@@ -18,7 +18,7 @@ from collections import OrderedDict
 
 import torch
 
-from ...io import WeightsError, load_state_dict, save_state_dict
+from ...io import WeightsError, file_sha256, load_state_dict, save_state_dict
 
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl")
 REFUSED = (
@@ -129,11 +129,7 @@ def converted(path: str, *, trust_pickle: bool, cache_dir: str) -> str:
     The copy is named by the SHA-256 of the pickle's bytes, so an edited file is converted again.
     Once a copy exists it is read without ``trust_pickle``: it is safetensors, not a pickle.
     """
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    target = os.path.join(cache_dir, f"{digest.hexdigest()[:24]}.safetensors")
+    target = os.path.join(cache_dir, f"{file_sha256(path)[:24]}.safetensors")
     if not os.path.exists(target):
         tensors = read_pickle(path, trust_pickle=trust_pickle)
         os.makedirs(cache_dir, exist_ok=True)
