@@ -30,7 +30,7 @@ from typing import Any
 
 from .. import __version__
 from .files import FLEX_MAIN_STEM, FLEX_ROUTER_FILE, FLEX_VAL_FILE, Log, write_json
-from .flex_reuse import EVAL_INPUTS, evaluation_inputs, reusable
+from .flex_reuse import EVAL_INPUTS, evaluation_inputs, reusable, suite_inputs
 from .manifest import FlexRef, RouterRef
 from .stats import annotate, bootstrap_average, split_sizes, test_sizes
 
@@ -290,9 +290,10 @@ def collect(
     # ablation loss's own lambda), which differ when validation chose another lambda or loss
     routed_low_rank = {main, f"flex-{ablation_loss(runs, main)}"}
     evaluated = {}
+    shared = suite_inputs(suite)
     for stem, report in runs.items():
         routers = {"knn": suite.router, "low_rank": low_rank if stem in routed_low_rank else None}
-        inputs = evaluation_inputs(suite, stem)
+        inputs = evaluation_inputs(suite, stem, shared)
         done = report.get("eval") or {}
         known = reusable(previous, stem, inputs, limit)
         if done.get("split") == split and done.get("limit") == limit and limit is None:

@@ -27,22 +27,26 @@ def _file_digest(path: str) -> str | None:
     return "sha256:" + file_sha256(path) if os.path.isfile(path) else None
 
 
-def evaluation_inputs(suite, stem: str) -> dict[str, str | None]:
-    """SHA-256 of what run ``stem``'s evaluations read: its pack, the suite's heads, splits, k-NN
-    router and low-rank router files, and the manifest's task loaders and evaluation batch (the
-    manifest file itself changes when a collect names the served run, so it is not hashed whole)."""
+def suite_inputs(suite) -> dict[str, str | None]:
+    """SHA-256 of what every run's evaluations read from the suite: its heads, splits, k-NN router
+    and low-rank router files, and the manifest's task loaders and evaluation batch (the manifest
+    file itself changes when a collect names the served run, so it is not hashed whole)."""
     tasks = json.dumps(
         {"tasks": [[t.name, t.loader] for t in suite.manifest.tasks], "eval_batch": suite.manifest.eval_batch},
         sort_keys=True,
     )
     return {
-        "pack": _file_digest(suite.file(f"{stem}.tsw")),
         "heads": _file_digest(suite.file("heads.safetensors")),
         "splits": _file_digest(suite.file("splits.json")),
         "tasks": "sha256:" + hashlib.sha256(tasks.encode()).hexdigest(),
         "router": _file_digest(suite.file(suite.manifest.router.file)),
         "router_flex": _file_digest(suite.file(FLEX_ROUTER_FILE)),
     }
+
+
+def evaluation_inputs(suite, stem: str, shared: dict[str, str | None] | None = None) -> dict[str, str | None]:
+    """:func:`suite_inputs` (``shared``, computed when not given) and run ``stem``'s pack."""
+    return {**(suite_inputs(suite) if shared is None else shared), "pack": _file_digest(suite.file(f"{stem}.tsw"))}
 
 
 def previous_block(suite, split: str) -> dict | None:
