@@ -237,10 +237,16 @@ def test_flex_runs_collect_into_results_and_are_served(smoke_text, tmp_path, cap
 
     # a lambda chosen on validation is served; the Tab. XI rows stay at the loss's own lambda
     argv = ["flex", "--suite", out, "--steps", "2", "--exemplars", "8", "--threads", "1", "--lambda", "0.9"]
-    assert main([*argv, "--eval", "none"]) == 0
-    assert main(["flex", "--suite", out, "--collect", "--eval", "test", "--lambda", "0.9"]) == 0
+    assert main([*argv, "--eval", "test"]) == 0  # evaluated by its own command, with its router
+    fitted = json.load(open(os.path.join(out, "flex-kl-lam0.9.json")))["router"]["sha256"]
     capsys.readouterr()
+    assert main(["flex", "--suite", out, "--collect", "--eval", "test", "--lambda", "0.9"]) == 0
+    printed = capsys.readouterr().out
+    assert "[flex-kl-lam0.9] FlexSwitch" in printed and "[flex-kl-lam0.9] routed (low_rank)" in printed
+    own = [line for line in printed.splitlines() if line.startswith("[flex-kl-lam0.9]")]
+    assert [("(reused)" in line) for line in own] == [True, False, True], own  # oracle, k-NN, low-rank
     results = json.load(open(os.path.join(out, "results.json")))
+    assert results["flex"]["runs"]["flex-kl-lam0.9"]["inputs"]["router_flex"] == fitted
     flex = results["flex"]
     assert flex["main"] == "flex-kl-lam0.9" and results["methods"]["flexswitch"]["hyper"]["lambda"] == 0.9
     assert json.load(open(os.path.join(out, "manifest.json")))["flex"]["pack"] == "flex-kl-lam0.9.tsw"

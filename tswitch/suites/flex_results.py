@@ -16,9 +16,10 @@ names the main pack and router in the manifest (``Manifest.flex``), which is wha
 and :class:`tswitch.suites.suite.Suite` serve Auto-FlexSwitch.
 
 Evaluating a text run takes minutes, and a collect evaluates every run in the folder. So each run's
-entry records the SHA-256 of the files its evaluations read (:func:`evaluation_inputs`), and the next
-collect on the same split reuses an evaluation whose files are all unchanged (:func:`reusable`)
-instead of recomputing it; ``python -m tswitch flex --collect --no-resume`` evaluates everything again.
+entry records the SHA-256 of the files its evaluations read, and the next collect on the same split
+reuses an evaluation whose files are all unchanged instead of recomputing it
+(:mod:`tswitch.suites.flex_reuse`); ``python -m tswitch flex --collect --no-resume`` evaluates
+everything again.
 """
 
 from __future__ import annotations
@@ -297,10 +298,11 @@ def collect(
         done = report.get("eval") or {}
         known = reusable(previous, stem, inputs, limit)
         if done.get("split") == split and done.get("limit") == limit and limit is None:
-            # the training command's own evaluation (its router is the folder's as long as no later
-            # run refitted it: the low-rank result is taken only with the file it was made with)
+            # the training command's own evaluation; its low-rank number only while the router file
+            # is the one that command fitted (a later run without --task fits it again)
             known.setdefault("flexswitch", done.get("flexswitch"))
-            if report.get("router") and inputs["router_flex"] is not None:
+            fitted = (report.get("router") or {}).get("sha256")
+            if fitted is not None and fitted == inputs["router_flex"]:
                 known.setdefault("low_rank", done.get("auto-flexswitch"))
         evaluated[stem] = evaluate_run(suite, stem, sets, routers, log, known)
         used = {k for k in ("knn", "low_rank") if k in evaluated[stem]} | {"flexswitch"}

@@ -31,6 +31,7 @@ from ..codec.container import atomic_write_bytes
 from ..flex.losses import get_loss
 from ..flex.storage import encode_flex_task, storage_breakdown
 from ..flex.train import FlexConfig, train_flex
+from ..io import file_sha256
 from .files import FLEX_ROUTER_FILE, Log
 
 
@@ -280,6 +281,7 @@ def run_flex(
         router.save(suite.file(FLEX_ROUTER_FILE))
         report["router"] = {
             "file": FLEX_ROUTER_FILE,
+            "sha256": "sha256:" + file_sha256(suite.file(FLEX_ROUTER_FILE)),  # what its own evaluation used
             "bytes": router.nbytes,
             "macs_per_query": router.macs_per_query(),
             **router_report,
