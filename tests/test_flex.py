@@ -832,7 +832,7 @@ def _run(loss, lam, nbytes, average, mode="lgs+bas"):
 def test_choose_lambda_takes_the_fewest_bytes_within_tswitchs_interval():
     """A16: per loss the smallest run whose average reaches T-Switch's interval; across losses the
     smallest pick; a loss with nothing within keeps its most accurate run and is not chosen."""
-    from tswitch.suites.flex_results import choose_lambda
+    from tswitch.suites.flex_lambda import choose_lambda
 
     reference = {"per_task": {"a": 0.96, "b": 0.96}, "average": 0.96}
     n = {"a": 500, "b": 500}

@@ -331,7 +331,7 @@ def run_flex_command(args) -> int:
 
 
 def _flex_collect(suite, args) -> int:
-    from ..suites import flex_report, flex_results, flex_reuse
+    from ..suites import flex_lambda, flex_report, flex_results, flex_reuse
 
     if args.eval == "none":
         raise UsageError("--collect evaluates: give --eval val or --eval test")
@@ -341,12 +341,12 @@ def _flex_collect(suite, args) -> int:
     chosen = None
     if args.eval == "test" and args.loss is None and args.lam is None:
         try:
-            chosen = flex_results.chosen_run(suite)
+            chosen = flex_lambda.chosen_run(suite)
         except ValueError as e:
             raise UsageError(str(e)) from None
     if chosen:
         main = chosen
-        print(f"serving {main}: validation's choice ({flex_results.VAL_FILE})")
+        print(f"serving {main}: validation's choice ({flex_lambda.VAL_FILE})")
     else:
         main = run_stem(FlexConfig(mode="lgs+bas", loss=args.loss or "kl", lam=args.lam))
     previous = None if args.no_resume else flex_reuse.previous_block(suite, args.eval)
@@ -355,7 +355,7 @@ def _flex_collect(suite, args) -> int:
     block = flex_results.collect(suite, split=args.eval, main=main, limit=args.limit, previous=previous, modes=modes)
     if args.eval == "val":
         try:
-            data = flex_results.write_validation(suite, block, args.limit)
+            data = flex_lambda.write_validation(suite, block, args.limit)
         except ValueError as e:
             raise UsageError(str(e)) from None
         for line in flex_report.choice_lines(data["choice"]):

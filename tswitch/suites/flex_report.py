@@ -42,7 +42,7 @@ def summary_lines(block: dict) -> list[str]:
 
 
 def choice_lines(choice: dict) -> list[str]:
-    """The lambda chosen on validation per loss and across losses (:func:`flex_results.choose_lambda`)."""
+    """The lambda chosen on validation per loss and across losses (:func:`flex_lambda.choose_lambda`)."""
     lo, hi = choice["reference"]["average_ci"]
     lines = [
         f"T-Switch on {choice['split']}: {choice['reference']['average']:.4f} [{lo:.4f}, {hi:.4f}]; "

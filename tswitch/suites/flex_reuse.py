@@ -76,3 +76,10 @@ def reusable(previous: dict | None, stem: str, inputs: dict, limit: int | None) 
         if key in entry and all(inputs.get(n) is not None and recorded.get(n) == inputs[n] for n in needs):
             out[key] = entry[key]
     return out
+
+
+def recorded_inputs(inputs: dict, evaluated: dict) -> dict:
+    """The digests of ``inputs`` that the evaluations present in ``evaluated`` read (stored as the
+    run's ``inputs``)."""
+    used = [k for k in EVAL_INPUTS if k in evaluated]
+    return {n: inputs[n] for n in sorted({n for k in used for n in EVAL_INPUTS[k]})}
