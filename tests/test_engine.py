@@ -296,6 +296,33 @@ def test_cache_is_bounded_and_hit_on_repeat(setup):
     assert engine.cache_info().hits == 3
 
 
+def test_a_cached_vector_is_bound_on_its_second_forward_and_dropped_with_its_cache_entry(setup):
+    _, base, switches, hs = setup
+
+    class Binding(ToyAdapter):
+        binds = 0
+
+        def bind(self, weights):
+            Binding.binds += 1
+            return super().bind(weights)
+
+    engine = DynamicMergeEngine(Binding(), base, PackedSwitches.from_switches(switches), hs, cache_size=1)
+    x = {"x": torch.randn(3, 6, generator=torch.Generator().manual_seed(4))}
+    one, two = torch.tensor([[1.0, 0.0, 0.0]] * 3), torch.tensor([[0.0, 1.0, 0.0]] * 3)
+    outs = [engine.run(x, one) for _ in range(3)]
+    assert Binding.binds == 1  # first forward: merged, run as a dict; second: bound; third: reused
+    assert all(torch.equal(o.features, outs[0].features) for o in outs)
+    engine.run(x, two)  # evicts the first vector (cache of one) and its bound form
+    engine.run(x, one)
+    assert Binding.binds == 1  # merged again: a first forward
+    engine.run(x, one)
+    assert Binding.binds == 2
+    engine.clear_cache()
+    engine.run(x, one)
+    assert Binding.binds == 2  # a cleared cache forgets the bound form: merged again, run as a dict
+    assert engine.run(x, one).features.equal(outs[0].features) and Binding.binds == 3
+
+
 def test_cache_size_zero_still_correct(setup):
     _, base, switches, _ = setup
     engine = make_engine(setup, cache_size=0)

@@ -281,6 +281,39 @@ def test_modified_weights_change_features_but_never_the_module(adapter_and_batch
     assert torch.equal(adapter.features(batch), plain)
 
 
+def test_bound_weights_give_the_same_features_and_never_touch_the_module(adapter_and_batch):
+    adapter, batch = adapter_and_batch
+    before = {k: v.clone() for k, v in adapter.module.state_dict().items()}
+    weights = perturbed(adapter.state_dict(), seed=3)
+    bound = adapter.bind(weights)
+    assert bound.module is not adapter.module
+    for name, tensor in bound.module.named_parameters():
+        assert tensor is weights[name]  # the given tensors themselves, no copy
+    assert torch.equal(adapter.features(batch, bound), adapter.features(batch, weights))
+    assert torch.equal(adapter.features(batch, bound), adapter.features(batch, bound))  # reusable
+    assert all(torch.equal(before[k], v) for k, v in adapter.module.state_dict().items())
+    assert torch.equal(adapter.features(batch), adapter.features(batch, adapter.state_dict()))
+
+
+def test_bind_validates_and_follows_tied_tensors(bert, effnet):
+    state = bert.state_dict()
+    with pytest.raises(ValueError, match="missing"):
+        bert.bind({k: v for k, v in state.items() if k != "pooler.dense.weight"})
+    with pytest.raises(ValueError, match="another adapter"):
+        effnet.features(effnet.preprocess(images(1)), bert.bind(state))
+    # a tensor reachable under two names (tied) is replaced under both, as functional_call does
+    module = bert.module
+    tied = module.embeddings.word_embeddings.weight
+    module.embeddings.extra = torch.nn.Embedding.from_pretrained(tied)  # same Parameter object
+    module.embeddings.extra.weight = tied
+    try:
+        replaced = state | {"embeddings.word_embeddings.weight": tied.detach() + 1.0}
+        bound = bert.bind(replaced)
+        assert bound.module.embeddings.extra.weight is replaced["embeddings.word_embeddings.weight"]
+    finally:
+        del module.embeddings.extra
+
+
 def test_weights_must_name_every_floating_tensor(bert):
     batch = bert.preprocess(SENTENCES[:2])
     state = bert.state_dict()
@@ -637,6 +670,11 @@ def test_multi_tenant_forward_equals_materialised_merges(adapter_and_batch, alph
         assert (out.features - expected).abs().max() <= 1e-4, strategy
         for t in switches:
             assert (out.logits[t] - heads[t](expected)).abs().max() <= 1e-4, strategy
+    if buffer_rows is None:  # the merging engine: a vector's second forward runs a bound module copy
+        merging = DynamicMergeEngine(adapter, adapter.state_dict(), packed, heads, strategy="merge")
+        first, again = merging.run(batch, weights), merging.run(batch, weights)
+        assert (first.features - expected).abs().max() <= 1e-4
+        assert torch.equal(again.features, first.features)
     why = engines["auto"].unsupported
     if adapter.name == "hf-clip-vision":
         assert why and "per-sample weight" in why

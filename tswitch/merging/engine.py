@@ -38,7 +38,7 @@ from .packed import PackedSwitches, signed_lut
 from .tenants import BUFFER_MIN_ROWS, UnsupportedOp, mixed_weights
 
 if TYPE_CHECKING:  # annotations only: merging must not import the model or routing packages
-    from ..models.base import Head, ModelAdapter
+    from ..models.base import BoundWeights, Head, ModelAdapter
     from ..routing.knn import KNNRouter, RouteResult
 
 WEIGHT_DECIMALS = 6  # cache key resolution: k-NN weights are multiples of 1/C, far coarser
@@ -173,6 +173,7 @@ class DynamicMergeEngine:
         self.cache_bytes = cache_bytes
         self._cache: OrderedDict[tuple[float, ...], dict[str, torch.Tensor]] = OrderedDict()
         self._cache_nbytes: dict[tuple[float, ...], int] = {}
+        self._bound: dict[tuple[float, ...], Mapping[str, torch.Tensor] | BoundWeights] = {}
         self._seen: OrderedDict[tuple[float, ...], None] = OrderedDict()
         self._pending: dict[tuple[float, ...], Future] = {}
         self._lock = threading.Lock()
@@ -196,12 +197,15 @@ class DynamicMergeEngine:
         a task with non-zero weight covers are new; the rest are ``base_state``'s own tensors.
         The returned dict is the caller's, its tensors are shared with the cache: read them only.
         """
-        key = self.weight_key(weights)
+        return dict(self._lookup(self.weight_key(weights))[0])
+
+    def _lookup(self, key: tuple[float, ...]) -> tuple[dict[str, torch.Tensor], bool]:
+        """The cache's merged weights of ``key`` (not a copy: read only), and whether it was a hit."""
         with self._lock:
             if key in self._cache:
                 self._cache.move_to_end(key)
                 self._hits += 1
-                return dict(self._cache[key])
+                return self._cache[key], True
             pending = self._pending.get(key)
             owner = pending is None
             if pending is None:  # compute outside the lock; others asking for this key wait on the future
@@ -210,7 +214,7 @@ class DynamicMergeEngine:
             else:
                 self._hits += 1
         if not owner:
-            return dict(pending.result())
+            return pending.result(), True
         try:
             merged = self._merge(key)
         except BaseException as exc:
@@ -227,8 +231,27 @@ class DynamicMergeEngine:
                 while len(self._cache) > self.cache_size or sum(self._cache_nbytes.values()) > self.cache_bytes:
                     old, _ = self._cache.popitem(last=False)
                     del self._cache_nbytes[old]
+                    self._bound.pop(old, None)
         pending.set_result(merged)
-        return dict(merged)
+        return merged, False
+
+    def _forward_weights(self, key: tuple[float, ...]) -> Mapping[str, torch.Tensor] | BoundWeights:
+        """The merged weights of ``key`` as a forward takes them: from the key's second forward on,
+        while it is cached, bound into a module copy (``adapter.bind``: no per-call swap of every
+        tensor; one bind per cache entry, dropped with it); a key seen once runs as a dict."""
+        merged, hit = self._lookup(key)
+        with self._lock:
+            bound = self._bound.get(key)
+            cached = key in self._cache
+        if bound is not None:
+            return bound
+        if not (hit and cached):
+            return merged
+        bound = self.adapter.bind(merged)
+        with self._lock:
+            if key in self._cache:
+                bound = self._bound.setdefault(key, bound)
+        return bound
 
     def nbytes(self) -> int:
         """Bytes of the switches as this engine holds them (packed, or their serving forms)."""
@@ -271,6 +294,7 @@ class DynamicMergeEngine:
         with self._lock:
             self._cache.clear()
             self._cache_nbytes.clear()
+            self._bound.clear()
             self._seen.clear()
             self._hits = self._misses = 0
 
@@ -359,7 +383,7 @@ class DynamicMergeEngine:
         parts: list[tuple[torch.Tensor | None, torch.Tensor]] = []  # (rows of the batch or None: all, features)
         with torch.no_grad():
             for key, rows in groups.items():
-                merged = self.merged_weights(key)
+                merged = self._forward_weights(key)
                 if len(groups) == 1:
                     parts.append((None, self.adapter.features(dict(batch), merged)))
                     continue
