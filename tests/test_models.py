@@ -349,18 +349,21 @@ def test_concurrent_forwards_match_sequential_ones(bert, effnet):
     for adapter, batch in ((bert, bert.preprocess(SENTENCES)), (effnet, effnet.preprocess(images(2)))):
         weight_sets = [perturbed(adapter.state_dict(), seed=s) for s in range(4)]
         expected = [adapter.features(batch, w) for w in weight_sets]
+        # threads 4 and 5 share one module copy bound to the first weight set
+        runs = [*weight_sets, *[adapter.bind(weight_sets[0])] * 2]
+        expected += [expected[0]] * 2
         results: dict[tuple[int, int], torch.Tensor] = {}
 
         def work(i: int) -> None:
             for r in range(6):
-                results[i, r] = adapter.features(batch, weight_sets[i])  # noqa: B023 (threads joined in the loop)
+                results[i, r] = adapter.features(batch, runs[i])  # noqa: B023 (threads joined in the loop)
 
-        threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(len(runs))]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-        assert len(results) == 24
+        assert len(results) == 6 * len(runs)
         for (i, _), got in results.items():
             assert torch.allclose(got, expected[i], atol=1e-5)
 
