@@ -287,13 +287,52 @@ def test_cache_is_bounded_and_hit_on_repeat(setup):
     a3 = engine.merged_weights(torch.tensor([1.0 + 1e-9, -0.0, 0.0], dtype=torch.float64))  # same key
     assert tuple(engine.cache_info())[:4] == (2, 1, 1, 2)
     assert all(a[k] is a2[k] is a3[k] for k in a)
-    engine.merged_weights([0.0, 1.0, 0.0])
-    engine.merged_weights([0.0, 0.0, 1.0])  # evicts the least recently used: the first
+    engine.merged_weights([0.0, 1.0, 0.0])  # room: cached
+    engine.merged_weights([0.0, 0.0, 1.0])  # full: used once, against 3 uses of the LRU entry: not cached
     assert engine.cache_info().size == 2
     engine.merged_weights([1.0, 0.0, 0.0])
-    assert tuple(engine.cache_info())[:4] == (2, 4, 2, 2)
+    assert tuple(engine.cache_info())[:4] == (3, 3, 2, 2)  # the popular vector stayed
+    engine.merged_weights([0.0, 0.0, 1.0])  # 2 uses against the LRU entry's 1 ([0, 1, 0]): it replaces it
     engine.merged_weights([0.0, 0.0, 1.0])
-    assert engine.cache_info().hits == 3
+    engine.merged_weights([0.0, 1.0, 0.0])
+    assert tuple(engine.cache_info())[:4] == (4, 5, 2, 2)
+
+
+def test_a_cycle_over_more_vectors_than_the_cache_keeps_hitting_and_one_offs_never_flush_it(setup):
+    engine = make_engine(setup, cache_size=4)
+    cycle = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.5, 0.5, 0.0], [0.5, 0.0, 0.5], [0.0, 0.5, 0.5]]
+    for _ in range(3):
+        for w in cycle:
+            engine.merged_weights(w)
+    # plain LRU would hit nothing here (each vector evicted before it comes back); 4 of 6 stay cached
+    assert engine.cache_info().hits == 2 * 4 and engine.cache_info().size == 4
+    hot = [[1.0, 0.0, 0.0]] * 5
+    for w in hot:
+        engine.merged_weights(w)
+    hits = engine.cache_info().hits
+    for i in range(1, 31):  # a burst of vectors each used once (none of them 0.5)
+        engine.merged_weights([i / 31, 1 - i / 31, 0.0])
+    engine.merged_weights([1.0, 0.0, 0.0])
+    assert engine.cache_info().hits == hits + 1  # still cached
+
+
+def test_use_counts_age_so_a_new_favourite_gets_in(setup):
+    from tswitch.merging.engine import AGE_EVERY
+
+    engine = make_engine(setup, cache_size=1)
+    for _ in range(5 * AGE_EVERY):
+        engine.merged_weights([1.0, 0.0, 0.0])  # an old favourite: 50 uses
+    uses = 0
+    cached = False
+    while uses < 100:
+        uses += 1
+        engine.merged_weights([0.0, 1.0, 0.0])
+        with engine._lock:
+            cached = [0.0, 1.0, 0.0] in [list(k) for k in engine._cache]
+        if cached:
+            break
+    # counts halve every AGE_EVERY uses: without it the newcomer would need 51 uses
+    assert cached and uses <= 3 * AGE_EVERY, uses
 
 
 def test_a_cached_vector_is_bound_on_its_second_forward_and_dropped_with_its_cache_entry(setup):
@@ -312,15 +351,17 @@ def test_a_cached_vector_is_bound_on_its_second_forward_and_dropped_with_its_cac
     outs = [engine.run(x, one) for _ in range(3)]
     assert Binding.binds == 1  # first forward: merged, run as a dict; second: bound; third: reused
     assert all(torch.equal(o.features, outs[0].features) for o in outs)
-    engine.run(x, two)  # evicts the first vector (cache of one) and its bound form
-    engine.run(x, one)
-    assert Binding.binds == 1  # merged again: a first forward
-    engine.run(x, one)
+    for _ in range(4):
+        engine.run(x, two)  # the fourth use outnumbers the first vector's three: it replaces it
+    assert Binding.binds == 1
+    assert torch.equal(engine.run(x, two).features, engine.run(x, two).features) and Binding.binds == 2
+    assert torch.equal(engine.run(x, one).features, outs[0].features)  # evicted with its bound form
     assert Binding.binds == 2
     engine.clear_cache()
-    engine.run(x, one)
+    engine.run(x, two)
     assert Binding.binds == 2  # a cleared cache forgets the bound form: merged again, run as a dict
-    assert engine.run(x, one).features.equal(outs[0].features) and Binding.binds == 3
+    engine.run(x, two)
+    assert Binding.binds == 3
 
 
 def test_cache_size_zero_still_correct(setup):

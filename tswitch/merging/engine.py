@@ -6,9 +6,10 @@ with it through the adapter (``torch.func.functional_call``; no module is mutate
 
 - :class:`~tswitch.merging.packed.PackedSwitches` (:mod:`.packed`) holds every task's switches
   bit-packed; each entry adds itself to a merged tensor (:class:`~.packed.SwitchEntry`).
-- :class:`DynamicMergeEngine` merges weights (``strategy="merge"``, the default): a bounded LRU of
-  merged weights keyed by the weight vector rounded to 1e-6, one forward per distinct weight
-  vector. With ``strategy="tenant"``/``"auto"`` it runs a batch in one forward whatever its mix of
+- :class:`DynamicMergeEngine` merges weights (``strategy="merge"``, the default): a bounded cache of
+  merged weights keyed by the weight vector rounded to 1e-6 (LRU eviction, TinyLFU admission: a
+  vector displaces the least recently used one only if it was used more often), one forward per
+  distinct weight vector. With ``strategy="tenant"``/``"auto"`` it runs a batch in one forward whatever its mix of
   weight vectors (:mod:`.tenants`: ``theta_0`` products shared by the batch, each task's sparse
   delta applied to the samples that use it; no merged model is built, nothing is cached); ``auto``
   merges instead for an architecture with an operation :mod:`.tenants` has no per-sample rule for.
@@ -46,7 +47,8 @@ STRATEGIES = ("auto", "tenant", "merge")
 # Default bound on the merged-weights cache: a quarter of a 16 GB GPU Space (3 ViT-L/14 copies,
 # 47 MiniLM copies); the count bound (cache_size) applies too.
 DEFAULT_CACHE_BYTES = 4 << 30
-SEEN_KEYS = 4096  # auto: weight vectors remembered, so that a second sight merges and caches one
+SEEN_KEYS = 4096  # weight vectors whose uses are counted (cache admission; auto's second sight)
+AGE_EVERY = 10  # × cache_size uses, then every count is halved: recent popularity counts most
 log = logging.getLogger(__name__)
 
 
@@ -90,8 +92,9 @@ class DynamicMergeEngine:
         base_state: the pre-trained tensors ``theta_0`` (never modified).
         switches: the tasks' packed switches; their order is the weight columns' order.
         heads: a head per task of ``switches``.
-        cache_size: merged weight sets kept (LRU) by the merging path; each costs one model's
-            covered tensors. The multi-tenant path caches nothing.
+        cache_size: merged weight sets kept by the merging path; each costs one model's covered
+            tensors. When full, a new set evicts the least recently used one only if its weight
+            vector was used more often (:meth:`_admits`). The multi-tenant path caches nothing.
         cache_bytes: the cache's bound in bytes (its merged tensors), besides ``cache_size``.
         dense_bytes: bytes of float32 deltas the engine may hold decoded. ``0`` (serving): a delta too
             dense for a CSR stays packed and is decoded each time it is used. Above it, such deltas
@@ -103,7 +106,7 @@ class DynamicMergeEngine:
             vector), ``"tenant"`` (multi-tenant forwards only: an unsupported operation raises
             :class:`~.tenants.UnsupportedOp`) or ``"auto"``: cached merged weights when every weight
             vector of the batch is cached, else one multi-tenant forward; a vector seen a second
-            time is merged (from the serving forms) and cached; merging only where the
+            time is merged (from the serving forms) and cached when the cache admits it; merging only where the
             architecture needs it. Measured in benchmarks/bench_engine.py.
         buffer_rows: in a multi-tenant forward, a group of samples with one weight vector that sends
             at least this many rows (samples × tokens or × pixels) through a linear or convolution
@@ -174,7 +177,8 @@ class DynamicMergeEngine:
         self._cache: OrderedDict[tuple[float, ...], dict[str, torch.Tensor]] = OrderedDict()
         self._cache_nbytes: dict[tuple[float, ...], int] = {}
         self._bound: dict[tuple[float, ...], Mapping[str, torch.Tensor] | BoundWeights] = {}
-        self._seen: OrderedDict[tuple[float, ...], None] = OrderedDict()
+        self._uses: OrderedDict[tuple[float, ...], int] = OrderedDict()  # requests per vector, recent last
+        self._uses_since_aging = 0
         self._pending: dict[tuple[float, ...], Future] = {}
         self._lock = threading.Lock()
         self._hits = self._misses = 0
@@ -197,7 +201,41 @@ class DynamicMergeEngine:
         a task with non-zero weight covers are new; the rest are ``base_state``'s own tensors.
         The returned dict is the caller's, its tensors are shared with the cache: read them only.
         """
-        return dict(self._lookup(self.weight_key(weights))[0])
+        key = self.weight_key(weights)
+        with self._lock:
+            self._count([key])
+        return dict(self._lookup(key)[0])
+
+    def _count(self, keys: Sequence[tuple[float, ...]]) -> None:
+        """One more use of each key (call under the lock); counts halve every ``AGE_EVERY`` ×
+        ``cache_size`` uses, and only the ``SEEN_KEYS`` most recent keys are kept."""
+        for key in keys:
+            self._uses[key] = self._uses.get(key, 0) + 1
+            self._uses.move_to_end(key)
+        while len(self._uses) > SEEN_KEYS:
+            self._uses.popitem(last=False)
+        self._uses_since_aging += len(keys)
+        if self._uses_since_aging >= AGE_EVERY * max(self.cache_size, 1):
+            self._uses_since_aging = 0
+            for key in list(self._uses):
+                self._uses[key] //= 2
+                if not self._uses[key]:
+                    del self._uses[key]
+
+    def _admits(self, key: tuple[float, ...], size: int = 0) -> bool:
+        """Whether the cache takes ``key``'s merged weights of ``size`` bytes (call under the lock).
+
+        TinyLFU's admission rule (Einziger et al., 2017) over LRU eviction: with room, yes; when
+        full, only if ``key`` was used more often than the entry LRU would evict. A burst of
+        one-off vectors then cannot flush the popular ones, and a cyclic pattern over more
+        vectors than the cache holds keeps ``cache_size`` of them cached instead of none.
+        """
+        if not self.cache_size or size > self.cache_bytes:
+            return False
+        if len(self._cache) < self.cache_size and sum(self._cache_nbytes.values()) + size <= self.cache_bytes:
+            return True
+        victim = next(iter(self._cache), None)
+        return victim is None or self._uses.get(key, 0) > self._uses.get(victim, 0)
 
     def _lookup(self, key: tuple[float, ...]) -> tuple[dict[str, torch.Tensor], bool]:
         """The cache's merged weights of ``key`` (not a copy: read only), and whether it was a hit."""
@@ -225,7 +263,7 @@ class DynamicMergeEngine:
         size = sum(t.numel() * t.element_size() for n, t in merged.items() if t is not self._base[n])
         with self._lock:
             del self._pending[key]
-            if self.cache_size and size <= self.cache_bytes:
+            if self._admits(key, size):
                 self._cache[key] = merged
                 self._cache_nbytes[key] = size
                 while len(self._cache) > self.cache_size or sum(self._cache_nbytes.values()) > self.cache_bytes:
@@ -295,7 +333,8 @@ class DynamicMergeEngine:
             self._cache.clear()
             self._cache_nbytes.clear()
             self._bound.clear()
-            self._seen.clear()
+            self._uses.clear()
+            self._uses_since_aging = 0
             self._hits = self._misses = 0
 
     # -- forwards ----------------------------------------------------------------------------
@@ -321,6 +360,8 @@ class DynamicMergeEngine:
         groups: dict[tuple[float, ...], list[int]] = {}
         for i, key in enumerate(keys):
             groups.setdefault(key, []).append(i)
+        with self._lock:
+            self._count(list(groups))
         features = self._tenant_features(batch, keys) if self._one_forward(groups) else None
         if features is None:
             features = self._merged_features(batch, groups, b)
@@ -343,15 +384,10 @@ class DynamicMergeEngine:
             return True  # (auto: more vectors than the cache holds would only evict each other)
         if self._merge_first:
             return False
-        with self._lock:
+        with self._lock:  # merge when every vector not cached was used before and the cache takes it
             missing = [key for key in groups if key not in self._cache]
-            again = [key for key in missing if key in self._seen]
-            for key in missing:
-                self._seen[key] = None
-                self._seen.move_to_end(key)
-            while len(self._seen) > SEEN_KEYS:
-                self._seen.popitem(last=False)
-        return not (len(again) == len(missing) and self.cache_size)  # all cached or seen before: merge
+            merge = all(self._uses.get(key, 0) >= 2 and self._admits(key) for key in missing)
+        return not (merge and self.cache_size)
 
     def _tenant_features(self, batch: Mapping[str, torch.Tensor], keys: list[tuple[float, ...]]) -> torch.Tensor | None:
         """One forward with per-sample weights (:mod:`.tenants`); ``None`` when the adapter needs merging."""
