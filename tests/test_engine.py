@@ -317,7 +317,7 @@ def test_a_cycle_over_more_vectors_than_the_cache_keeps_hitting_and_one_offs_nev
 
 
 def test_use_counts_age_so_a_new_favourite_gets_in(setup):
-    from tswitch.merging.engine import AGE_EVERY
+    from tswitch.merging.admission import AGE_EVERY
 
     engine = make_engine(setup, cache_size=1)
     for _ in range(5 * AGE_EVERY):
@@ -333,6 +333,22 @@ def test_use_counts_age_so_a_new_favourite_gets_in(setup):
             break
     # counts halve every AGE_EVERY uses: without it the newcomer would need 51 uses
     assert cached and uses <= 3 * AGE_EVERY, uses
+
+
+def test_use_counts_halve_keep_the_most_recent_keys_and_reject_bad_settings():
+    from tswitch.merging.admission import UseCounts
+
+    uses = UseCounts(age_every=4, keep=2)
+    uses.count(["a", "a", "a"])
+    assert uses.get("a") == 3 and uses.get("b") == 0
+    uses.count(["b"])  # the fourth use: every count halves
+    assert (uses.get("a"), uses.get("b")) == (1, 0)
+    uses.count(["b", "c"])  # only the 2 most recent keys are kept
+    assert (uses.get("a"), uses.get("b"), uses.get("c")) == (0, 1, 1)
+    uses.clear()
+    assert uses.get("c") == 0
+    with pytest.raises(ValueError, match="age_every"):
+        UseCounts(age_every=0)
 
 
 def test_a_cached_vector_is_bound_on_its_second_forward_and_dropped_with_its_cache_entry(setup):

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 
+from .admission import AGE_EVERY, UseCounts
 from .deltas import DenseRows, Streamed, delta_nbytes, tenant_delta
 from .packed import PackedSwitches, signed_lut
 from .tenants import BUFFER_MIN_ROWS, UnsupportedOp, mixed_weights
@@ -47,8 +48,6 @@ STRATEGIES = ("auto", "tenant", "merge")
 # Default bound on the merged-weights cache: a quarter of a 16 GB GPU Space (3 ViT-L/14 copies,
 # 47 MiniLM copies); the count bound (cache_size) applies too.
 DEFAULT_CACHE_BYTES = 4 << 30
-SEEN_KEYS = 4096  # weight vectors whose uses are counted (cache admission; auto's second sight)
-AGE_EVERY = 10  # × cache_size uses, then every count is halved: recent popularity counts most
 log = logging.getLogger(__name__)
 
 
@@ -177,8 +176,7 @@ class DynamicMergeEngine:
         self._cache: OrderedDict[tuple[float, ...], dict[str, torch.Tensor]] = OrderedDict()
         self._cache_nbytes: dict[tuple[float, ...], int] = {}
         self._bound: dict[tuple[float, ...], Mapping[str, torch.Tensor] | BoundWeights] = {}
-        self._uses: OrderedDict[tuple[float, ...], int] = OrderedDict()  # requests per vector, recent last
-        self._uses_since_aging = 0
+        self._uses = UseCounts(age_every=AGE_EVERY * max(cache_size, 1))  # requests per vector
         self._pending: dict[tuple[float, ...], Future] = {}
         self._lock = threading.Lock()
         self._hits = self._misses = 0
@@ -203,24 +201,8 @@ class DynamicMergeEngine:
         """
         key = self.weight_key(weights)
         with self._lock:
-            self._count([key])
+            self._uses.count([key])
         return dict(self._lookup(key)[0])
-
-    def _count(self, keys: Sequence[tuple[float, ...]]) -> None:
-        """One more use of each key (call under the lock); counts halve every ``AGE_EVERY`` ×
-        ``cache_size`` uses, and only the ``SEEN_KEYS`` most recent keys are kept."""
-        for key in keys:
-            self._uses[key] = self._uses.get(key, 0) + 1
-            self._uses.move_to_end(key)
-        while len(self._uses) > SEEN_KEYS:
-            self._uses.popitem(last=False)
-        self._uses_since_aging += len(keys)
-        if self._uses_since_aging >= AGE_EVERY * max(self.cache_size, 1):
-            self._uses_since_aging = 0
-            for key in list(self._uses):
-                self._uses[key] //= 2
-                if not self._uses[key]:
-                    del self._uses[key]
 
     def _admits(self, key: tuple[float, ...], size: int = 0) -> bool:
         """Whether the cache takes ``key``'s merged weights of ``size`` bytes (call under the lock).
@@ -235,7 +217,7 @@ class DynamicMergeEngine:
         if len(self._cache) < self.cache_size and sum(self._cache_nbytes.values()) + size <= self.cache_bytes:
             return True
         victim = next(iter(self._cache), None)
-        return victim is None or self._uses.get(key, 0) > self._uses.get(victim, 0)
+        return victim is None or self._uses.get(key) > self._uses.get(victim)
 
     def _lookup(self, key: tuple[float, ...]) -> tuple[dict[str, torch.Tensor], bool]:
         """The cache's merged weights of ``key`` (not a copy: read only), and whether it was a hit."""
@@ -334,7 +316,6 @@ class DynamicMergeEngine:
             self._cache_nbytes.clear()
             self._bound.clear()
             self._uses.clear()
-            self._uses_since_aging = 0
             self._hits = self._misses = 0
 
     # -- forwards ----------------------------------------------------------------------------
@@ -361,7 +342,7 @@ class DynamicMergeEngine:
         for i, key in enumerate(keys):
             groups.setdefault(key, []).append(i)
         with self._lock:
-            self._count(list(groups))
+            self._uses.count(groups)
         features = self._tenant_features(batch, keys) if self._one_forward(groups) else None
         if features is None:
             features = self._merged_features(batch, groups, b)
@@ -386,7 +367,7 @@ class DynamicMergeEngine:
             return False
         with self._lock:  # merge when every vector not cached was used before and the cache takes it
             missing = [key for key in groups if key not in self._cache]
-            merge = all(self._uses.get(key, 0) >= 2 and self._admits(key) for key in missing)
+            merge = all(self._uses.get(key) >= 2 and self._admits(key) for key in missing)
         return not (merge and self.cache_size)
 
     def _tenant_features(self, batch: Mapping[str, torch.Tensor], keys: list[tuple[float, ...]]) -> torch.Tensor | None:
