@@ -269,7 +269,7 @@ class DynamicMergeEngine:
             return merged
         bound = self.adapter.bind(merged)
         with self._lock:
-            if key in self._cache:
+            if self._cache.get(key) is merged:  # (not evicted and merged again meanwhile)
                 bound = self._bound.setdefault(key, bound)
         return bound
 
