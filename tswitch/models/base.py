@@ -73,6 +73,17 @@ class Head:
         return {f"{task}.dense.weight": self.dense_weight, f"{task}.dense.bias": self.dense_bias}
 
 
+def structural_copy(module: nn.Module, tensors: Mapping[str, torch.Tensor] | None = None) -> nn.Module:
+    """A copy of ``module``'s structure whose parameters and buffers are ``tensors`` by name
+    (default: ``module``'s own), not copies. Each tensor is replaced through its identity, so a
+    tensor reachable under two names (tied) is replaced under both."""
+    import copy
+
+    named = [*module.named_parameters(), *module.named_buffers()]
+    memo: dict[int, Any] = {id(t): t if tensors is None else tensors[name] for name, t in named}
+    return copy.deepcopy(module, memo)
+
+
 class ModulePool:
     """Replicas of one module, handed out one per concurrent forward."""
 
@@ -93,12 +104,9 @@ class ModulePool:
         Safe for eval-mode forwards, which never write into those tensors (``functional_call`` swaps
         module attributes; it does not copy into parameters).
         """
-        import copy
-
-        memo = {id(t): t for t in [*module.parameters(), *module.buffers()]}
-        pool = cls(copy.deepcopy(module, dict(memo)), size=1)
+        pool = cls(structural_copy(module), size=1)
         for _ in range(size - 1):
-            pool._replicas.put(copy.deepcopy(module, dict(memo)).eval())
+            pool._replicas.put(structural_copy(module).eval())
         return pool
 
     @contextmanager

